@@ -1,0 +1,120 @@
+/* fnn_impl.h - private declarations shared by the C sources of fastnn (not installed).
+ *
+ * Conventions
+ *   - Matrices are row-major and contiguous unless a leading dimension (ld*) is given.
+ *   - float and double share one source: a body file "*_t.h" is included twice with
+ *       FNN_T = float,  FNN_P = s   and   FNN_T = double, FNN_P = d,
+ *     and FNN_FN(name) expands to fnn_<P><name>, e.g. FNN_FN(gemm) -> fnn_sgemm / fnn_dgemm.
+ *   - Every function that may run threads takes its thread count `nt` explicitly (nt <= 1 = serial);
+ *     nothing calls omp_set_num_threads().  No reduction is split across threads in an order that
+ *     depends on nt, so results are bitwise identical for any nt.
+ */
+#ifndef FNN_IMPL_H
+#define FNN_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "fastnn.h"
+
+#define FNN_CAT_(a, b) a##b
+#define FNN_CAT(a, b) FNN_CAT_(a, b)
+#define FNN_FN(name) FNN_CAT(FNN_CAT(fnn_, FNN_P), name)
+
+#if defined(__GNUC__)
+#  define FNN_RESTRICT __restrict__
+#  define FNN_UNUSED __attribute__((unused))
+#else
+#  define FNN_RESTRICT
+#  define FNN_UNUSED
+#endif
+
+#define FNN_ALIGN 64
+
+/* ---- runtime: threads, SIMD, memory (runtime.c) ------------------------- */
+int   fnn_threads_for(size_t work, size_t grain); /* min(num_threads, work / grain), at least 1 */
+void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
+void  fnn_aligned_free(void *p);
+
+/* ---- input checks (check.c) ---------------------------------------------- */
+int fnn_sall_finite(const float *x, size_t n); /* 1 if no NaN or Inf among n values */
+int fnn_dall_finite(const double *x, size_t n);
+
+/* ---- activations --------------------------------------------------------- */
+enum fnn_act {
+    FNN_ACT_LINEAR = 0,
+    FNN_ACT_RELU,
+    FNN_ACT_LEAKY_RELU, /* alpha = negative slope */
+    FNN_ACT_ELU,        /* alpha */
+    FNN_ACT_SIGMOID,
+    FNN_ACT_TANH,
+    FNN_ACT_GELU,       /* exact (erf) form */
+    FNN_ACT_SILU,
+    FNN_ACT_SOFTMAX,    /* row-wise */
+    FNN_ACT_LOG_SOFTMAX,/* row-wise */
+    FNN_ACT__COUNT
+};
+/* Elementwise activations need only the input; softmax/log_softmax are row-wise. */
+#define FNN_ACT_IS_ROWWISE(a) ((a) == FNN_ACT_SOFTMAX || (a) == FNN_ACT_LOG_SOFTMAX)
+
+/* ---- losses ---------------------------------------------------------------- */
+enum fnn_loss {
+    FNN_LOSS_CROSS_ENTROPY = 0, /* softmax fused; int labels or probability targets */
+    FNN_LOSS_BCE,               /* sigmoid fused, mean over every element */
+    FNN_LOSS_MSE,               /* mean over every element */
+    FNN_LOSS_MAE,
+    FNN_LOSS_HUBER,             /* delta */
+    FNN_LOSS__COUNT
+};
+
+/* ---- per-dtype kernels ----------------------------------------------------- */
+#define FNN_DECLARE_KERNELS(T, P)                                                                    \
+    /* GEMM with an optional fused epilogue applied to each finished tile of C:                      \
+     *   C = act(alpha*op(A)*op(B) + beta*C + bias)   (bias: n values or NULL; act elementwise)       \
+     * ta/tb: 0 = as stored, 1 = transposed.  nt: threads.  Deterministic for any nt. */             \
+    void fnn_##P##gemm_ex(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a,         \
+                          size_t lda, const T *b, size_t ldb, T beta, T *c, size_t ldc,               \
+                          const T *bias, int act, T act_alpha, int nt);                               \
+    /* Naive triple loop, the test oracle. */                                                        \
+    void fnn_##P##gemm_ref(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a,        \
+                           size_t lda, const T *b, size_t ldb, T beta, T *c, size_t ldc);            \
+    /* y = act(x) over rows x cols (contiguous).  Row-wise for softmax/log_softmax. y may equal x. */ \
+    void fnn_##P##act_forward(int act, T alpha, const T *x, T *y, size_t rows, size_t cols, int nt); \
+    /* dx = dy * act'(x), given the input x and the output y = act(x) (both always passed).          \
+     * For softmax/log_softmax the row-wise vector-Jacobian product.  dx may equal dy. */            \
+    void fnn_##P##act_backward(int act, T alpha, const T *x, const T *y, const T *dy, T *dx,         \
+                               size_t rows, size_t cols, int nt);                                    \
+    /* y[i][j] += bias[j] */                                                                         \
+    void fnn_##P##bias_add(T *y, const T *bias, size_t rows, size_t cols, int nt);                   \
+    /* out[j] = beta*out[j] + sum_i x[i][j], summed in row order (deterministic for any nt). */      \
+    void fnn_##P##colsum(const T *x, size_t rows, size_t cols, T beta, T *out, int nt);              \
+    /* Fused loss and gradient in one pass over rows x cols predictions.                             \
+     *   labels: int class per row (cross-entropy only) or NULL; target: rows x cols or NULL.        \
+     *   sample_w: per-row weights or NULL (= 1).  param: huber delta.                               \
+     *   Returns sum_i w_i * loss_i, where loss_i is the row's loss (cross-entropy: summed over       \
+     *   classes; bce/mse/mae/huber: mean over the row's cols).                                      \
+     *   If grad != NULL: grad = grad_scale * w_i * d loss_i / d pred (pred = logits for ce/bce).    \
+     *   Summation order is fixed (serial over rows). */                                            \
+    double fnn_##P##loss(int loss, const T *pred, const int64_t *labels, const T *target,            \
+                         const T *sample_w, size_t rows, size_t cols, T param, T grad_scale,          \
+                         T *grad);
+
+FNN_DECLARE_KERNELS(float, s)
+FNN_DECLARE_KERNELS(double, d)
+
+/* ---- GEMM micro-kernel registry (gemm.c, kernels/) ------------------------
+ * A micro-kernel computes one full MR x NR tile:  C = alpha * Apanel * Bpanel + beta*C,
+ * where Apanel is packed k-major (MR values per k) and Bpanel k-major (NR values per k),
+ * both FNN_ALIGN-aligned.  C is not read when beta == 0.  Partial tiles are handled by the caller. */
+typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, float *c, size_t ldc,
+                                 float alpha, float beta);
+typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, double *c, size_t ldc,
+                                 double alpha, double beta);
+typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; } fnn_sgemm_kernel;
+typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; } fnn_dgemm_kernel;
+
+extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
+extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
+const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);
+const fnn_dgemm_kernel *fnn_dgemm_kernel_active(void);
+
+#endif /* FNN_IMPL_H */

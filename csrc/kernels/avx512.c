@@ -1,0 +1,28 @@
+/* avx512.c - GEMM micro-kernels for AVX-512 F/BW/DQ/VL (512-bit, 32 registers).  Compiled with a
+ * target attribute only; chosen at run time when the CPU has AVX-512.  Empty on other architectures. */
+#include "../fnn_impl.h"
+
+#if defined(__x86_64__)
+#define UKR_VBYTES 64
+#define UKR_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+#define UKR_T float
+#define UKR_MR 8
+#define UKR_NV 2
+#define UKR_NAME fnn_sgemm_ukr_avx512_8x32
+#include "ukr_t.h"
+#undef UKR_T
+#undef UKR_MR
+#undef UKR_NV
+#undef UKR_NAME
+
+#define UKR_T double
+#define UKR_MR 8
+#define UKR_NV 2
+#define UKR_NAME fnn_dgemm_ukr_avx512_8x16
+#include "ukr_t.h"
+
+/*                                           mr  nr   mc   kc    nc */
+const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {8, 32, 256, 256, 4096, fnn_sgemm_ukr_avx512_8x32};
+const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {8, 16, 128, 256, 2048, fnn_dgemm_ukr_avx512_8x16};
+#endif

@@ -1,0 +1,26 @@
+/* ref.c - the generic GEMM micro-kernels: portable C with 16-byte vectors (SSE2 on x86-64, NEON on
+ * aarch64, scalar code elsewhere).  Always compiled and always registered first. */
+#include "../fnn_impl.h"
+
+#define UKR_VBYTES 16
+#define UKR_ATTR
+
+#define UKR_T float
+#define UKR_MR 4
+#define UKR_NV 2
+#define UKR_NAME fnn_sgemm_ukr_ref_4x8
+#include "ukr_t.h"
+#undef UKR_T
+#undef UKR_MR
+#undef UKR_NV
+#undef UKR_NAME
+
+#define UKR_T double
+#define UKR_MR 4
+#define UKR_NV 2
+#define UKR_NAME fnn_dgemm_ukr_ref_4x4
+#include "ukr_t.h"
+
+/*                                        mr nr   mc   kc    nc */
+const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8};
+const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4};

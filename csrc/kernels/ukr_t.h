@@ -1,0 +1,65 @@
+/* ukr_t.h - body of a GEMM micro-kernel, included once per (ISA, dtype) by the files beside it.
+ *
+ * Before including, define:
+ *   UKR_T      element type (float or double)
+ *   UKR_MR     rows of the tile
+ *   UKR_NV     vectors per row of the tile (NR = UKR_NV * lanes)
+ *   UKR_VBYTES bytes in one vector register (16, 32 or 64)
+ *   UKR_NAME   the function's name, e.g. fnn_sgemm_ukr_avx512_8x32
+ *   UKR_ATTR   function attributes (the target ISA), may be empty
+ *
+ * C[MR x NR] = alpha * A * B + beta * C, where A is packed k-major (MR values per k) and B k-major
+ * (NR values per k, FNN_ALIGN-aligned).  C (leading dimension ldc) is not read when beta == 0.
+ * Written with GCC vector extensions: one source for every ISA and dtype; the target attribute
+ * decides the instructions (FMA comes from contraction, -ffp-contract=fast).
+ */
+#define UKR_L ((int)(UKR_VBYTES / sizeof(UKR_T)))
+#define UKR_NR (UKR_NV * UKR_L)
+#define UKR_V FNN_CAT(UKR_NAME, _vec)
+#define UKR_VU FNN_CAT(UKR_NAME, _uvec)
+
+typedef UKR_T UKR_V __attribute__((vector_size(UKR_VBYTES)));
+typedef UKR_T UKR_VU __attribute__((vector_size(UKR_VBYTES), aligned(sizeof(UKR_T)), may_alias));
+
+UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b,
+                       UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T alpha, UKR_T beta) {
+    UKR_V acc[UKR_MR][UKR_NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < UKR_MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < UKR_NV; j++) acc[i][j] = (UKR_V){0};
+
+    for (size_t p = 0; p < k; p++) {
+        const UKR_V *bp = (const UKR_V *)(b + p * UKR_NR);
+        UKR_V bv[UKR_NV];
+#pragma GCC unroll 8
+        for (int j = 0; j < UKR_NV; j++) bv[j] = bp[j];
+        const UKR_T *ap = a + p * UKR_MR;
+#pragma GCC unroll 16
+        for (int i = 0; i < UKR_MR; i++) {
+            UKR_T ai = ap[i];
+#pragma GCC unroll 8
+            for (int j = 0; j < UKR_NV; j++) acc[i][j] += ai * bv[j];
+        }
+    }
+
+    if (beta == (UKR_T)0) {
+#pragma GCC unroll 16
+        for (int i = 0; i < UKR_MR; i++)
+#pragma GCC unroll 8
+            for (int j = 0; j < UKR_NV; j++) *(UKR_VU *)(c + i * ldc + j * UKR_L) = alpha * acc[i][j];
+    } else {
+#pragma GCC unroll 16
+        for (int i = 0; i < UKR_MR; i++)
+#pragma GCC unroll 8
+            for (int j = 0; j < UKR_NV; j++) {
+                UKR_VU *cp = (UKR_VU *)(c + i * ldc + j * UKR_L);
+                *cp = alpha * acc[i][j] + beta * *cp;
+            }
+    }
+}
+
+#undef UKR_L
+#undef UKR_NR
+#undef UKR_V
+#undef UKR_VU

@@ -1,0 +1,36 @@
+"""fastnn: dense neural networks on the CPU, with C kernels (SIMD, OpenMP) under a small Python API."""
+import os as _os
+
+from . import _core
+from ._errors import FastNNError, ModelFormatError, NotCompiledError, NotFittedError
+from . import ops
+
+__version__ = _core.VERSION
+__all__ = ["ops", "build_info", "set_num_threads", "get_num_threads", "FastNNError", "ModelFormatError",
+           "NotCompiledError", "NotFittedError", "__version__"]
+
+
+def build_info():
+    """What this build of fastnn runs: SIMD level, OpenMP, threads, compiler."""
+    return {
+        "version": __version__,
+        "openmp": _core.has_openmp(),
+        "simd": _core.simd_level(),
+        "simd_available": _core.simd_available(),
+        "num_threads": _core.get_num_threads(),
+        "compiler": _core.compiler(),
+    }
+
+
+def set_num_threads(n):
+    """Threads used by every parallel kernel from now on (at least 1). Without OpenMP this is 1."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected at least 1 thread, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads the parallel kernels use (OMP_NUM_THREADS, or the cores, unless set_num_threads)."""
+    return _core.get_num_threads()

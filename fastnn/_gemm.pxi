@@ -1,0 +1,38 @@
+# GEMM (csrc/gemm.c).  Arrays arrive validated and with unit stride along one axis; the caller
+# passes the leading dimensions and transpose flags it derived from the strides.
+
+cdef extern from "fnn_impl.h" nogil:
+    void fnn_sgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
+                      size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                      const float *bias, int act, float act_alpha, int nt)
+    void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
+                      size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc,
+                      const double *bias, int act, double act_alpha, int nt)
+    void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
+                       size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
+    void fnn_dgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
+                       size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc)
+
+
+def gemm(bint ta, bint tb, size_t m, size_t n, size_t k, double alpha,
+         floating[:, ::1] a, size_t lda, floating[:, ::1] b, size_t ldb, double beta,
+         floating[:, ::1] c, size_t ldc, bint reference=False):
+    """C = alpha*op(A)*op(B) + beta*C on row-major buffers; m, n, k >= 1 (checked by the caller)."""
+    cdef int nt = fnn_get_num_threads()
+    if floating is float:
+        if reference:
+            with nogil:
+                fnn_sgemm_ref(ta, tb, m, n, k, <float>alpha, &a[0, 0], lda, &b[0, 0], ldb,
+                              <float>beta, &c[0, 0], ldc)
+        else:
+            with nogil:
+                fnn_sgemm_ex(ta, tb, m, n, k, <float>alpha, &a[0, 0], lda, &b[0, 0], ldb,
+                             <float>beta, &c[0, 0], ldc, NULL, 0, 0, nt)
+    else:
+        if reference:
+            with nogil:
+                fnn_dgemm_ref(ta, tb, m, n, k, alpha, &a[0, 0], lda, &b[0, 0], ldb, beta, &c[0, 0], ldc)
+        else:
+            with nogil:
+                fnn_dgemm_ex(ta, tb, m, n, k, alpha, &a[0, 0], lda, &b[0, 0], ldb, beta, &c[0, 0], ldc,
+                             NULL, 0, 0, nt)

@@ -1,0 +1,76 @@
+"""Argument checks at the Python boundary: every error names the argument that was wrong."""
+import numbers
+
+import numpy as np
+
+from . import _core
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(x, name, *, ndim=None, dtype=None, check_finite=True, min_rows=0):
+    """`x` as a float32/float64 ndarray (no copy when it already is one).
+
+    Raises TypeError for a dtype that is not float32/float64 (or not `dtype` when given) and
+    ValueError for a wrong number of dimensions or NaN/Inf (when check_finite).
+    """
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as e:  # ragged lists and the like
+            raise ValueError(f"{name}: cannot be read as an array ({e})") from None
+        if x.dtype.kind in "iub":  # plain Python numbers: let a list of ints be floats
+            x = x.astype(np.float64 if dtype is None else dtype)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype}")
+    if ndim is not None and x.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
+    if x.ndim >= 1 and x.shape[0] < min_rows:
+        raise ValueError(f"{name}: expected at least {min_rows} row(s), got shape {x.shape}")
+    if check_finite and not all_finite(x):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return x
+
+
+def all_finite(x):
+    """No NaN/Inf in `x` (a float array); a C scan with the GIL released, no temporary arrays."""
+    if x.size == 0:
+        return True
+    flat = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
+    return _core.all_finite(flat)
+
+
+def real_number(v, name, *, low=None, high=None, low_open=False, high_open=False):
+    """`v` as a float within [low, high] (open ends when asked); TypeError/ValueError naming `name`."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}: must be finite, got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low}, got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name}: must be {'<' if high_open else '<='} {high}, got {v}")
+    return v
+
+
+def integer(v, name, *, low=None):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    v = int(v)
+    if low is not None and v < low:
+        raise ValueError(f"{name}: must be >= {low}, got {v}")
+    return v
+
+
+def row_major(x):
+    """(buffer, transposed, ld): a C-contiguous 2-D array holding `x` or its transpose, without copying
+    when `x` is C- or F-contiguous (copied once otherwise)."""
+    if x.flags.c_contiguous:
+        return x, False, x.shape[1]
+    if x.flags.f_contiguous:
+        return x.T, True, x.shape[0]
+    x = np.ascontiguousarray(x)
+    return x, False, x.shape[1]
