@@ -95,22 +95,39 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         return;
     }
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
-    const size_t mr = (size_t)kr->mr, nr = (size_t)kr->nr;
+    size_t mr = (size_t)kr->mr;
+    const size_t nr = (size_t)kr->nr;
+    UKR_FN ukr = kr->ukr;
+    /* The narrower tile when the wide one would pad M by more than ~12% beyond it. */
+    if (kr->mr2) {
+        size_t mr2 = (size_t)kr->mr2;
+        if ((m + mr2 - 1) / mr2 * mr2 * 9 < (m + mr - 1) / mr * mr * 8) { mr = mr2; ukr = kr->ukr2; }
+    }
     /* Split K into equal blocks of at most KC (a multiple of 4), so that no block is a sliver. */
-    size_t nkb = (k + (size_t)kr->kc - 1) / (size_t)kr->kc;
+    /* Cache blocks from the kernel's table (or the tuning override), as whole register tiles. */
+    size_t KC = fnn_gemm_blocks[1] ? fnn_gemm_blocks[1] : (size_t)kr->kc;
+    size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
+    size_t NC = fnn_gemm_blocks[2] ? fnn_gemm_blocks[2] : (size_t)kr->nc;
+    MC = MC < mr ? mr : MC / mr * mr;
+    NC = NC < nr ? nr : NC / nr * nr;
+    /* Split K into equal blocks of at most KC (a multiple of 4), so that no block is a sliver. */
+    size_t nkb = (k + KC - 1) / KC;
     size_t kc = (k + nkb - 1) / nkb;
     kc = (kc + 3) & ~(size_t)3;
-    size_t mc = (size_t)kr->mc < m ? (size_t)kr->mc : (m + mr - 1) / mr * mr;
-    size_t nc = (size_t)kr->nc < n ? (size_t)kr->nc : (n + nr - 1) / nr * nr;
+    size_t mc = MC < m ? MC : (m + mr - 1) / mr * mr;
+    size_t nc = NC < n ? NC : (n + nr - 1) / nr * nr;
 
-    T *pa = FNN_FN(gemm_workspace)(mc * kc + kc * nc);
+    /* packed A, then packed B from the next FNN_ALIGN boundary (the kernels load B aligned) */
+    const size_t per_line = FNN_ALIGN / sizeof(T);
+    size_t a_len = (mc * kc + per_line - 1) / per_line * per_line;
+    T *pa = FNN_FN(gemm_workspace)(a_len + kc * nc);
     if (!pa) { /* out of memory for the packing buffers: the unblocked loop needs none */
         FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         if (fused)
             for (size_t i = 0; i < m; i++) FNN_FN(epilogue)(c + i * ldc, ldc, 1, n, bias, act, act_alpha);
         return;
     }
-    T *pb = pa + mc * kc;
+    T *pb = pa + a_len;
 
     /* about 20 microseconds of work per thread at least */
     double flops = 2.0 * (double)m * (double)n * (double)k;
@@ -152,10 +169,10 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
                         T *ct = c + (ic + i0) * ldc + jc + j0;
                         const T *ap = pa + i0 * kcur, *bp = pb + j0 * kcur;
                         if (rows == mr && cols == nr) {
-                            kr->ukr(kcur, ap, bp, ct, ldc, alpha, beta_cur);
+                            ukr(kcur, ap, bp, ct, ldc, alpha, beta_cur);
                         } else {
                             T tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
-                            kr->ukr(kcur, ap, bp, tmp, nr, alpha, 0);
+                            ukr(kcur, ap, bp, tmp, nr, alpha, 0);
                             for (size_t i = 0; i < rows; i++)
                                 for (size_t j = 0; j < cols; j++) {
                                     T *cij = ct + i * ldc + j;
