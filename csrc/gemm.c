@@ -8,6 +8,9 @@
 
 #include <stdlib.h>
 #include <threads.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 
