@@ -1,6 +1,7 @@
 """fastnn.ops: the C kernels on NumPy arrays.
 
-float32 and float64 (never mixed within one call); any strided input is accepted (C- and
+float32 and float64 (never mixed among the arrays a kernel computes on; loss targets are data and are
+converted to the prediction's dtype); any strided input is accepted (C- and
 F-contiguous arrays are used in place, others copied once); the GIL is released while C runs.
 With `check_finite=True` (the default) a NaN or Inf in an input is a ValueError; pass False to
 skip the scan and let NaN propagate as IEEE arithmetic does.
@@ -11,7 +12,7 @@ from . import _core
 from ._validate import float_array, real_number, row_major
 
 __all__ = ["gemm", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "silu",
-           "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"]
+           "activation_grad", "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"]
 
 
 def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, check_finite=True):
@@ -57,3 +58,106 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, c
     if c is not target:
         target[...] = c
     return target
+
+
+# ---- activations ----------------------------------------------------------------------------------
+# name -> default alpha (None: the activation takes no parameter)
+_ALPHA_DEFAULT = {"leaky_relu": 0.01, "elu": 1.0}
+
+
+def _act_alpha(name, alpha):
+    if name in _ALPHA_DEFAULT:
+        return _ALPHA_DEFAULT[name] if alpha is None else real_number(alpha, "alpha")
+    if alpha is not None:
+        raise ValueError(f"alpha: {name} takes no parameter, got alpha={alpha!r}")
+    return 0.0
+
+
+def _as_rows(x, name):
+    """x as a C-contiguous 2-D array: (1, size) for elementwise activations, rows of the last axis
+    for the row-wise ones (copied once if x is not C-contiguous)."""
+    if name in _core.ROWWISE_ACTIVATIONS:
+        if x.ndim == 0:
+            raise ValueError(f"x: {name} works on rows (the last axis): expected at least 1-D, got a scalar")
+        shape = (int(np.prod(x.shape[:-1])), x.shape[-1])
+    else:
+        shape = (1, x.size)
+    return np.ascontiguousarray(x).reshape(shape)
+
+
+def _activation(name, x, alpha, check_finite):
+    alpha = _act_alpha(name, alpha)
+    x = float_array(x, "x", check_finite=check_finite)
+    xr = _as_rows(x, name)
+    y = np.empty(xr.shape, dtype=x.dtype)
+    _core.act_forward(_core.ACTIVATIONS[name], alpha, xr, y)
+    return y.reshape(x.shape)
+
+
+def relu(x, *, check_finite=True):
+    """max(x, 0), elementwise."""
+    return _activation("relu", x, None, check_finite)
+
+
+def leaky_relu(x, alpha=0.01, *, check_finite=True):
+    """x for x >= 0, alpha*x below, elementwise."""
+    return _activation("leaky_relu", x, alpha, check_finite)
+
+
+def elu(x, alpha=1.0, *, check_finite=True):
+    """x for x > 0, alpha*(exp(x) - 1) otherwise, elementwise."""
+    return _activation("elu", x, alpha, check_finite)
+
+
+def sigmoid(x, *, check_finite=True):
+    """1 / (1 + exp(-x)), elementwise, without overflow for any x."""
+    return _activation("sigmoid", x, None, check_finite)
+
+
+def tanh(x, *, check_finite=True):
+    """tanh(x), elementwise."""
+    return _activation("tanh", x, None, check_finite)
+
+
+def gelu(x, *, check_finite=True):
+    """The exact GELU x * Phi(x) = 0.5*x*(1 + erf(x/sqrt(2))) (PyTorch's default, not the tanh form)."""
+    return _activation("gelu", x, None, check_finite)
+
+
+def silu(x, *, check_finite=True):
+    """x * sigmoid(x) (swish), elementwise."""
+    return _activation("silu", x, None, check_finite)
+
+
+def softmax(x, *, check_finite=True):
+    """exp(x) / sum(exp(x)) over the last axis (each row of a 2-D array; a 1-D array is one row)."""
+    return _activation("softmax", x, None, check_finite)
+
+
+def log_softmax(x, *, check_finite=True):
+    """log(softmax(x)) over the last axis, computed as x - max - log(sum(exp(x - max)))."""
+    return _activation("log_softmax", x, None, check_finite)
+
+
+def activation_grad(name, x, dy, *, alpha=None, check_finite=True):
+    """dx = dy * act'(x) for the activation `name` at input x (for softmax/log_softmax, the row-wise
+    vector-Jacobian product dy @ J(x)).  `alpha`: leaky_relu's slope / elu's alpha (their defaults
+    when None).  Returns a new array shaped like x."""
+    if name is None:
+        name = "linear"
+    if not isinstance(name, str) or name not in _core.ACTIVATIONS:
+        raise ValueError(f"name: unknown activation {name!r}; expected one of {sorted(_core.ACTIVATIONS)}")
+    alpha = _act_alpha(name, alpha)
+    x = float_array(x, "x", check_finite=check_finite)
+    dy = float_array(dy, "dy", check_finite=check_finite)
+    if dy.dtype != x.dtype:
+        raise TypeError(f"dy: dtype {dy.dtype} differs from x's {x.dtype}")
+    if dy.shape != x.shape:
+        raise ValueError(f"dy: expected shape {x.shape} (that of x), got {dy.shape}")
+    code = _core.ACTIVATIONS[name]
+    xr, dyr = _as_rows(x, name), _as_rows(dy, name)
+    y = np.empty(xr.shape, dtype=x.dtype)
+    dx = np.empty(xr.shape, dtype=x.dtype)
+    _core.act_forward(code, alpha, xr, y)
+    _core.act_backward(code, alpha, xr, y, dyr, dx)
+    return dx.reshape(x.shape)
