@@ -9,7 +9,7 @@ skip the scan and let NaN propagate as IEEE arithmetic does.
 import numpy as np
 
 from . import _core
-from ._validate import float_array, real_number, row_major
+from ._validate import class_labels, float_array, real_number, row_major, target_array
 
 __all__ = ["gemm", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "silu",
            "activation_grad", "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"]
@@ -161,3 +161,94 @@ def activation_grad(name, x, dy, *, alpha=None, check_finite=True):
     _core.act_forward(code, alpha, xr, y)
     _core.act_backward(code, alpha, xr, y, dyr, dx)
     return dx.reshape(x.shape)
+
+
+# ---- losses ---------------------------------------------------------------------------------------
+def _prediction(p, name, check_finite, ndim=None):
+    p = float_array(p, name, ndim=ndim, check_finite=check_finite)
+    if p.ndim == 0:
+        raise ValueError(f"{name}: expected an array of shape (N,) or (N, C), got a scalar")
+    if p.size == 0:
+        raise ValueError(f"{name}: empty array of shape {p.shape}: the mean over no values is undefined")
+    return p
+
+
+def _matching_target(t, pred, name, check_finite):
+    """Targets of pred's dtype and shape; (N,) and (N, 1) are taken for one another."""
+    t = target_array(t, name, pred, check_finite=check_finite)
+    if t.shape != pred.shape:
+        vector = {(pred.shape[0],), (pred.shape[0], 1)}
+        if not (pred.shape in vector and t.shape in vector):
+            raise ValueError(f"{name}: expected shape {pred.shape} (that of the prediction), got {t.shape}")
+        t = t.reshape(pred.shape)
+    return t
+
+
+def _run_loss(name, pred, labels, target, param):
+    """(mean over rows of the row losses, gradient of that mean) for pred viewed as rows x cols."""
+    rows = pred.shape[0]
+    p2 = np.ascontiguousarray(pred).reshape(rows, -1)
+    t2 = None if target is None else np.ascontiguousarray(target).reshape(p2.shape)
+    grad = np.empty(p2.shape, dtype=pred.dtype)
+    total = _core.loss(_core.LOSSES[name], p2, labels, t2, None, param, 1.0 / rows, grad)
+    return float(total / rows), grad.reshape(pred.shape)
+
+
+def cross_entropy(logits, target, *, check_finite=True):
+    """Softmax cross-entropy of logits (N, C), fused and stable for any logits.
+
+    target: int class labels of shape (N,) in [0, C), or probabilities of shape (N, C).
+    Returns (mean over rows of -sum_c target_c * log_softmax(logits)_c, its gradient w.r.t. logits).
+    """
+    logits = _prediction(logits, "logits", check_finite, ndim=2)
+    n, c = logits.shape
+    if not isinstance(target, np.ndarray):
+        try:
+            target = np.asarray(target)
+        except Exception as e:  # ragged lists and the like
+            raise ValueError(f"target: cannot be read as an array ({e})") from None
+    if target.dtype.kind in "iu":
+        return _run_loss("cross_entropy", logits, class_labels(target, "target", n, c), None, 0.0)
+    if target.dtype.kind == "f" and target.ndim == 2:
+        target = target_array(target, "target", logits, check_finite=check_finite)
+        if target.shape != logits.shape:
+            raise ValueError(f"target: probabilities must have the shape of logits {logits.shape}, "
+                             f"got {target.shape}")
+        return _run_loss("cross_entropy", logits, None, target, 0.0)
+    if target.dtype.kind in "bf":
+        raise ValueError(f"target: expected int class labels of shape ({n},) or float probabilities of "
+                         f"shape {logits.shape}, got dtype {target.dtype} and shape {target.shape}")
+    raise TypeError(f"target: expected int class labels or float probabilities, got dtype {target.dtype}")
+
+
+def binary_cross_entropy(logits, target, *, check_finite=True):
+    """Sigmoid binary cross-entropy, fused and stable for any logits: mean over every element.
+
+    logits (N, C) with a 0/1 (or soft, in [0, 1]) target (N, C) for multi-label problems, or logits
+    (N,) / (N, 1) with a target (N,) for a binary one.  Returns (loss, gradient w.r.t. logits).
+    """
+    logits = _prediction(logits, "logits", check_finite, ndim=(1, 2))
+    target = _matching_target(target, logits, "target", check_finite)
+    if target.min() < 0 or target.max() > 1:
+        raise ValueError("target: binary cross-entropy targets must lie in [0, 1]")
+    return _run_loss("binary_cross_entropy", logits, None, target, 0.0)
+
+
+def mse(pred, target, *, check_finite=True):
+    """Mean squared error over every element; returns (loss, gradient w.r.t. pred)."""
+    pred = _prediction(pred, "pred", check_finite)
+    return _run_loss("mse", pred, None, _matching_target(target, pred, "target", check_finite), 0.0)
+
+
+def mae(pred, target, *, check_finite=True):
+    """Mean absolute error over every element; returns (loss, gradient w.r.t. pred), 0 where pred == target."""
+    pred = _prediction(pred, "pred", check_finite)
+    return _run_loss("mae", pred, None, _matching_target(target, pred, "target", check_finite), 0.0)
+
+
+def huber(pred, target, delta=1.0, *, check_finite=True):
+    """Huber loss (PyTorch's HuberLoss) over every element: d^2/2 where |d| < delta, else
+    delta*(|d| - delta/2), with d = pred - target.  Returns (loss, gradient w.r.t. pred)."""
+    delta = real_number(delta, "delta", low=0.0, low_open=True)
+    pred = _prediction(pred, "pred", check_finite)
+    return _run_loss("huber", pred, None, _matching_target(target, pred, "target", check_finite), delta)
