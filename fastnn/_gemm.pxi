@@ -16,7 +16,7 @@ cdef extern from "fnn_impl.h" nogil:
 
 
 def gemm(bint ta, bint tb, size_t m, size_t n, size_t k, double alpha,
-         floating[:, ::1] a, size_t lda, floating[:, ::1] b, size_t ldb, double beta,
+         const floating[:, ::1] a, size_t lda, const floating[:, ::1] b, size_t ldb, double beta,
          floating[:, ::1] c, size_t ldc, bint reference=False):
     """C = alpha*op(A)*op(B) + beta*C on row-major buffers; m, n, k >= 1 (checked by the caller)."""
     cdef int nt = fnn_get_num_threads()

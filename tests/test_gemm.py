@@ -187,3 +187,10 @@ def test_env_forces_simd_and_threads():
         assert out.stdout.split() == [level, "1"]
     if fnn.build_info()["openmp"]:
         assert run_python(code, OMP_NUM_THREADS="3").stdout.split()[1] == "3"
+
+
+def test_read_only_inputs(rng):
+    a, b = operands(rng, 9, 11, 13, False, False, np.float32)
+    a.flags.writeable = False
+    b.flags.writeable = False
+    assert_close(fnn.ops.gemm(a, b), reference(a, b, False, False), np.float32, 13)
