@@ -107,6 +107,7 @@ typedef struct {
 
 typedef struct {
     const unsigned char *data; /* the data section */
+    size_t data_start;         /* its offset in the file: 8 + header length */
     size_t data_len;
     fnn_json header;
     const fnn_json_node *meta; /* may be NULL */
@@ -232,6 +233,7 @@ static int parse_container(ctx *c, const unsigned char *buf, size_t len, contain
     int rc = fnn_json_parse(&f->header, (const char *)buf + 8, (size_t)hlen, jerr, sizeof jerr);
     if (rc) return fail(c, rc, "header JSON: %s", jerr);
     f->data = buf + 8 + hlen;
+    f->data_start = 8 + (size_t)hlen;
     f->data_len = len - 8 - (size_t)hlen;
     const fnn_json *h = &f->header;
     const fnn_json_node *root = &h->nodes[0];
@@ -646,6 +648,66 @@ void fnn_model_plan(fnn_model *m) {
     while (last > 0 && m->folded[last]) last--;
     if (L[last].kind != FNN_MODEL_DROPOUT && m->link != FNN_ACT_LINEAR && m->act[last] == m->link)
         m->act[last] = FNN_ACT_LINEAR;
+}
+
+/* ---- plain safetensors files (weights from elsewhere: load_weights) ------------------------------ */
+
+struct fnn_st_file {
+    container f;
+};
+
+int fnn_st_open(const void *data, size_t len, fnn_st_file **out) {
+    if (!out || (!data && len)) {
+        fnn_io_set_error("fnn_st_open: %s is NULL", out ? "data" : "out");
+        return FNN_ERR_ARG;
+    }
+    *out = NULL;
+    ctx c = {{0}, 0};
+    fnn_st_file *s = calloc(1, sizeof *s);
+    if (!s) {
+        fnn_io_set_error("out of memory");
+        return FNN_ERR_NOMEM;
+    }
+    if (parse_container(&c, data, len, &s->f)) {
+        fnn_io_set_error("%s", c.msg);
+        fnn_st_close(s);
+        return c.rc;
+    }
+    fnn_io_clear_error();
+    *out = s;
+    return FNN_OK;
+}
+
+size_t fnn_st_n_tensors(const fnn_st_file *s) { return s ? s->f.n_t : 0; }
+
+int fnn_st_tensor_at(const fnn_st_file *s, size_t i, const char **name, const char **dtype, size_t *ndim,
+                     const uint64_t **shape, size_t *begin, size_t *end) {
+    if (!s || i >= s->f.n_t) return FNN_ERR_ARG;
+    const tensor *t = &s->f.t[i];
+    *name = t->name;
+    *dtype = t->dtype_name;
+    *ndim = t->ndim;
+    *shape = t->shape;
+    *begin = s->f.data_start + (size_t)t->begin; /* within the file: checked against its length */
+    *end = s->f.data_start + (size_t)t->end;
+    return FNN_OK;
+}
+
+int fnn_st_n_metadata(const fnn_st_file *s) { return s && s->f.meta ? (int)s->f.meta->count : 0; }
+
+int fnn_st_metadata_at(const fnn_st_file *s, int i, const char **key, const char **value) {
+    if (!s || !s->f.meta || i < 0 || (uint32_t)i >= s->f.meta->count) return FNN_ERR_ARG;
+    const fnn_json_node *n = fnn_json_child(&s->f.header, s->f.meta);
+    while (i-- > 0) n = fnn_json_next(&s->f.header, n);
+    *key = n->key;
+    *value = n->str;
+    return FNN_OK;
+}
+
+void fnn_st_close(fnn_st_file *s) {
+    if (!s) return;
+    container_free(&s->f);
+    free(s);
 }
 
 /* ---- entry points ------------------------------------------------------------------------------------- */

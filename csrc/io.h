@@ -85,4 +85,17 @@ int fnn_model_link(const fnn_model *m);
 int fnn_model_n_metadata(const fnn_model *m);
 int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const char **value);
 
+/* A plain safetensors file, checked as a container only (sizes, header JSON, tensor entries, tiling of
+ * the data section), without the fastnn metadata: the weights of other frameworks.  It points into
+ * the caller's buffer, which must outlive it.  Tensors in header order; begin/end are byte offsets
+ * in the buffer; dtype is the safetensors name ("F32", "BF16", ...). */
+typedef struct fnn_st_file fnn_st_file;
+int fnn_st_open(const void *data, size_t len, fnn_st_file **out);
+size_t fnn_st_n_tensors(const fnn_st_file *s);
+int fnn_st_tensor_at(const fnn_st_file *s, size_t i, const char **name, const char **dtype, size_t *ndim,
+                     const uint64_t **shape, size_t *begin, size_t *end);
+int fnn_st_n_metadata(const fnn_st_file *s);
+int fnn_st_metadata_at(const fnn_st_file *s, int i, const char **key, const char **value);
+void fnn_st_close(fnn_st_file *s);
+
 #endif /* FNN_IO_H */

@@ -4,6 +4,7 @@
 
 from libc.errno cimport errno
 from libc.string cimport memcpy
+from libc.stdint cimport uint64_t
 import os as _os
 import numpy as _np
 from ._errors import ModelFormatError
@@ -48,6 +49,15 @@ cdef extern from "io.h" nogil:
     int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const char **value)
     const char *fnn_act_name(int act)
     const char *fnn_loss_name(int loss)
+    ctypedef struct fnn_st_file:
+        pass
+    int fnn_st_open(const void *data, size_t len, fnn_st_file **out)
+    size_t fnn_st_n_tensors(const fnn_st_file *s)
+    int fnn_st_tensor_at(const fnn_st_file *s, size_t i, const char **name, const char **dtype, size_t *ndim,
+                         const uint64_t **shape, size_t *begin, size_t *end)
+    int fnn_st_n_metadata(const fnn_st_file *s)
+    int fnn_st_metadata_at(const fnn_st_file *s, int i, const char **key, const char **value)
+    void fnn_st_close(fnn_st_file *s)
 
 SCHEMA_VERSION = (FNN_IO_SCHEMA_MAJOR, FNN_IO_SCHEMA_MINOR)
 _LAYER_KINDS = {FNN_MODEL_DENSE: "dense", FNN_MODEL_DROPOUT: "dropout", FNN_MODEL_ACTIVATION: "activation"}
@@ -220,3 +230,36 @@ cdef class ModelFile:
         if rc:
             raise RuntimeError(f"predict: {fnn_last_error_detail().decode()}")
         return out
+
+
+def read_safetensors(data, where="<buffer>"):
+    """Check `data` (the bytes of any safetensors file) with the C reader's container checks; returns
+    (tensors, metadata): tensors a list of (name, dtype name, shape, begin, end) in header order, with
+    begin/end byte offsets into `data`; metadata a dict (empty when the file has none)."""
+    cdef const unsigned char[::1] buf = memoryview(data).cast("B")
+    cdef const void *ptr = &buf[0] if buf.shape[0] else NULL
+    cdef size_t n = buf.shape[0]
+    cdef fnn_st_file *s = NULL
+    cdef int rc
+    cdef const char *name
+    cdef const char *dtype
+    cdef const char *k
+    cdef const char *v
+    cdef size_t ndim, begin, end
+    cdef const uint64_t *shape
+    with nogil:
+        rc = fnn_st_open(ptr, n, &s)
+    if rc:
+        _raise_load_error(rc, where, 0)
+    try:
+        tensors = []
+        for i in range(fnn_st_n_tensors(s)):
+            fnn_st_tensor_at(s, i, &name, &dtype, &ndim, &shape, &begin, &end)
+            tensors.append((name.decode("utf-8"), dtype.decode(), tuple(shape[d] for d in range(ndim)), begin, end))
+        meta = {}
+        for j in range(fnn_st_n_metadata(s)):
+            fnn_st_metadata_at(s, j, &k, &v)
+            meta[k.decode("utf-8")] = v.decode("utf-8")
+    finally:
+        fnn_st_close(s)
+    return tensors, meta

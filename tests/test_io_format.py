@@ -495,3 +495,22 @@ def test_json_limits_and_escapes(simple, rng):
     # too many values
     many = b'{"a":[' + b"0," * (1 << 20) + b"0]}"
     rejects(raw_file(many), "more than 1048576 values")
+
+
+def test_plain_safetensors_container(rng):
+    """Weights from elsewhere: the container checks alone, every tensor's bytes located exactly."""
+    st = pytest.importorskip("safetensors.numpy")
+    arrays = {"0.weight": rng.normal(size=(4, 3)).astype(np.float32), "0.bias": np.arange(4, dtype=np.float16),
+              "steps": np.array([7], dtype=np.int64), "big.x": rng.normal(size=(2, 2, 2))}
+    data = st.save(arrays, metadata={"k": "v"})
+    entries, meta = _core.read_safetensors(data)
+    assert meta == {"k": "v"}
+    assert {e[0] for e in entries} == set(arrays)
+    codes = {"float32": "F32", "float16": "F16", "int64": "I64", "float64": "F64"}
+    for name, dtype, shape, begin, end in entries:
+        a = arrays[name]
+        assert dtype == codes[str(a.dtype)] and shape == a.shape
+        assert data[begin:end] == a.astype(a.dtype.newbyteorder("<")).tobytes()
+    with pytest.raises(fnn.ModelFormatError, match="trailing bytes"):
+        _core.read_safetensors(data + b"x", "w.safetensors")
+    assert _core.read_safetensors(raw_file(b"{}")) == ([], {})
