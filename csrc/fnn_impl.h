@@ -114,7 +114,7 @@ typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, dou
 typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; int mr2; fnn_sgemm_ukr_fn ukr2; } fnn_sgemm_kernel;
 typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; int mr2; fnn_dgemm_ukr_fn ukr2; } fnn_dgemm_kernel;
 
-extern size_t fnn_gemm_blocks[3]; /* mc, kc, nc overrides for tuning (0 = the kernel's table) */
+extern size_t fnn_gemm_blocks[4]; /* mc, kc, nc, tile (1 wide, 2 narrow): tuning overrides, 0 = auto */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);

@@ -15,7 +15,7 @@
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 
 /* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
-size_t fnn_gemm_blocks[3];
+size_t fnn_gemm_blocks[4]; /* mc, kc, nc, tile (1 wide, 2 narrow) */
 
 /* ---- per-thread packing workspace ----------------------------------------------- */
 typedef struct { void *p; size_t bytes; } workspace;

@@ -93,7 +93,9 @@ static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
     FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr};
     if (kr->mr2) {
         size_t mr2 = (size_t)kr->mr2;
-        if ((m + mr2 - 1) / mr2 * mr2 * 9 < (m + p.mr - 1) / p.mr * p.mr * 8) { p.mr = mr2; p.ukr = kr->ukr2; }
+        int narrow = (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
+        if (fnn_gemm_blocks[3]) narrow = fnn_gemm_blocks[3] == 2;
+        if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; }
     }
     size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
     size_t KC = fnn_gemm_blocks[1] ? fnn_gemm_blocks[1] : (size_t)kr->kc;

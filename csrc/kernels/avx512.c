@@ -34,7 +34,7 @@
 #include "ukr_t.h"
 
 /*                                            mr  nr   mc   kc    nc   narrower tile */
-const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 256, 2048, fnn_sgemm_ukr_avx512_14x32,
+const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
                                                   8, fnn_sgemm_ukr_avx512_8x32};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 256, 2048, fnn_dgemm_ukr_avx512_14x16,
                                                   8, fnn_dgemm_ukr_avx512_8x16};

@@ -35,6 +35,7 @@ UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_R
 #pragma GCC unroll 8
         for (int j = 0; j < UKR_NV; j++) acc[i][j] = (UKR_V){0};
 
+#pragma GCC unroll 4
     for (size_t p = 0; p < k; p++) {
         const UKR_V *bp = (const UKR_V *)(b + p * UKR_NR);
         UKR_V bv[UKR_NV];
