@@ -514,3 +514,23 @@ def test_plain_safetensors_container(rng):
     with pytest.raises(fnn.ModelFormatError, match="trailing bytes"):
         _core.read_safetensors(data + b"x", "w.safetensors")
     assert _core.read_safetensors(raw_file(b"{}")) == ([], {})
+
+
+def test_numbers_parse_in_any_c_locale(rng):
+    """strtod reads the C locale's decimal point; the reader must not care (an embedding app may set it)."""
+    import locale
+    before = locale.setlocale(locale.LC_NUMERIC)
+    for name in ("de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8", "nl_NL.UTF-8"):
+        try:
+            locale.setlocale(locale.LC_NUMERIC, name)
+            break
+        except locale.Error:
+            continue
+    else:
+        pytest.skip("no locale with a decimal comma installed")
+    try:
+        arch = architecture([dense(3, "leaky_relu", 0.15), dropout(0.25)], input_dim=2)
+        m = load(model_bytes(arch, rng)[0])
+        assert m.layers[0]["alpha"] == 0.15 and m.layers[1]["p"] == 0.25
+    finally:
+        locale.setlocale(locale.LC_NUMERIC, before)
