@@ -34,3 +34,6 @@ def set_num_threads(n):
 def get_num_threads():
     """Threads the parallel kernels use (OMP_NUM_THREADS, or the cores, unless set_num_threads)."""
     return _core.get_num_threads()
+
+from . import callbacks, metrics, schedules
+from .callbacks import EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau, History, Callback

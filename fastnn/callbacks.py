@@ -1,0 +1,457 @@
+"""Training callbacks: small objects the fit loop calls at fixed points, in the style of Keras.
+
+A callback only reads the epoch logs and the model, and acts through the model's small interface:
+`model.stop_training` (set to end fit after the current epoch), `model.get_weights()` (a list of
+array copies), `model.set_weights(list)`, `model.optimizer.lr` (a float, read and set) and
+`model.save(path)`. The fit loop drives every callback through one `CallbackList`:
+
+    cbs = CallbackList(callbacks, model=model, params={"epochs": epochs, ...})
+    model.stop_training = False
+    cbs.on_train_begin()
+    try:
+        for epoch in range(epochs):
+            cbs.on_epoch_begin(epoch)
+            logs = {...}                  # "loss", metrics, "val_*", "lr", "time", "samples_per_s"
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    finally:
+        cbs.on_train_end()                # always: last epoch, a stop, an exception, Ctrl-C
+    return cbs.history
+
+Epochs are 0-based in every hook, as in Keras; messages print them 1-based.
+"""
+import inspect
+import numbers
+import os
+import warnings
+
+from . import metrics as _metrics
+from ._validate import integer, real_number
+
+__all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
+           "LearningRateScheduler", "ReduceLROnPlateau"]
+
+_MODES = ("auto", "min", "max")
+
+
+class Callback:
+    """Base class: every hook does nothing. Subclasses override the hooks they need.
+
+    `model` is set by `set_model` before training starts; `params` (a dict of the fit arguments
+    such as "epochs" and "batch_size") by `set_params`.
+    """
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_params(self, params):
+        self.params = dict(params)
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        """Called once before the first epoch."""
+
+    def on_train_end(self, logs=None):
+        """Called once when fit ends, however it ends (also on an exception or KeyboardInterrupt)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Called at the start of epoch `epoch` (0-based), before any batch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Called after epoch `epoch` with its logs (losses, metrics, "lr", "time", ...)."""
+
+
+class History(Callback):
+    """Records the logs of every epoch: `history[name]` is a list with one value per epoch, and
+    `epoch` the list of epoch indices. The fit loop returns it."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
+
+
+class CallbackList:
+    """Calls each hook on every callback, in order. A `History` is appended (last, so it records
+    what the other callbacks saw) unless one is already in the list; it is `self.history`.
+
+    `on_train_end` reaches every callback even when one of them raises; the first error is
+    re-raised after all have run, so a failing callback never keeps EarlyStopping from restoring
+    the best weights.
+    """
+
+    def __init__(self, callbacks=(), *, model=None, params=None, add_history=True):
+        if callbacks is None:
+            callbacks = ()
+        if isinstance(callbacks, Callback):
+            callbacks = (callbacks,)
+        callbacks = list(callbacks)
+        for i, cb in enumerate(callbacks):
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks[{i}]: expected a fastnn Callback, got {type(cb).__name__}")
+        self.history = next((cb for cb in callbacks if isinstance(cb, History)), None)
+        if self.history is None and add_history:
+            self.history = History()
+            callbacks.append(self.history)
+        self.callbacks = callbacks
+        self.model = None
+        if params is not None:
+            self.set_params(params)
+        if model is not None:
+            self.set_model(model)
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self):
+        return len(self.callbacks)
+
+    def set_params(self, params):
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+    def set_model(self, model):
+        self.model = model
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        logs = {} if logs is None else logs
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        logs = {} if logs is None else logs
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {} if logs is None else logs
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        logs = {} if logs is None else logs
+        error = None
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(logs)
+            except BaseException as e:  # finish the others first, then report the first failure
+                if error is None:
+                    error = e
+        if error is not None:
+            raise error
+
+
+# ---------------------------------------------------------------------------------------------
+# shared argument checks and the "is this an improvement" rule
+# ---------------------------------------------------------------------------------------------
+
+def _check_monitor(monitor):
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"monitor: expected a non-empty str, got {monitor!r}")
+    return monitor
+
+
+def _resolve_mode(mode, monitor):
+    """"min" or "max": `mode` itself, or for "auto" the direction `metrics.mode_for` infers."""
+    if mode not in _MODES:
+        raise ValueError(f"mode: expected one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+    return _metrics.mode_for(monitor) if mode == "auto" else mode
+
+
+def _improves(direction, min_delta, value, reference):
+    """Keras' rule: `value` beats `reference` by more than `min_delta` (>= 0) in `direction`;
+    anything beats a missing reference (None)."""
+    if reference is None:
+        return True
+    if direction == "min":
+        return value + min_delta < reference
+    return value - min_delta > reference
+
+
+def _get_lr(model, who):
+    lr = model.optimizer.lr
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"{who}: needs a numeric model.optimizer.lr, got {type(lr).__name__} "
+                        "(an optimizer driven by a schedule cannot be changed by this callback)")
+    return float(lr)
+
+
+def _verbose(verbose):
+    return integer(verbose, "verbose", low=0)
+
+
+class EarlyStopping(Callback):
+    """Stop training when the monitored quantity has stopped improving (Keras 3 semantics).
+
+    After each epoch from `start_from_epoch` on, the value of `monitor` in the logs is compared with
+    the best so far: it improves when it is lower (mode "min") or higher ("max") by more than
+    `min_delta` (its absolute value is used). Every monitored epoch adds one to `wait`; an
+    improvement sets it back to 0, provided the value also beats `baseline` when one is given.
+    An epoch that does not improve stops training (`model.stop_training = True`) once
+    `wait >= patience`. mode "auto" takes the direction from the name (`metrics.mode_for`):
+    "max" for accuracy-like names, else "min".
+
+    With `restore_best_weights`, the weights of the best epoch (the first monitored epoch
+    until something improves on it) are put back in `on_train_end`, whichever way fit ended.
+    A `monitor` missing from the logs gives a warning and the epoch is ignored.
+
+    Attributes after training: `stopped_epoch` (0-based epoch that stopped training, 0 if none),
+    `best` (best monitored value, None if none was seen), `best_epoch`, `wait`, `best_weights`.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor = _check_monitor(monitor)
+        self.min_delta = abs(real_number(min_delta, "min_delta"))
+        self.patience = integer(patience, "patience", low=0)
+        self.verbose = _verbose(verbose)
+        self.mode = mode
+        self.direction = _resolve_mode(mode, monitor)
+        self.baseline = None if baseline is None else real_number(baseline, "baseline")
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = integer(start_from_epoch, "start_from_epoch", low=0)
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()  # the same instance may serve several fits
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self._monitor_value(logs)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            # nothing better seen yet: the current weights are the best
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+
+        self.wait += 1
+        if _improves(self.direction, self.min_delta, current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            # restart the count only when the value beats the baseline as well
+            if self.baseline is None or _improves(self.direction, self.min_delta, current, self.baseline):
+                self.wait = 0
+            return
+
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+    def _monitor_value(self, logs):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(f"EarlyStopping: monitor {self.monitor!r} is not in the logs; "
+                          f"available: {', '.join(logs) or 'none'}", RuntimeWarning, stacklevel=3)
+        return value
+
+
+class ModelCheckpoint(Callback):
+    """Save the model with `model.save(path)` after an epoch.
+
+    `path` may hold format fields filled from the epoch, e.g. "ckpt-{epoch:02d}-{val_loss:.4f}.fnn":
+    `epoch` is 1-based, every other field is a key of the epoch logs. With `save_best_only` the
+    model is saved only when `monitor` improved on the best value seen so far (or on
+    `initial_value_threshold`); a `monitor` missing from the logs gives a warning and the model
+    is saved anyway, as Keras does. The best value is kept across fits, like the file itself.
+    Missing parent directories are created.
+    """
+
+    def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto", verbose=0,
+                 initial_value_threshold=None):
+        super().__init__()
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str) or not path:
+            raise TypeError(f"path: expected a non-empty str or path, got {path!r}")
+        self.path = path
+        self.monitor = _check_monitor(monitor)
+        self.save_best_only = bool(save_best_only)
+        self.mode = mode
+        self.direction = _resolve_mode(mode, monitor)
+        self.verbose = _verbose(verbose)
+        self.best = (None if initial_value_threshold is None
+                     else real_number(initial_value_threshold, "initial_value_threshold"))
+
+    def _file_path(self, epoch, logs):
+        try:
+            return self.path.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError) as e:
+            raise KeyError(f"path: cannot fill {self.path!r} from the epoch logs "
+                           f"(missing field {e}); available: epoch, {', '.join(logs)}") from None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self._file_path(epoch, logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"ModelCheckpoint: monitor {self.monitor!r} is not in the logs; "
+                              "saving without comparing", RuntimeWarning, stacklevel=2)
+            elif _improves(self.direction, 0.0, current, self.best):
+                if self.verbose > 0:
+                    before = "None" if self.best is None else f"{self.best:.5f}"
+                    print(f"Epoch {epoch + 1}: {self.monitor} improved from {before} to "
+                          f"{current:.5f}, saving model to {path}")
+                self.best = current
+            else:
+                if self.verbose > 0:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+        elif self.verbose > 0:
+            print(f"Epoch {epoch + 1}: saving model to {path}")
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self.model.save(path)
+
+
+def _positional_arity(fn):
+    """How many positional arguments `fn` accepts (2 means "any number >= 2")."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: assume schedule(epoch)
+        return 1
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            return 2
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return n
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of every epoch from `schedule`.
+
+    `schedule(epoch)` or `schedule(epoch, lr)` (`epoch` 0-based, `lr` the current learning rate)
+    returns the rate for that epoch; it is written to `model.optimizer.lr` in `on_epoch_begin`.
+    The objects of `fastnn.schedules` are such callables.
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule: expected a callable, got {type(schedule).__name__}")
+        arity = _positional_arity(schedule)
+        if arity < 1:
+            raise TypeError("schedule: must accept the epoch as its first positional argument")
+        self.schedule = schedule
+        self._wants_lr = arity >= 2
+        self.verbose = _verbose(verbose)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._wants_lr:
+            lr = self.schedule(epoch, _get_lr(self.model, "LearningRateScheduler"))
+        else:
+            lr = self.schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+            raise TypeError(f"schedule: must return a number, got {type(lr).__name__} at epoch {epoch}")
+        lr = float(lr)
+        if not (lr >= 0.0 and lr != float("inf")):
+            raise ValueError(f"schedule: returned an invalid learning rate {lr} at epoch {epoch}")
+        self.model.optimizer.lr = lr
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved for `patience` epochs
+    (Keras 3 semantics).
+
+    A value improves on the best when it is better by more than `min_delta` (mode "min": lower,
+    "max": higher; "auto" as in `EarlyStopping`). Each epoch without improvement adds one to
+    `wait`; when `wait >= patience` the rate becomes `max(lr * factor, min_lr)` (only while it is
+    above `min_lr`), `wait` restarts and the next `cooldown` epochs are not counted: each
+    cooldown epoch decrements `cooldown_counter` and sets `wait` to 0, and counting resumes in the
+    epoch where the counter reaches 0. The new rate applies from the next epoch. A `monitor`
+    missing from the logs gives a warning and the epoch is ignored.
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0, verbose=0):
+        super().__init__()
+        self.monitor = _check_monitor(monitor)
+        self.factor = real_number(factor, "factor")
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"factor: must be in (0, 1) to reduce the learning rate, got {self.factor}")
+        self.patience = integer(patience, "patience", low=0)
+        self.mode = mode
+        self.direction = _resolve_mode(mode, monitor)
+        self.min_delta = abs(real_number(min_delta, "min_delta"))
+        self.cooldown = integer(cooldown, "cooldown", low=0)
+        self.min_lr = real_number(min_lr, "min_lr", low=0.0)
+        self.verbose = _verbose(verbose)
+        self._reset()
+
+    def _reset(self):
+        self.best = None
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ReduceLROnPlateau: monitor {self.monitor!r} is not in the logs; "
+                          f"available: {', '.join(logs) or 'none'}", RuntimeWarning, stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if _improves(self.direction, self.min_delta, current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = _get_lr(self.model, "ReduceLROnPlateau")
+                if old_lr > self.min_lr:
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    self.model.optimizer.lr = new_lr
+                    if self.verbose > 0:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
