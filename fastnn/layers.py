@@ -174,6 +174,8 @@ class Dropout(Layer):
 
     def __init__(self, p=_UNSET, *, keep_prob=None, name=None):
         super().__init__(name=name)
+        if p is None:
+            p = _UNSET
         if keep_prob is not None:
             if p is not _UNSET:
                 raise ValueError("Dropout: give either p (drop probability) or keep_prob, not both")
