@@ -78,7 +78,9 @@ def extensions():
     from Cython.Build import cythonize
 
     csrc = sorted(glob.glob("csrc/*.c")) + sorted(glob.glob("csrc/kernels/*.c"))
-    ext = Extension("fastnn._core", ["fastnn/_core.pyx"] + csrc, include_dirs=["csrc"])
+    headers = sorted(glob.glob("csrc/*.h")) + sorted(glob.glob("csrc/kernels/*.h"))
+    # depends: an edited header (a *_t.h body included by a .c file) rebuilds the extension too
+    ext = Extension("fastnn._core", ["fastnn/_core.pyx"] + csrc, include_dirs=["csrc"], depends=headers)
     return cythonize([ext], language_level=3, compiler_directives={
         "boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False,
         "embedsignature": True,

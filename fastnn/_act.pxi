@@ -1,0 +1,83 @@
+# Activations, bias add and column sums (csrc/act.c).  Arrays arrive validated, C-contiguous and
+# of matching shapes (fastnn/ops.py checks them); these wrappers only hand pointers to C.
+
+cdef extern from "fnn_impl.h" nogil:
+    enum fnn_act:
+        FNN_ACT_LINEAR
+        FNN_ACT_RELU
+        FNN_ACT_LEAKY_RELU
+        FNN_ACT_ELU
+        FNN_ACT_SIGMOID
+        FNN_ACT_TANH
+        FNN_ACT_GELU
+        FNN_ACT_SILU
+        FNN_ACT_SOFTMAX
+        FNN_ACT_LOG_SOFTMAX
+    void fnn_sact_forward(int act, float alpha, const float *x, float *y, size_t rows, size_t cols, int nt)
+    void fnn_dact_forward(int act, double alpha, const double *x, double *y, size_t rows, size_t cols, int nt)
+    void fnn_sact_backward(int act, float alpha, const float *x, const float *y, const float *dy, float *dx,
+                           size_t rows, size_t cols, int nt)
+    void fnn_dact_backward(int act, double alpha, const double *x, const double *y, const double *dy,
+                           double *dx, size_t rows, size_t cols, int nt)
+    void fnn_sbias_add(float *y, const float *bias, size_t rows, size_t cols, int nt)
+    void fnn_dbias_add(double *y, const double *bias, size_t rows, size_t cols, int nt)
+    void fnn_scolsum(const float *x, size_t rows, size_t cols, float beta, float *out, int nt)
+    void fnn_dcolsum(const double *x, size_t rows, size_t cols, double beta, double *out, int nt)
+
+# Activation name -> the C enum value; the names are those of the public API.
+ACTIVATIONS = {
+    "linear": FNN_ACT_LINEAR, "relu": FNN_ACT_RELU, "leaky_relu": FNN_ACT_LEAKY_RELU, "elu": FNN_ACT_ELU,
+    "sigmoid": FNN_ACT_SIGMOID, "tanh": FNN_ACT_TANH, "gelu": FNN_ACT_GELU, "silu": FNN_ACT_SILU,
+    "softmax": FNN_ACT_SOFTMAX, "log_softmax": FNN_ACT_LOG_SOFTMAX,
+}
+ROWWISE_ACTIVATIONS = frozenset(("softmax", "log_softmax"))
+
+
+def act_forward(int act, double alpha, const floating[:, ::1] x, floating[:, ::1] y):
+    """y = act(x) over x's rows x cols (y may be x)."""
+    cdef int nt = fnn_get_num_threads()
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_sact_forward(act, <float>alpha, &x[0, 0], &y[0, 0], x.shape[0], x.shape[1], nt)
+        else:
+            fnn_dact_forward(act, alpha, &x[0, 0], &y[0, 0], x.shape[0], x.shape[1], nt)
+
+
+def act_backward(int act, double alpha, const floating[:, ::1] x, const floating[:, ::1] y,
+                 const floating[:, ::1] dy, floating[:, ::1] dx):
+    """dx = dy * act'(x) given y = act(x) (dx may be dy)."""
+    cdef int nt = fnn_get_num_threads()
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_sact_backward(act, <float>alpha, &x[0, 0], &y[0, 0], &dy[0, 0], &dx[0, 0],
+                              x.shape[0], x.shape[1], nt)
+        else:
+            fnn_dact_backward(act, alpha, &x[0, 0], &y[0, 0], &dy[0, 0], &dx[0, 0], x.shape[0], x.shape[1], nt)
+
+
+def bias_add(floating[:, ::1] y, const floating[::1] bias):
+    """y[i, j] += bias[j]."""
+    cdef int nt = fnn_get_num_threads()
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_sbias_add(&y[0, 0], &bias[0], y.shape[0], y.shape[1], nt)
+        else:
+            fnn_dbias_add(&y[0, 0], &bias[0], y.shape[0], y.shape[1], nt)
+
+
+def colsum(const floating[:, ::1] x, double beta, floating[::1] out):
+    """out[j] = beta*out[j] + sum_i x[i, j], in row order (out is not read when beta == 0)."""
+    cdef int nt = fnn_get_num_threads()
+    if x.shape[1] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_scolsum(&x[0, 0] if x.shape[0] else NULL, x.shape[0], x.shape[1], <float>beta, &out[0], nt)
+        else:
+            fnn_dcolsum(&x[0, 0] if x.shape[0] else NULL, x.shape[0], x.shape[1], beta, &out[0], nt)

@@ -58,7 +58,7 @@ cdef extern from "fnn_impl.h" nogil:
     int fnn_dall_finite(const double *x, size_t n)
 
 
-def all_finite(floating[::1] x):
+def all_finite(const floating[::1] x):
     """True when the contiguous 1-D buffer holds no NaN or Inf."""
     cdef int ok
     if x.shape[0] == 0:

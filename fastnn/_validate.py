@@ -74,3 +74,35 @@ def row_major(x):
         return x.T, True, x.shape[0]
     x = np.ascontiguousarray(x)
     return x, False, x.shape[1]
+
+
+def target_array(t, name, like, *, check_finite=True):
+    """Loss targets as an array of `like`'s dtype: they are data, so any real dtype (bool, int, float)
+    is converted.  TypeError for complex/object/str, ValueError for NaN/Inf (when check_finite)."""
+    if not isinstance(t, np.ndarray):
+        try:
+            t = np.asarray(t)
+        except Exception as e:
+            raise ValueError(f"{name}: cannot be read as an array ({e})") from None
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got dtype {t.dtype}")
+    t = t.astype(like.dtype, copy=False)
+    if check_finite and not all_finite(t):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return t
+
+
+def class_labels(t, name, n_rows, n_classes):
+    """Class labels as a C-contiguous int64 array: integer dtype, shape (n_rows,), values in
+    [0, n_classes); ValueError naming `name` otherwise."""
+    if not isinstance(t, np.ndarray):
+        t = np.asarray(t)
+    if t.dtype.kind not in "iu":
+        raise ValueError(f"{name}: class labels must be integers, got dtype {t.dtype}")
+    if t.shape != (n_rows,):
+        raise ValueError(f"{name}: expected {n_rows} class labels (shape ({n_rows},)), got shape {t.shape}")
+    if t.size:
+        lo, hi = t.min(), t.max()
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"{name}: class labels must lie in [0, {n_classes}), got values from {lo} to {hi}")
+    return np.ascontiguousarray(t, dtype=np.int64)

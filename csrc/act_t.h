@@ -1,0 +1,222 @@
+/* act_t.h - body of the activation kernels, included by act.c once per dtype (FNN_T, FNN_P, FNN_M).
+ *
+ *   act_forward   y = act(x)                       x, y: rows x cols; y may equal x
+ *   act_backward  dx = dy * act'(x)                x, y = act(x), dy, dx: rows x cols; dx may equal dy
+ *   bias_add      y[i][j] += bias[j]               y: rows x cols, bias: cols
+ *   colsum        out[j] = beta*out[j] + sum_i x[i][j]   (out not read when beta == 0)
+ *
+ * Formulas (alpha is the activation's parameter):
+ *   linear      x                                  1
+ *   relu        x < 0 ? 0 : x                      y > 0                  (0 at x = 0, like PyTorch)
+ *   leaky_relu  x < 0 ? alpha*x : x                x > 0 ? 1 : alpha
+ *   elu         x > 0 ? x : alpha*expm1(x)         x > 0 ? 1 : y + alpha
+ *   sigmoid     1/(1+exp(-x)), as (x>=0 ? 1 : e)/(1+e) with e = exp(-|x|): no overflow for any x
+ *                                                  y*(1-y)
+ *   tanh        tanh(x)                            1 - y*y
+ *   gelu        x*Phi(x), the exact GELU (PyTorch's default nn.GELU, not the tanh approximation):
+ *               0.5*x*(1+erf(x/sqrt2)), evaluated as 0.5*x*erfc(-x/sqrt2), the same function
+ *               without the cancellation of 1+erf in the left tail
+ *                                                  Phi(x) + x*exp(-x*x/2)/sqrt(2*pi)
+ *   silu        x*sigmoid(x)                       s*(1 + x*(1-s)), s = sigmoid(x), 1-s = sigmoid(-x)
+ *   softmax     exp(x - max)/sum(exp(x - max)) per row          dx = y*(dy - <dy, y>)
+ *   log_softmax (x - max) - log(sum(exp(x - max))) per row      dx = dy - exp(y)*sum(dy)
+ * NaN inputs propagate (pass through) rather than being clipped.  Unknown codes act as linear.
+ */
+#define T FNN_T
+
+/* ---- elementwise ranges (n values, serial) ------------------------------------------------- */
+static void FNN_FN(act_fwd_n)(int act, T alpha, const T *x, T *y, size_t n) {
+    switch (act) {
+    case FNN_ACT_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? (T)0 : x[i];
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? alpha * x[i] : x[i];
+        break;
+    case FNN_ACT_ELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * FNN_M(expm1)(x[i]);
+        break;
+    case FNN_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) {
+            T e = FNN_M(exp)(-FNN_M(fabs)(x[i]));
+            y[i] = (x[i] >= 0 ? (T)1 : e) / (1 + e);
+        }
+        break;
+    case FNN_ACT_TANH:
+        for (size_t i = 0; i < n; i++) y[i] = FNN_M(tanh)(x[i]);
+        break;
+    case FNN_ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = (T)0.5 * x[i] * FNN_M(erfc)(-x[i] * (T)0.70710678118654752440);
+        break;
+    case FNN_ACT_SILU:
+        for (size_t i = 0; i < n; i++) {
+            T e = FNN_M(exp)(-FNN_M(fabs)(x[i]));
+            y[i] = x[i] * ((x[i] >= 0 ? (T)1 : e) / (1 + e));
+        }
+        break;
+    default: /* linear */
+        if (x != y) memmove(y, x, n * sizeof *y);
+        break;
+    }
+}
+
+static void FNN_FN(act_bwd_n)(int act, T alpha, const T *x, const T *y, const T *dy, T *dx, size_t n) {
+    switch (act) {
+    case FNN_ACT_RELU:
+        for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (T)0;
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i];
+        break;
+    case FNN_ACT_ELU:
+        for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : dy[i] * (y[i] + alpha);
+        break;
+    case FNN_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1 - y[i]));
+        break;
+    case FNN_ACT_TANH:
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1 - y[i] * y[i]);
+        break;
+    case FNN_ACT_GELU:
+        for (size_t i = 0; i < n; i++) {
+            T cdf = (T)0.5 * FNN_M(erfc)(-x[i] * (T)0.70710678118654752440);
+            T pdf = (T)0.39894228040143267794 * FNN_M(exp)((T)-0.5 * x[i] * x[i]);
+            dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
+    case FNN_ACT_SILU:
+        for (size_t i = 0; i < n; i++) {
+            T e = FNN_M(exp)(-FNN_M(fabs)(x[i]));
+            T s = (x[i] >= 0 ? (T)1 : e) / (1 + e);  /* sigmoid(x) */
+            T sm = (x[i] >= 0 ? e : (T)1) / (1 + e); /* sigmoid(-x) = 1 - s, without cancellation */
+            dx[i] = dy[i] * (s * (1 + x[i] * sm));
+        }
+        break;
+    default: /* linear */
+        if (dx != dy) memmove(dx, dy, n * sizeof *dx);
+        break;
+    }
+}
+
+/* ---- row-wise (one row of n values; row sums are accumulated in double, in column order) ------ */
+static T FNN_FN(row_max)(const T *x, size_t n) {
+    T m = x[0];
+    for (size_t j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+static void FNN_FN(softmax_row)(const T *x, T *y, size_t n) {
+    T m = FNN_FN(row_max)(x, n);
+    double s = 0;
+    for (size_t j = 0; j < n; j++) {
+        y[j] = FNN_M(exp)(x[j] - m); /* reads x[j] before writing y[j]: y may equal x */
+        s += y[j];
+    }
+    for (size_t j = 0; j < n; j++) y[j] = (T)(y[j] / s);
+}
+
+static void FNN_FN(log_softmax_row)(const T *x, T *y, size_t n) {
+    T m = FNN_FN(row_max)(x, n);
+    double s = 0;
+    for (size_t j = 0; j < n; j++) s += FNN_M(exp)(x[j] - m);
+    T ls = (T)log(s);
+    for (size_t j = 0; j < n; j++) y[j] = (x[j] - m) - ls;
+}
+
+static void FNN_FN(softmax_bwd_row)(const T *y, const T *dy, T *dx, size_t n) {
+    double dot = 0;
+    for (size_t j = 0; j < n; j++) dot += (double)dy[j] * y[j];
+    T d = (T)dot;
+    for (size_t j = 0; j < n; j++) dx[j] = y[j] * (dy[j] - d);
+}
+
+static void FNN_FN(log_softmax_bwd_row)(const T *y, const T *dy, T *dx, size_t n) {
+    double sum = 0;
+    for (size_t j = 0; j < n; j++) sum += dy[j];
+    T s = (T)sum;
+    for (size_t j = 0; j < n; j++) dx[j] = dy[j] - FNN_M(exp)(y[j]) * s;
+}
+
+/* ---- entry points ------------------------------------------------------------------------ */
+void FNN_FN(act_forward)(int act, T alpha, const T *x, T *y, size_t rows, size_t cols, int nt) {
+    size_t n = rows * cols;
+    if (n == 0 || (act == FNN_ACT_LINEAR && x == y)) return;
+    nt = act_threads(n, nt);
+    if (FNN_ACT_IS_ROWWISE(act)) {
+        int soft = act == FNN_ACT_SOFTMAX;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (long i = 0; i < (long)rows; i++) {
+            const T *xi = x + (size_t)i * cols;
+            T *yi = y + (size_t)i * cols;
+            if (soft) FNN_FN(softmax_row)(xi, yi, cols);
+            else FNN_FN(log_softmax_row)(xi, yi, cols);
+        }
+        return;
+    }
+    long nchunk = (long)((n + FNN_ACT_CHUNK - 1) / FNN_ACT_CHUNK);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (long c = 0; c < nchunk; c++) {
+        size_t lo = (size_t)c * FNN_ACT_CHUNK, len = n - lo < FNN_ACT_CHUNK ? n - lo : FNN_ACT_CHUNK;
+        FNN_FN(act_fwd_n)(act, alpha, x + lo, y + lo, len);
+    }
+}
+
+void FNN_FN(act_backward)(int act, T alpha, const T *x, const T *y, const T *dy, T *dx, size_t rows,
+                          size_t cols, int nt) {
+    size_t n = rows * cols;
+    if (n == 0 || (act == FNN_ACT_LINEAR && dx == dy)) return;
+    nt = act_threads(n, nt);
+    if (FNN_ACT_IS_ROWWISE(act)) {
+        int soft = act == FNN_ACT_SOFTMAX;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (long i = 0; i < (long)rows; i++) {
+            size_t o = (size_t)i * cols;
+            if (soft) FNN_FN(softmax_bwd_row)(y + o, dy + o, dx + o, cols);
+            else FNN_FN(log_softmax_bwd_row)(y + o, dy + o, dx + o, cols);
+        }
+        return;
+    }
+    long nchunk = (long)((n + FNN_ACT_CHUNK - 1) / FNN_ACT_CHUNK);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (long c = 0; c < nchunk; c++) {
+        size_t lo = (size_t)c * FNN_ACT_CHUNK, len = n - lo < FNN_ACT_CHUNK ? n - lo : FNN_ACT_CHUNK;
+        FNN_FN(act_bwd_n)(act, alpha, x + lo, y + lo, dy + lo, dx + lo, len);
+    }
+}
+
+void FNN_FN(bias_add)(T *y, const T *bias, size_t rows, size_t cols, int nt) {
+    if (rows == 0 || cols == 0) return;
+    nt = act_threads(rows * cols, nt);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (long i = 0; i < (long)rows; i++) {
+        T *FNN_RESTRICT yi = y + (size_t)i * cols;
+        const T *FNN_RESTRICT b = bias;
+        for (size_t j = 0; j < cols; j++) yi[j] += b[j];
+    }
+}
+
+void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt) {
+    if (cols == 0) return;
+    long nblk = (long)((cols + FNN_COLSUM_BLOCK - 1) / FNN_COLSUM_BLOCK);
+    nt = act_threads(rows * cols, nt);
+    if (nt > nblk) nt = (int)nblk;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (long b = 0; b < nblk; b++) {
+        size_t j0 = (size_t)b * FNN_COLSUM_BLOCK;
+        size_t w = cols - j0 < FNN_COLSUM_BLOCK ? cols - j0 : FNN_COLSUM_BLOCK;
+        T acc[FNN_COLSUM_BLOCK];
+        for (size_t j = 0; j < w; j++) acc[j] = 0;
+        for (size_t i = 0; i < rows; i++) { /* row order: each column's sum is the same for any nt */
+            const T *FNN_RESTRICT xi = x + i * cols + j0;
+            for (size_t j = 0; j < w; j++) acc[j] += xi[j];
+        }
+        T *o = out + j0;
+        if (beta == 0)
+            for (size_t j = 0; j < w; j++) o[j] = acc[j];
+        else
+            for (size_t j = 0; j < w; j++) o[j] = beta * o[j] + acc[j];
+    }
+}
+
+#undef T
