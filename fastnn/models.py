@@ -44,6 +44,12 @@ def _as_dtype(x, name, dtype, ndim):
     return x
 
 
+def _mean_loss(losses, sizes):
+    """Mean of per-batch losses weighted by batch rows.  Elementwise on purpose: a BLAS dot product here
+    would wake NumPy's BLAS threads, whose spinning then competes with the engine's OpenMP threads."""
+    return float((losses * sizes).sum() / sizes.sum())
+
+
 class Sequential:
     """A stack of layers trained by the C engine; see the module docstring and API.md."""
 
@@ -458,9 +464,10 @@ class Sequential:
                     dt = time.perf_counter() - tc
                     b += count
                     chunk = max(1, min(4 * count, int(count * _CHUNK_SECONDS / max(dt, 1e-6))))
-                    bar.update(b, float(losses[:b] @ sizes[:b] / sizes[:b].sum()), time.perf_counter() - t0)
+                    if verbose == 1:
+                        bar.update(b, _mean_loss(losses[:b], sizes[:b]), time.perf_counter() - t0)
                 train_time = time.perf_counter() - t0
-                logs = {"loss": float(losses @ sizes / n)}
+                logs = {"loss": _mean_loss(losses, sizes)}
                 for name, fn in self.metrics:
                     logs[name] = float(fn(y_true, self._metric_pred(pred, y_true)))
                 if val is not None:
