@@ -189,12 +189,10 @@ cdef class Net:
             fnn_dnet_free(self.d)
 
     def set_loss(self, str loss, double param):
+        """Set the loss by name (None: no loss, raw outputs)."""
         cdef int code = -1 if loss is None else LOSSES[loss]
         check(fnn_dnet_set_loss(self.d, code, param) if self.is_double else fnn_snet_set_loss(self.s, code, param),
               "loss")
-
-    def set_loss_none(self):
-        check(fnn_dnet_set_loss(self.d, -1, 0) if self.is_double else fnn_snet_set_loss(self.s, -1, 0), "loss")
 
     @property
     def link(self):

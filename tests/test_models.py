@@ -358,3 +358,17 @@ def test_save_and_load_not_yet_available():
         m.save("x.fnn")
     with pytest.raises(NotImplementedError):
         fnn.load("x.fnn")
+
+
+def test_assigning_weight_copies_into_the_model():
+    m = fnn.Sequential([fnn.Dense(2, use_bias=False)], input_dim=3, dtype="float64", seed=0)
+    view = m.layers[0].weight
+    m.layers[0].weight = np.ones((3, 2))
+    assert m.layers[0].weight is view and view.sum() == 6
+    np.testing.assert_allclose(m.predict(np.ones((1, 3))), [[3.0, 3.0]])
+    with pytest.raises(ValueError, match="shape"):
+        m.layers[0].weight = np.ones((2, 3))
+    with pytest.raises(ValueError, match="no bias"):
+        m.layers[0].bias = np.ones(2)
+    with pytest.raises(ValueError, match="not built"):
+        fnn.Dense(3).weight = np.ones((2, 3))
