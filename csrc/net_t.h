@@ -34,6 +34,7 @@ struct NET {
     int64_t step, opt_step;
     /* workspace for `cap` rows, one allocation */
     size_t cap;
+    int n_allocs;           /* workspace allocations so far (a test hook: never one per batch) */
     void *ws;
     T **y, **z;
     T *g0, *g1, *xb, *tb, *wb;
@@ -89,6 +90,7 @@ int FNN_FN(net_reserve)(struct NET *net, size_t batch) {
     fnn_aligned_free(net->ws);
     net->ws = ws;
     net->cap = batch;
+    net->n_allocs++;
     FNN_FN(net_layout_)(net, batch, ws);
     return FNN_OK;
 }
@@ -134,6 +136,11 @@ static int FNN_FN(net_keeps_z_)(int act, double alpha) {
     }
 }
 
+/* The parameter of layer l's effective activation: a folded activation's alpha travels with it. */
+static double FNN_FN(net_alpha_)(const struct NET *net, int l) {
+    return l + 1 < net->nl && net->folded[l + 1] ? net->L[l + 1].act_alpha : net->L[l].act_alpha;
+}
+
 /* Effective activations: fold Activation layers into a linear Dense below them, then fuse the final
  * softmax/sigmoid into the matching cross-entropy. */
 static void FNN_FN(net_plan_)(struct NET *net) {
@@ -157,15 +164,8 @@ static void FNN_FN(net_plan_)(struct NET *net) {
         net->link = FNN_ACT_SIGMOID;
         if (fusable && net->act[last] == FNN_ACT_SIGMOID) net->act[last] = FNN_ACT_LINEAR;
     }
-    for (int l = 0; l < net->nl; l++) {
-        /* the folded activation's alpha travels with it */
-        double alpha = l + 1 < net->nl && net->folded[l + 1] ? net->L[l + 1].act_alpha : net->L[l].act_alpha;
-        net->needs_z[l] = net->L[l].kind == FNN_LAYER_DENSE && FNN_FN(net_keeps_z_)(net->act[l], alpha);
-    }
-}
-
-static double FNN_FN(net_alpha_)(const struct NET *net, int l) {
-    return l + 1 < net->nl && net->folded[l + 1] ? net->L[l + 1].act_alpha : net->L[l].act_alpha;
+    for (int l = 0; l < net->nl; l++)
+        net->needs_z[l] = net->L[l].kind == FNN_LAYER_DENSE && FNN_FN(net_keeps_z_)(net->act[l], FNN_FN(net_alpha_)(net, l));
 }
 
 static void FNN_FN(net_find_lowest_)(struct NET *net) {
@@ -254,6 +254,11 @@ int FNN_FN(net_set_loss)(struct NET *net, int loss, double param) {
 }
 
 int FNN_FN(net_link)(const struct NET *net) { return net ? net->link : FNN_ACT_LINEAR; }
+
+void FNN_FN(net_workspace_info)(const struct NET *net, size_t *rows, int *n_allocs) {
+    if (rows) *rows = net ? net->cap : 0;
+    if (n_allocs) *n_allocs = net ? net->n_allocs : 0;
+}
 
 int FNN_FN(net_set_optim)(struct NET *net, const fnn_optim_desc *o, T *state, size_t n_state) {
     int ns = fnn_optim_n_state(o);
