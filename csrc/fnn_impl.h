@@ -30,6 +30,26 @@
 
 #define FNN_ALIGN 64
 
+/* for (long I = 0; I < N; I++) { ... } (the body, the last argument), split statically over `nt` threads (a variable of that name).
+ * With nt <= 1 it is a plain loop: no OpenMP region is entered at all (even `if(0)` regions cost a
+ * team set-up in libgomp, which shows when a kernel is called per row). */
+#ifdef _OPENMP
+#define FNN_PARALLEL_FOR(I, N, ...)                                                                \
+    do {                                                                                           \
+        if (nt <= 1) {                                                                             \
+            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                              \
+        } else {                                                                                   \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")                           \
+            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                              \
+        }                                                                                          \
+    } while (0)
+#else
+#define FNN_PARALLEL_FOR(I, N, ...)                                                               \
+    do {                                                                                           \
+        for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                                  \
+    } while (0)
+#endif
+
 /* ---- runtime: threads, SIMD, memory (runtime.c) ------------------------- */
 int   fnn_threads_for(size_t work, size_t grain); /* min(num_threads, work / grain), at least 1 */
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */

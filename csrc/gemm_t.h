@@ -218,21 +218,25 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         }
         if (best < 0) nt = 1;
     }
-    const long nrect = (long)(pm * pn);
     int failed = 0;
-
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1) reduction(| : failed)
-    for (long r = 0; r < nrect; r++) {
-        size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
-        size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
-        size_t j0 = ntl * tn / pn * pl.nr, j1 = ntl * (tn + 1) / pn * pl.nr;
-        if (i1 > m) i1 = m;
-        if (j1 > n) j1 = n;
-        if (i0 < i1 && j0 < j1)
-            failed |= FNN_FN(gemm_block)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha,
-                                         ta ? a + i0 : a + i0 * lda, lda, tb ? b + j0 * ldb : b + j0, ldb,
-                                         beta, c + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
-                                         act_alpha) != 0;
+    if (nt <= 1) {
+        failed = FNN_FN(gemm_block)(&pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act,
+                                    act_alpha) != 0;
+    } else {
+        const long nrect = (long)(pm * pn);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : failed)
+        for (long r = 0; r < nrect; r++) {
+            size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
+            size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
+            size_t j0 = ntl * tn / pn * pl.nr, j1 = ntl * (tn + 1) / pn * pl.nr;
+            if (i1 > m) i1 = m;
+            if (j1 > n) j1 = n;
+            if (i0 < i1 && j0 < j1)
+                failed |= FNN_FN(gemm_block)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha,
+                                             ta ? a + i0 : a + i0 * lda, lda, tb ? b + j0 * ldb : b + j0, ldb,
+                                             beta, c + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
+                                             act_alpha) != 0;
+        }
     }
     if (failed) { /* out of memory for packing buffers: the unblocked loop needs none */
         FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
