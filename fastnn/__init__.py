@@ -37,3 +37,13 @@ def get_num_threads():
 
 from . import callbacks, metrics, schedules
 from .callbacks import EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau, History, Callback
+from ._errors import NonFiniteLossError
+from .layers import Dense, Dropout, Activation
+from .optimizers import SGD, Adam, AdamW, RMSprop
+from .models import Sequential
+from . import layers, optimizers, models
+
+
+def load(path):
+    """Load a model saved by `model.save` (not available in this version)."""
+    raise NotImplementedError("model files (safetensors) are not available in this version")

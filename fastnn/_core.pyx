@@ -3,6 +3,7 @@
 # The bindings are grouped by C file in the .pxi files included below.
 from libc.stdint cimport int64_t
 from cython cimport floating
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
 cdef extern from "fnn_impl.h" nogil:
     const char *FNN_VERSION_STRING
@@ -21,4 +22,5 @@ include "_runtime.pxi"
 include "_gemm.pxi"
 include "_act.pxi"
 include "_loss.pxi"
+include "_net.pxi"
 include "_io.pxi"

@@ -15,3 +15,13 @@ class NotFittedError(FastNNError, AttributeError):
 
 class NotCompiledError(FastNNError, RuntimeError):
     """The model was trained or evaluated before `compile`."""
+
+
+class NonFiniteLossError(FastNNError, FloatingPointError):
+    """The training loss became NaN or Inf.  `epoch` and `batch` (0-based; None outside `fit`) say
+    where; the weights are those of the last step whose loss was finite."""
+
+    def __init__(self, message, epoch=None, batch=None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch

@@ -1,0 +1,245 @@
+"""Layers of a Sequential model: small objects that hold their configuration and, once the model is
+built, NumPy views of its parameters.  The arithmetic runs in the C engine (csrc/net.c).
+
+- `Dense(units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
+  trainable=True, name=None)`: y = act(x @ weight + bias), weight of shape (in_features, units).
+- `Dropout(p=0.5, *, keep_prob=None)`: inverted dropout, p = probability of dropping a unit.
+- `Activation(name, **params)`: an activation as a layer of its own (folded into the Dense below it
+  when that one is linear).
+"""
+import math
+import weakref
+
+import numpy as np
+
+from ._validate import integer, real_number
+
+__all__ = ["Layer", "Dense", "Dropout", "Activation", "ACTIVATIONS", "INITIALIZERS"]
+
+# name -> (default parameters).  leaky_relu's alpha is the negative slope, elu's the saturation.
+ACTIVATIONS = {
+    "linear": {}, "relu": {}, "leaky_relu": {"alpha": 0.01}, "elu": {"alpha": 1.0}, "sigmoid": {},
+    "tanh": {}, "softmax": {}, "gelu": {}, "silu": {},
+}
+_RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "silu"}
+
+
+def _he_normal(rng, fan_in, fan_out):
+    return rng.normal(0.0, math.sqrt(2.0 / fan_in), (fan_in, fan_out))
+
+
+def _he_uniform(rng, fan_in, fan_out):
+    limit = math.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+def _glorot_normal(rng, fan_in, fan_out):
+    return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), (fan_in, fan_out))
+
+
+def _glorot_uniform(rng, fan_in, fan_out):
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+# Plain (not truncated) normals, as PyTorch's kaiming_normal_/xavier_normal_ draw them.
+INITIALIZERS = {"he_normal": _he_normal, "he_uniform": _he_uniform, "glorot_normal": _glorot_normal,
+                "glorot_uniform": _glorot_uniform}
+
+
+def activation_spec(activation, params=None, where="activation"):
+    """(name, alpha) of an activation given as None, a name, or an Activation layer."""
+    if isinstance(activation, Activation):
+        return activation.activation, activation.alpha
+    if activation is None:
+        activation = "linear"
+    if not isinstance(activation, str):
+        raise TypeError(f"{where}: expected a name or None, got {type(activation).__name__}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+    defaults = ACTIVATIONS[activation]
+    params = dict(params or {})
+    for key in params:
+        if key not in defaults:
+            raise TypeError(f"{where}: {activation!r} takes no parameter {key!r}"
+                            + (f"; it takes {', '.join(defaults)}" if defaults else ""))
+    alpha = real_number(params.get("alpha", defaults.get("alpha", 0.0)), f"{where} alpha")
+    return activation, alpha
+
+
+class Layer:
+    """Base class.  `trainable` may be changed at any time; the model applies it at once."""
+
+    kind = "layer"
+
+    def __init__(self, *, trainable=True, name=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__}")
+        self.name = name
+        self._trainable = bool(trainable)
+        self._model = None  # weakref to the model that built the layer
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        model = self._model() if self._model is not None else None
+        if model is not None:
+            model._apply_trainable(self)
+
+    def _attach(self, model):
+        if self._model is not None and self._model() is not None and self._model() is not model:
+            raise ValueError(f"layer {self.name!r} already belongs to another model")
+        self._model = weakref.ref(model)
+
+    def output_dim(self, in_features):
+        return in_features
+
+    def n_params(self, in_features):
+        return 0
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self._trainable}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer: y = act(x @ weight + bias).
+
+    After the model is built, `weight` (in_features, units) and `bias` (units,) are writable views of
+    the model's parameter buffer, and `weight_grad`/`bias_grad` of its gradient buffer (filled by
+    `compute_gradients` and every training step).  `l2`/`l1` add `l2*sum(weight**2)` and
+    `l1*sum(|weight|)` to the loss (never the bias).
+    """
+
+    kind = "dense"
+
+    def __init__(self, units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
+                 trainable=True, name=None):
+        super().__init__(trainable=trainable, name=name)
+        self.units = integer(units, "units", low=1)
+        self.activation, self.alpha = activation_spec(activation)
+        self.l2 = real_number(l2, "l2", low=0.0)
+        self.l1 = real_number(l1, "l1", low=0.0)
+        self.use_bias = bool(use_bias)
+        if kernel_init != "auto" and kernel_init not in INITIALIZERS:
+            raise ValueError(f"kernel_init: expected 'auto' or one of {', '.join(INITIALIZERS)}, got {kernel_init!r}")
+        self.kernel_init = kernel_init
+        self._weight = self._bias = self.weight_grad = self.bias_grad = None
+
+    # weight and bias are views of the model's parameter buffer; assigning copies into it
+    @property
+    def weight(self):
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        self._assign(self._weight, value, "weight")
+
+    @property
+    def bias(self):
+        return self._bias
+
+    @bias.setter
+    def bias(self, value):
+        if self._bias is None and self.use_bias is False:
+            raise ValueError(f"{self.name}: bias: the layer has no bias (use_bias=False)")
+        self._assign(self._bias, value, "bias")
+
+    def _assign(self, dst, value, what):
+        if dst is None:
+            raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
+        value = np.asarray(value)
+        if value.shape != dst.shape:
+            raise ValueError(f"{self.name}: {what}: expected shape {dst.shape}, got {value.shape}")
+        if value.dtype.kind not in "fiu" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{self.name}: {what}: expected finite numbers")
+        np.copyto(dst, value, casting="unsafe")
+
+    def _bind(self, weight, weight_grad):
+        self._weight, self.weight_grad = weight, weight_grad
+
+    def _bind_bias(self, bias, bias_grad):
+        self._bias, self.bias_grad = bias, bias_grad
+
+    def output_dim(self, in_features):
+        return self.units
+
+    def n_params(self, in_features):
+        return in_features * self.units + (self.units if self.use_bias else 0)
+
+    def initializer(self):
+        """The name of the initializer "auto" resolves to: He for the ReLU family, Glorot otherwise."""
+        if self.kernel_init != "auto":
+            return self.kernel_init
+        return "he_normal" if self.activation in _RELU_FAMILY else "glorot_uniform"
+
+    def init_weights(self, rng):
+        """Fill `weight` from `rng` (a numpy Generator) and zero `bias`."""
+        fan_in, fan_out = self.weight.shape
+        self.weight[...] = INITIALIZERS[self.initializer()](rng, fan_in, fan_out)
+        if self.bias is not None:
+            self.bias[...] = 0
+
+    def get_config(self):
+        cfg = {"units": self.units, "activation": self.activation}
+        if self.activation in ("leaky_relu", "elu"):
+            cfg["alpha"] = self.alpha
+        cfg.update(l2=self.l2, l1=self.l1, use_bias=self.use_bias, kernel_init=self.kernel_init)
+        cfg.update(super().get_config())
+        return cfg
+
+
+_UNSET = object()
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, each unit is zeroed with probability `p` and the kept ones are
+    scaled by 1/(1-p); identity in `predict`/`evaluate`.  `Dropout(keep_prob=k)` is `Dropout(p=1-k)`.
+    The masks come from Philox keyed by (model seed, training step, layer index, element), so they
+    are the same under any thread count and differ from step to step."""
+
+    kind = "dropout"
+
+    def __init__(self, p=_UNSET, *, keep_prob=None, name=None):
+        super().__init__(name=name)
+        if p is None:
+            p = _UNSET
+        if keep_prob is not None:
+            if p is not _UNSET:
+                raise ValueError("Dropout: give either p (drop probability) or keep_prob, not both")
+            keep_prob = real_number(keep_prob, "keep_prob", low=0.0, high=1.0, low_open=True)
+            p = 1.0 - keep_prob
+        elif p is _UNSET:
+            p = 0.5
+        self.p = real_number(p, "p", low=0.0, high=1.0, high_open=True)
+
+    @property
+    def keep_prob(self):
+        return 1.0 - self.p
+
+    def get_config(self):
+        return {"p": self.p, "name": self.name}
+
+
+class Activation(Layer):
+    """An activation as a layer: `Activation("leaky_relu", alpha=0.2)`."""
+
+    kind = "activation"
+
+    def __init__(self, activation, *, name=None, **params):
+        super().__init__(name=name)
+        self.activation, self.alpha = activation_spec(activation, params)
+
+    def get_config(self):
+        cfg = {"activation": self.activation}
+        if self.activation in ("leaky_relu", "elu"):
+            cfg["alpha"] = self.alpha
+        cfg["name"] = self.name
+        return cfg

@@ -1,0 +1,570 @@
+"""Sequential models: the user-facing training loop over the C engine (csrc/net.c).
+
+The model owns three flat arrays in its dtype: the parameters (every Dense layer's `weight` and
+`bias` are views of it), their gradients (`weight_grad`, `bias_grad`), and the optimizer state.  The
+C plan (`fastnn._core.Net`) points into them and owns only its workspace.  A training step, or a
+chunk of an epoch's batches with the shuffle and the gathering of rows, is one C call with the GIL
+released; Python runs once per chunk (about 0.15 s of work) for the progress bar, Ctrl-C and the
+callbacks, and once per epoch for the metrics.
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import _core
+from . import metrics as _metrics
+from . import optimizers as _optimizers
+from ._errors import NonFiniteLossError, NotCompiledError, NotFittedError
+from ._validate import all_finite, integer, real_number
+from .layers import Activation, Dense, Dropout, Layer
+
+__all__ = ["Sequential"]
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber")
+_CHUNK_SECONDS = 0.15   # target duration of one C call of fit
+_PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the training batch is smaller)
+
+
+def _as_dtype(x, name, dtype, ndim):
+    """`x` as a C-contiguous array of `dtype` (one conversion at most), checked for NaN/Inf."""
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as e:
+            raise ValueError(f"{name}: cannot be read as an array ({e})") from None
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    if x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if not all_finite(x):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return x
+
+
+def _mean_loss(losses, sizes):
+    """Mean of per-batch losses weighted by batch rows.  Elementwise on purpose: a BLAS dot product here
+    would wake NumPy's BLAS threads, whose spinning then competes with the engine's OpenMP threads."""
+    return float((losses * sizes).sum() / sizes.sum())
+
+
+class Sequential:
+    """A stack of layers trained by the C engine; see the module docstring and API.md."""
+
+    def __init__(self, layers=(), *, input_dim=None, dtype="float32", seed=None):
+        if isinstance(layers, Layer):
+            layers = [layers]
+        self.layers = []
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype}")
+        self.dtype = dtype
+        if seed is None:
+            seed = int(np.random.default_rng().integers(0, 2**63))
+        self.seed = integer(seed, "seed", low=0)
+        if self.seed >= 2**64:
+            raise ValueError(f"seed: must be below 2**64, got {seed}")
+        self.input_dim = None
+        self.stop_training = False
+        self.optimizer = None
+        self.loss = None
+        self.huber_delta = 1.0
+        self.metrics = []
+        self._net = None
+        self._params = self._grads = self._state = None
+        self._state_for = None  # the optimizer object the state belongs to
+        self._epochs_seen = 0
+        for layer in layers:
+            self.add(layer)
+        if input_dim is not None:
+            self.build(integer(input_dim, "input_dim", low=1))
+
+    # ---- structure ------------------------------------------------------------------------------
+
+    def add(self, layer):
+        """Append a layer (before the model is built)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers[{len(self.layers)}]: expected a fastnn layer, got {type(layer).__name__}")
+        if self.built:
+            raise ValueError("add: the model is already built; create a new Sequential instead")
+        layer._attach(self)
+        if layer.name is None:
+            taken = {l.name for l in self.layers}
+            base, k = layer.kind, 0
+            while (f"{base}_{k}" if k else base) in taken:
+                k += 1
+            layer.name = f"{base}_{k}" if k else base
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return self._net is not None
+
+    @property
+    def n_outputs(self):
+        self._require_built("n_outputs")
+        return self._dims[-1]
+
+    def build(self, input_dim):
+        """Allocate and initialise the parameters for `input_dim` input features."""
+        if self.built:
+            if input_dim != self.input_dim:
+                raise ValueError(f"X: the model takes {self.input_dim} features, got {input_dim}")
+            return
+        if not self.layers:
+            raise ValueError("layers: the model has no layer")
+        dims, descs, off = [input_dim], [], 0
+        for i, layer in enumerate(self.layers):
+            fin = dims[-1]
+            d = {"kind": layer.kind, "in": fin, "out": layer.output_dim(fin), "trainable": layer.trainable}
+            if isinstance(layer, Dense):
+                d.update(act=layer.activation, act_alpha=layer.alpha, use_bias=layer.use_bias, l1=layer.l1,
+                         l2=layer.l2, w_off=off)
+                off += fin * layer.units
+                if layer.use_bias:
+                    d["b_off"] = off
+                    off += layer.units
+            elif isinstance(layer, Activation):
+                d.update(act=layer.activation, act_alpha=layer.alpha)
+            elif isinstance(layer, Dropout):
+                d["p"] = layer.p
+            descs.append(d)
+            dims.append(d["out"])
+        params = np.zeros(off, dtype=self.dtype)
+        grads = np.zeros(off, dtype=self.dtype)
+        for i, (layer, d) in enumerate(zip(self.layers, descs)):
+            if isinstance(layer, Dense):
+                w = slice(d["w_off"], d["w_off"] + d["in"] * d["out"])
+                layer._bind(params[w].reshape(d["in"], d["out"]), grads[w].reshape(d["in"], d["out"]))
+                if layer.use_bias:
+                    b = slice(d["b_off"], d["b_off"] + d["out"])
+                    layer._bind_bias(params[b], grads[b])
+                layer.init_weights(np.random.default_rng([self.seed, i]))
+        self._net = _core.Net(descs, input_dim, params, grads, self.seed)
+        self._params, self._grads, self._dims = params, grads, dims
+        self.input_dim = input_dim
+        if self.loss is not None:
+            self._configure()
+
+    def _require_built(self, what):
+        if not self.built:
+            raise NotFittedError(f"{what}: the model is not built yet; give input_dim or call fit first")
+
+    def _apply_trainable(self, layer):
+        if self.built and isinstance(layer, Dense):
+            self._net.set_trainable(self.layers.index(layer), layer.trainable)
+
+    def freeze(self, up_to=None):
+        """Freeze layers [0, up_to) (all when None; negative counts from the end, as in a slice):
+        `freeze(-1)` trains only the last layer, `freeze(-2)` the last two, `unfreeze()` all."""
+        for layer in self.layers[:up_to]:
+            layer.trainable = False
+
+    def unfreeze(self):
+        for layer in self.layers:
+            layer.trainable = True
+
+    def count_params(self):
+        """Number of parameters (trainable or not)."""
+        self._require_built("count_params")
+        return int(self._params.size)
+
+    def summary(self):
+        """A table of the layers, their output widths and parameter counts."""
+        rows = [("Layer", "Type", "Output", "Params", "Trainable")]
+        dims = self._dims if self.built else [None] * (len(self.layers) + 1)
+        total = trainable = 0
+        for i, layer in enumerate(self.layers):
+            n = layer.n_params(dims[i]) if dims[i] is not None else None
+            kind = type(layer).__name__
+            if isinstance(layer, (Dense, Activation)) and layer.activation != "linear":
+                kind += f"({layer.activation})"
+            elif isinstance(layer, Dropout):
+                kind += f"(p={layer.p:g})"
+            rows.append((layer.name, kind, "?" if dims[i + 1] is None else f"(None, {dims[i + 1]})",
+                         "?" if n is None else str(n), "yes" if layer.trainable else "no"))
+            total += n or 0
+            trainable += (n or 0) if layer.trainable else 0
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        line = "  ".join("{:<%d}" % w for w in widths)
+        out = [f"Sequential (dtype {self.dtype}, input_dim {self.input_dim})", line.format(*rows[0]),
+               "-" * (sum(widths) + 8)]
+        out += [line.format(*r) for r in rows[1:]]
+        out.append(f"Total params: {total:,}  trainable: {trainable:,}  frozen: {total - trainable:,}")
+        return "\n".join(out)
+
+    # ---- weights ----------------------------------------------------------------------------------
+
+    def _param_arrays(self):
+        arrays = []
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                arrays.append(layer.weight)
+                if layer.use_bias:
+                    arrays.append(layer.bias)
+        return arrays
+
+    def get_weights(self):
+        """Copies of every Dense layer's weight and bias, in layer order."""
+        self._require_built("get_weights")
+        return [a.copy() for a in self._param_arrays()]
+
+    def set_weights(self, weights):
+        """Copy `weights` (the layout of get_weights) into the parameters."""
+        self._require_built("set_weights")
+        arrays = self._param_arrays()
+        weights = list(weights)
+        if len(weights) != len(arrays):
+            raise ValueError(f"weights: expected {len(arrays)} arrays, got {len(weights)}")
+        checked = []
+        for i, (dst, w) in enumerate(zip(arrays, weights)):
+            w = np.asarray(w)
+            if w.shape != dst.shape:
+                raise ValueError(f"weights[{i}]: expected shape {dst.shape}, got {w.shape}")
+            if w.dtype.kind not in "fiu":
+                raise TypeError(f"weights[{i}]: expected a numeric array, got dtype {w.dtype}")
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"weights[{i}]: contains NaN or Inf")
+            checked.append(w)
+        for dst, w in zip(arrays, checked):
+            np.copyto(dst, w, casting="unsafe")
+
+    def save(self, path):
+        raise NotImplementedError("model files (safetensors) are not available in this version")
+
+    # ---- compile ----------------------------------------------------------------------------------
+
+    def compile(self, loss, optimizer="sgd", metrics=(), *, huber_delta=1.0):
+        """Choose the loss ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"), the
+        optimizer (a name or an instance) and the metrics (names of fastnn.metrics or callables
+        metric(y_true, y_pred)).  Resets the optimizer state."""
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+        self.huber_delta = real_number(huber_delta, "huber_delta", low=0.0, low_open=True)
+        opt = _optimizers.get(optimizer)
+        if isinstance(metrics, str) or callable(metrics):
+            metrics = [metrics]
+        ms = []
+        for m in metrics:
+            fn = _metrics.get(m)
+            ms.append((m if isinstance(m, str) else getattr(fn, "__name__", "metric"), fn))
+        self.loss, self.optimizer, self.metrics = loss, opt, ms
+        if self.built:
+            self._configure()
+
+    def _configure(self):
+        """Push the loss and a fresh optimizer state into the plan."""
+        self._net.set_loss(self.loss, self.huber_delta)
+        n_state = _core.optim_n_state(self.optimizer.describe(self._epochs_seen))
+        self._state = np.zeros(n_state * self._params.size, dtype=self.dtype)
+        self._state_for = self.optimizer
+        self._net.set_optim(self.optimizer.describe(self._epochs_seen), self._state)
+        self._net.counters = (self._net.counters[0], 0)
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise NotCompiledError(f"{what}: call compile(loss, optimizer) first")
+
+    def _push_optimizer(self, epoch):
+        """Hand the optimizer's settings at `epoch` to the plan; returns the learning rate."""
+        if self.optimizer is not self._state_for or \
+                _core.optim_n_state(self.optimizer.describe(epoch)) * self._params.size != self._state.size:
+            self._configure()  # a new optimizer object (or new state layout): fresh state
+        desc = self.optimizer.describe(epoch)
+        self._net.set_optim(desc, self._state)
+        return desc["lr"]
+
+    # ---- data -------------------------------------------------------------------------------------
+
+    def _prepare_x(self, X, name="X"):
+        X = _as_dtype(X, name, self.dtype, 2)
+        if not self.built:
+            self.build(X.shape[1])
+        if X.shape[1] != self.input_dim:
+            raise ValueError(f"{name}: expected {self.input_dim} features (columns), got shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name}: has no rows")
+        return X
+
+    def _prepare_y(self, y, n, name="y"):
+        """(labels int64 or None, target or None) for the loss; errors name `name`."""
+        c = self._dims[-1]
+        if not isinstance(y, np.ndarray):
+            y = np.asarray(y)
+        if y.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected a numeric array, got dtype {y.dtype}")
+        if y.ndim == 0 or y.ndim > 2:
+            raise ValueError(f"{name}: expected a 1-D or 2-D array, got shape {y.shape}")
+        if y.shape[0] != n:
+            raise ValueError(f"{name}: has {y.shape[0]} rows but X has {n}")
+        if y.dtype.kind == "f" and not all_finite(y):
+            raise ValueError(f"{name}: contains NaN or Inf")
+        if self.loss == "cross_entropy" and (y.ndim == 1 or (y.shape[1] == 1 and c > 1)):
+            labels = y.reshape(-1)
+            if labels.dtype.kind == "f":
+                if np.any(labels != np.floor(labels)):
+                    raise ValueError(f"{name}: class labels must be whole numbers")
+            if n and (labels.min() < 0 or labels.max() >= c):
+                raise ValueError(f"{name}: class labels must be in [0, {c}), got values from "
+                                 f"{labels.min()} to {labels.max()}")
+            return np.ascontiguousarray(labels, dtype=np.int64), None
+        if y.ndim == 1:
+            if c != 1:
+                raise ValueError(f"{name}: expected shape ({n}, {c}) for a model with {c} outputs, got {y.shape}")
+            y = y.reshape(n, 1)
+        if y.shape[1] != c:
+            raise ValueError(f"{name}: expected {c} columns (the model's outputs), got shape {y.shape}")
+        target = np.ascontiguousarray(y, dtype=self.dtype)
+        if self.loss == "binary_cross_entropy" and n and (target.min() < 0 or target.max() > 1):
+            raise ValueError(f"{name}: binary cross-entropy targets must be in [0, 1]")
+        return None, target
+
+    def _sample_weights(self, sample_weight, class_weight, labels, target, n):
+        w = None
+        if sample_weight is not None:
+            w = _as_dtype(sample_weight, "sample_weight", self.dtype, 1)
+            if w.shape[0] != n:
+                raise ValueError(f"sample_weight: expected {n} values (one per row), got {w.shape[0]}")
+            if np.any(w < 0):
+                raise ValueError("sample_weight: must not be negative")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"class_weight: expected a dict class -> weight, got {type(class_weight).__name__}")
+            if labels is not None:
+                cls = labels
+            elif self.loss == "cross_entropy":
+                cls = np.argmax(target, axis=1)
+            elif self.loss == "binary_cross_entropy" and target.shape[1] == 1:
+                cls = (target[:, 0] > 0.5).astype(np.int64)
+            else:
+                raise ValueError("class_weight: needs class labels (cross-entropy, or binary cross-entropy "
+                                 "with one output)")
+            table = np.ones(max(self._dims[-1], 2), dtype=np.float64)
+            for k, v in class_weight.items():
+                k = integer(k, "class_weight key")
+                if not 0 <= k < table.size:
+                    raise ValueError(f"class_weight: class {k} out of range [0, {table.size})")
+                table[k] = real_number(v, f"class_weight[{k}]", low=0.0)
+            cw = table[cls].astype(self.dtype)
+            w = cw if w is None else w * cw
+        return w
+
+    # ---- training ---------------------------------------------------------------------------------
+
+    def _raise_nonfinite(self, loss, epoch, batch, n_batches, where):
+        if epoch is None:
+            msg = f"{where}: the loss became {loss} (NaN or Inf); the weights were not updated"
+        else:
+            msg = (f"{where}: the loss became {loss} (NaN or Inf) at epoch {epoch + 1}, batch {batch + 1} of "
+                   f"{n_batches}; the weights are those of the last good step. A smaller learning rate, "
+                   f"scaled inputs or gradient-friendlier activations usually help")
+        raise NonFiniteLossError(msg, epoch=epoch, batch=batch)
+
+    def compute_gradients(self, X, y, *, sample_weight=None):
+        """The loss on (X, y) (with dropout active, as in training); fills every trainable layer's
+        weight_grad and bias_grad.  Updates nothing."""
+        self._require_compiled("compute_gradients")
+        X = self._prepare_x(X)
+        labels, target = self._prepare_y(y, X.shape[0])
+        w = self._sample_weights(sample_weight, None, labels, target, X.shape[0])
+        rc, loss = _core.net_step(self._net, X, labels, target, w, False)
+        if rc == _core.ERR_NONFINITE:
+            self._raise_nonfinite(loss, None, None, None, "compute_gradients")
+        _core.check(rc, "compute_gradients")
+        return loss
+
+    def train_on_batch(self, X, y, *, sample_weight=None, class_weight=None):
+        """One optimizer step on (X, y) as one batch; returns its loss (before the update)."""
+        self._require_compiled("train_on_batch")
+        X = self._prepare_x(X)
+        labels, target = self._prepare_y(y, X.shape[0])
+        w = self._sample_weights(sample_weight, class_weight, labels, target, X.shape[0])
+        self._push_optimizer(self._epochs_seen)
+        rc, loss = _core.net_step(self._net, X, labels, target, w, True)
+        if rc == _core.ERR_NONFINITE:
+            self._raise_nonfinite(loss, None, None, None, "train_on_batch")
+        _core.check(rc, "train_on_batch")
+        return loss
+
+    def fit(self, X, y, *, epochs=1, batch_size=32, shuffle=True, validation_split=0.0, validation_data=None,
+            callbacks=(), verbose=1, sample_weight=None, class_weight=None):
+        """Train for `epochs` epochs; returns the History (per-epoch `loss`, metrics, `val_*`, `lr`,
+        `time`, `samples_per_s`).  `validation_split` holds out the last fraction of the rows (before
+        shuffling, as Keras does); `validation_data` = (X, y) or (X, y, sample_weight) takes precedence.
+        `loss` is the mean of the epoch's batch losses (weighted by rows) with the weights of the moment
+        and dropout on, as in Keras; metrics likewise use the outputs seen during the epoch.  `time` is
+        the epoch's wall time with validation, `samples_per_s` the training rows per training second.
+        Class weights multiply the sample weights; the batch loss is sum(w_i * loss_i) / rows."""
+        from .callbacks import CallbackList
+
+        self._require_compiled("fit")
+        epochs = integer(epochs, "epochs", low=0)
+        batch_size = integer(batch_size, "batch_size", low=1)
+        verbose = integer(verbose, "verbose", low=0)
+        validation_split = real_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+        X = self._prepare_x(X)
+        n_all = X.shape[0]
+        labels, target = self._prepare_y(y, n_all)
+        w = self._sample_weights(sample_weight, class_weight, labels, target, n_all)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data: expected (X_val, y_val) or (X_val, y_val, sample_weight)")
+            Xv = self._prepare_x(validation_data[0], "validation_data X")
+            lv, tv = self._prepare_y(validation_data[1], Xv.shape[0], "validation_data y")
+            wv = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                wv = self._sample_weights(validation_data[2], None, lv, tv, Xv.shape[0])
+            val = (Xv, lv, tv, wv)
+        elif validation_split > 0:
+            split = int(math.floor(n_all * (1.0 - validation_split)))
+            if split < 1 or split >= n_all:
+                raise ValueError(f"validation_split: {validation_split} of {n_all} rows leaves an empty "
+                                 "training or validation set")
+            cut = lambda a: (None, None) if a is None else (a[:split], a[split:])
+            (X, Xv), (labels, lv), (target, tv), (w, wv) = cut(X), cut(labels), cut(target), cut(w)
+            val = (Xv, lv, tv, wv)
+        n = X.shape[0]
+        batch = min(batch_size, n)
+        n_batches = -(-n // batch)
+        sizes = np.full(n_batches, batch, dtype=np.float64)
+        sizes[-1] = n - (n_batches - 1) * batch
+        losses = np.zeros(n_batches)
+        perm = np.empty(n, dtype=np.int64) if shuffle else None
+        pred = np.empty((n, self._dims[-1]), dtype=self.dtype) if self.metrics else None
+        y_true = labels if labels is not None else target
+        self._net.reserve(batch)
+
+        cbs = CallbackList(callbacks, model=self, params={
+            "epochs": epochs, "batch_size": batch, "steps": n_batches, "samples": n, "verbose": verbose})
+        self.stop_training = False
+        cbs.on_train_begin()
+        try:
+            for epoch in range(epochs):
+                cbs.on_epoch_begin(epoch)
+                t0 = time.perf_counter()
+                lr = self._push_optimizer(epoch)
+                if shuffle:
+                    _core.permutation(self.seed, self._epochs_seen, perm)
+                self._epochs_seen += 1
+                bar = _Progress(verbose, epoch, epochs, n_batches, n)
+                b, chunk = 0, 1
+                while b < n_batches:
+                    count = min(chunk, n_batches - b)
+                    tc = time.perf_counter()
+                    rc, bad = _core.net_fit_chunk(self._net, X, labels, target, w, perm, batch, b,
+                                                  losses[b:b + count], pred)
+                    if rc == _core.ERR_NONFINITE:
+                        self._raise_nonfinite(losses[bad], epoch, bad, n_batches, "fit")
+                    _core.check(rc, "fit")
+                    dt = time.perf_counter() - tc
+                    b += count
+                    chunk = max(1, min(4 * count, int(count * _CHUNK_SECONDS / max(dt, 1e-6))))
+                    if verbose == 1:
+                        bar.update(b, _mean_loss(losses[:b], sizes[:b]), time.perf_counter() - t0)
+                train_time = time.perf_counter() - t0
+                logs = {"loss": _mean_loss(losses, sizes)}
+                for name, fn in self.metrics:
+                    logs[name] = float(fn(y_true, self._metric_pred(pred, y_true)))
+                if val is not None:
+                    for k, v in self._evaluate(*val, batch).items():
+                        logs["val_" + k] = v
+                logs["lr"] = lr
+                logs["time"] = time.perf_counter() - t0
+                logs["samples_per_s"] = n / train_time if train_time > 0 else float("inf")
+                bar.end(logs)
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            cbs.on_train_end()
+        return cbs.history
+
+    @staticmethod
+    def _metric_pred(pred, y_true):
+        """The predictions as the metrics take them: a vector for one output and 1-D targets."""
+        return pred[:, 0] if pred.shape[1] == 1 and y_true.ndim == 1 else pred
+
+    # ---- inference --------------------------------------------------------------------------------
+
+    def _evaluate(self, X, labels, target, w, batch):
+        pred = np.empty((X.shape[0], self._dims[-1]), dtype=self.dtype) if self.metrics else None
+        loss = _core.net_evaluate(self._net, X, labels, target, w, max(batch, _PREDICT_BATCH), pred)
+        logs = {"loss": loss}
+        y_true = labels if labels is not None else target
+        for name, fn in self.metrics:
+            logs[name] = float(fn(y_true, self._metric_pred(pred, y_true)))
+        return logs
+
+    def evaluate(self, X, y, *, batch_size=None, sample_weight=None):
+        """{"loss": mean loss + penalties, metric: value, ...} on (X, y), dropout off."""
+        self._require_compiled("evaluate")
+        X = self._prepare_x(X)
+        labels, target = self._prepare_y(y, X.shape[0])
+        w = self._sample_weights(sample_weight, None, labels, target, X.shape[0])
+        batch = _PREDICT_BATCH if batch_size is None else integer(batch_size, "batch_size", low=1)
+        return self._evaluate(X, labels, target, w, batch)
+
+    def predict(self, X, *, batch_size=None):
+        """Outputs for X (rows x outputs), dropout off: probabilities for the cross-entropies (the
+        loss's softmax/sigmoid applied), raw outputs otherwise."""
+        X = self._prepare_x(X)
+        batch = _PREDICT_BATCH if batch_size is None else integer(batch_size, "batch_size", low=1)
+        out = np.empty((X.shape[0], self._dims[-1]), dtype=self.dtype)
+        _core.net_forward(self._net, X, batch, False, True, out)
+        return out
+
+    def _forward_train(self, X):
+        """The training-mode output (dropout on, masks of the current step) without the link: a test hook."""
+        X = self._prepare_x(X)
+        out = np.empty((X.shape[0], self._dims[-1]), dtype=self.dtype)
+        _core.net_forward(self._net, X, X.shape[0], True, False, out)
+        return out
+
+    def _step_threads(self, batch):
+        """The thread count a training step on `batch` rows gives its kernels (1 = serial)."""
+        self._require_built("_step_threads")
+        return self._net.step_threads(batch)
+
+    def __repr__(self):
+        return f"Sequential({self.layers!r}, input_dim={self.input_dim}, dtype={str(self.dtype)!r}, seed={self.seed})"
+
+
+class _Progress:
+    """The per-epoch progress line on stderr: verbose=1 a bar updated per chunk, 2 one line per epoch."""
+
+    def __init__(self, verbose, epoch, epochs, n_batches, n):
+        self.verbose, self.n_batches, self.n = verbose, n_batches, n
+        self.head = f"Epoch {epoch + 1}/{epochs}"
+        self.width = len(str(n_batches))
+
+    def update(self, done, loss, elapsed):
+        if self.verbose != 1:
+            return
+        filled = 30 * done // self.n_batches
+        bar = "=" * filled + (">" if filled < 30 else "") + "." * (29 - filled)
+        rate = self.n * done / self.n_batches / elapsed if elapsed > 0 else 0.0
+        self._write(f"\r{self.head} {done:>{self.width}}/{self.n_batches} [{bar}] - loss: {loss:.4f}"
+                    f" - {rate:,.0f} samples/s")
+
+    def end(self, logs):
+        if self.verbose == 0:
+            return
+        parts = [f"{k}: {v:.4g}" for k, v in logs.items() if k not in ("lr", "time", "samples_per_s")]
+        t = logs["time"]
+        took = f"{t:.2f}s" if t >= 1 else f"{t * 1000:.0f}ms"
+        line = f"{self.head} - {took} - " + " - ".join(parts) + f" - {logs['samples_per_s']:,.0f} samples/s"
+        self._write(("\r" if self.verbose == 1 else "") + line, end="\n")
+
+    _last = 0
+
+    def _write(self, text, end=""):
+        pad = max(0, self._last - len(text))  # blank out the rest of a longer previous line
+        sys.stderr.write(text + " " * pad + end)
+        sys.stderr.flush()
+        self._last = 0 if end else len(text)
