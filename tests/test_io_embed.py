@@ -110,6 +110,26 @@ def test_embed_reads_stdin_and_reports_errors(embed, tmp_path, rng):
     assert r.returncode == 1 and "inside a row" in r.stderr
 
 
+def test_embed_on_saved_model_matches_predict(embed, tmp_path, rng):
+    """A model trained and saved from Python gives, through the C example, Sequential.predict's bits."""
+    m = fnn.Sequential([fnn.Dense(30, "relu"), fnn.Dropout(0.5), fnn.Dense(20, "gelu"), fnn.Dense(4, "softmax")],
+                       input_dim=8, seed=4)
+    m.compile("cross_entropy")
+    X = rng.normal(size=(500, 8)).astype(np.float32)
+    m.fit(X, rng.integers(0, 4, 500), epochs=2, verbose=0)
+    m.save(tmp_path / "m.safetensors")
+    X.astype("<f4").tofile(tmp_path / "x.f32")
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", fmt="%.9g")
+    want = m.predict(X)
+    for threads in (1, 2):
+        env = {"FASTNN_SIMD": _core.simd_level()}
+        r = run(embed, "--threads", threads, "--binary", tmp_path / "m.safetensors", tmp_path / "x.f32", env=env)
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(parse(r.stdout, 4), want)
+        r = run(embed, "--threads", threads, tmp_path / "m.safetensors", tmp_path / "x.csv", env=env)
+        assert np.array_equal(parse(r.stdout, 4), want)
+
+
 # ---- threads --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["mlp", "f64"])
