@@ -289,3 +289,13 @@ def test_torch_strict_errors(tnn):
     m3 = fnn.Sequential([fnn.Dense(3, use_bias=False)], input_dim=4)
     with pytest.raises(fnn.ModelFormatError, match="2 Linear layers .* but the model has 1 Dense"):
         m3.load_weights({k: v for k, v in net.state_dict().items() if not k.startswith("1.")}, layout="torch")
+
+
+def test_model_checkpoint_writes_loadable_files(tmp_path, rng):
+    m = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(2)], input_dim=3, seed=2)
+    m.compile("cross_entropy")
+    X, y = rng.normal(size=(64, 3)), rng.integers(0, 2, 64)
+    m.fit(X, y, epochs=3, verbose=0, callbacks=[
+        fnn.ModelCheckpoint(str(tmp_path / "ep{epoch}.safetensors"), monitor="loss", save_best_only=False)])
+    assert sorted(os.listdir(tmp_path)) == ["ep1.safetensors", "ep2.safetensors", "ep3.safetensors"]
+    same_model(m, fnn.load(tmp_path / "ep3.safetensors"), X)
