@@ -16,6 +16,7 @@
 #define NET FNN_CAT(FNN_CAT(fnn_, FNN_P), net)
 
 struct NET {
+    mtx_t lock;             /* held by every entry point that uses the workspace or settings */
     int nl;
     fnn_layer_desc *L;      /* the descriptors as given */
     int *act;               /* effective activation: Activation layers folded, final link fused */
@@ -80,7 +81,7 @@ static size_t FNN_FN(net_layout_)(struct NET *net, size_t rows, char *base) {
     return bad ? SIZE_MAX : off;
 }
 
-int FNN_FN(net_reserve)(struct NET *net, size_t batch) {
+static int FNN_FN(net_reserve_unlocked_)(struct NET *net, size_t batch) {
     if (!net) return FNN_ERR_ARG;
     if (batch <= net->cap && net->ws) return FNN_OK;
     size_t bytes = FNN_FN(net_layout_)(net, batch, NULL);
@@ -206,6 +207,10 @@ int FNN_FN(net_new)(struct NET **out, const fnn_layer_desc *layers, int n_layers
     }
     struct NET *net = calloc(1, sizeof *net);
     if (!net) return FNN_ERR_NOMEM;
+    if (mtx_init(&net->lock, mtx_plain) != thrd_success) {
+        free(net);
+        return FNN_ERR_NOMEM;
+    }
     net->nl = n_layers;
     net->L = malloc((size_t)n_layers * sizeof *net->L);
     net->act = malloc((size_t)n_layers * sizeof *net->act);
@@ -237,13 +242,14 @@ int FNN_FN(net_new)(struct NET **out, const fnn_layer_desc *layers, int n_layers
 
 void FNN_FN(net_free)(struct NET *net) {
     if (!net) return;
+    mtx_destroy(&net->lock);
     fnn_aligned_free(net->ws);
     free(net->L); free(net->act); free(net->folded); free(net->needs_z);
     free(net->in); free(net->out); free(net->y); free(net->z);
     free(net);
 }
 
-int FNN_FN(net_set_loss)(struct NET *net, int loss, double param) {
+static int FNN_FN(net_set_loss_unlocked_)(struct NET *net, int loss, double param) {
     if (!net || loss < -1 || loss >= FNN_LOSS__COUNT) return FNN_ERR_ARG;
     if (loss == FNN_LOSS_HUBER && !(param > 0)) return FNN_ERR_ARG;
     net->loss = loss;
@@ -260,7 +266,7 @@ void FNN_FN(net_workspace_info)(const struct NET *net, size_t *rows, int *n_allo
     if (n_allocs) *n_allocs = net ? net->n_allocs : 0;
 }
 
-int FNN_FN(net_set_optim)(struct NET *net, const fnn_optim_desc *o, T *state, size_t n_state) {
+static int FNN_FN(net_set_optim_unlocked_)(struct NET *net, const fnn_optim_desc *o, T *state, size_t n_state) {
     int ns = fnn_optim_n_state(o);
     if (!net || ns < 0 || !(o->lr >= 0) || !(o->weight_decay >= 0) || !(o->momentum >= 0)) return FNN_ERR_ARG;
     if (ns > 0 && (!state || FNN_FN(net_mul_)((size_t)ns, net->n_params) > n_state)) return FNN_ERR_ARG;
@@ -271,7 +277,7 @@ int FNN_FN(net_set_optim)(struct NET *net, const fnn_optim_desc *o, T *state, si
     return FNN_OK;
 }
 
-int FNN_FN(net_set_trainable)(struct NET *net, int layer, int trainable) {
+static int FNN_FN(net_set_trainable_unlocked_)(struct NET *net, int layer, int trainable) {
     if (!net || layer < 0 || layer >= net->nl || net->L[layer].kind != FNN_LAYER_DENSE) return FNN_ERR_ARG;
     fnn_layer_desc *d = &net->L[layer];
     d->trainable = trainable != 0;
@@ -514,13 +520,13 @@ static int FNN_FN(net_check_data_)(const struct NET *net, const T *x, const int6
     return FNN_OK;
 }
 
-int FNN_FN(net_step)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
+static int FNN_FN(net_step_unlocked_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
                      size_t rows, int update, double *loss) {
     if (!net || !loss || rows == 0 || (update && !net->has_opt)) return FNN_ERR_ARG;
     int rc = FNN_FN(net_check_data_)(net, x, labels, target);
     if (rc) return rc;
     if (net->loss == FNN_LOSS_CROSS_ENTROPY) target = labels ? NULL : target;
-    if ((rc = FNN_FN(net_reserve)(net, rows))) return rc;
+    if ((rc = FNN_FN(net_reserve_unlocked_)(net, rows))) return rc;
     const int nt = FNN_FN(net_step_threads)(net, rows);
     return FNN_FN(net_step_)(net, x, labels, target, sample_w, rows, update, FNN_FN(net_penalty_)(net, 0), nt, loss,
                              NULL);
@@ -563,7 +569,7 @@ static void FNN_FN(net_scatter_pred_)(const struct NET *net, const T *y, const i
     }
 }
 
-int FNN_FN(net_fit_chunk)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
+static int FNN_FN(net_fit_chunk_unlocked_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
                           const int64_t *perm, size_t n, size_t batch, size_t first, size_t count, double *losses,
                           T *pred, size_t *bad) {
     if (!net || !losses || n == 0 || batch == 0 || !net->has_opt) return FNN_ERR_ARG;
@@ -571,7 +577,7 @@ int FNN_FN(net_fit_chunk)(struct NET *net, const T *x, const int64_t *labels, co
     if (rc) return rc;
     if (net->loss == FNN_LOSS_CROSS_ENTROPY) target = labels ? NULL : target;
     if (batch > n) batch = n;
-    if ((rc = FNN_FN(net_reserve)(net, batch))) return rc;
+    if ((rc = FNN_FN(net_reserve_unlocked_)(net, batch))) return rc;
     const int nt = FNN_FN(net_step_threads)(net, batch);
     const double pen_frozen = FNN_FN(net_penalty_)(net, 0); /* frozen weights do not move in a chunk */
     const size_t ni = net->n_in, no = net->n_out;
@@ -599,11 +605,11 @@ int FNN_FN(net_fit_chunk)(struct NET *net, const T *x, const int64_t *labels, co
     return FNN_OK;
 }
 
-int FNN_FN(net_forward)(struct NET *net, const T *x, size_t rows, size_t batch, int training, int link, T *out) {
+static int FNN_FN(net_forward_unlocked_)(struct NET *net, const T *x, size_t rows, size_t batch, int training, int link, T *out) {
     if (!net || !x || !out || batch == 0) return FNN_ERR_ARG;
     if (rows == 0) return FNN_OK;
     if (batch > rows) batch = rows;
-    int rc = FNN_FN(net_reserve)(net, batch);
+    int rc = FNN_FN(net_reserve_unlocked_)(net, batch);
     if (rc) return rc;
     const int nt = FNN_FN(net_step_threads)(net, batch);
     const size_t ni = net->n_in, no = net->n_out;
@@ -618,14 +624,14 @@ int FNN_FN(net_forward)(struct NET *net, const T *x, size_t rows, size_t batch, 
     return FNN_OK;
 }
 
-int FNN_FN(net_evaluate)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
+static int FNN_FN(net_evaluate_unlocked_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
                          size_t n, size_t batch, double *loss, T *pred) {
     if (!net || !loss || n == 0 || batch == 0) return FNN_ERR_ARG;
     int rc = FNN_FN(net_check_data_)(net, x, labels, target);
     if (rc) return rc;
     if (net->loss == FNN_LOSS_CROSS_ENTROPY) target = labels ? NULL : target;
     if (batch > n) batch = n;
-    if ((rc = FNN_FN(net_reserve)(net, batch))) return rc;
+    if ((rc = FNN_FN(net_reserve_unlocked_)(net, batch))) return rc;
     const int nt = FNN_FN(net_step_threads)(net, batch);
     const size_t ni = net->n_in, no = net->n_out;
     double sum = 0;
@@ -638,6 +644,71 @@ int FNN_FN(net_evaluate)(struct NET *net, const T *x, const int64_t *labels, con
     }
     *loss = sum / (double)n + FNN_FN(net_penalty_)(net, 1);
     return FNN_OK;
+}
+
+/* ---- locked entry points ------------------------------------------------------------------------
+ * Each call that reads or writes the plan's workspace or settings holds the network's mutex, so that
+ * concurrent calls on one network (predict from several threads) are serialised instead of sharing
+ * the workspace. */
+int FNN_FN(net_reserve)(struct NET *net, size_t batch) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_reserve_unlocked_)(net, batch);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_set_loss)(struct NET *net, int loss, double param) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_set_loss_unlocked_)(net, loss, param);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_set_optim)(struct NET *net, const fnn_optim_desc *o, T *state, size_t n_state) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_set_optim_unlocked_)(net, o, state, n_state);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_set_trainable)(struct NET *net, int layer, int trainable) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_set_trainable_unlocked_)(net, layer, trainable);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_step)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
+                     size_t rows, int update, double *loss) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_step_unlocked_)(net, x, labels, target, sample_w, rows, update, loss);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_fit_chunk)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
+                          const int64_t *perm, size_t n, size_t batch, size_t first, size_t count, double *losses,
+                          T *pred, size_t *bad) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_fit_chunk_unlocked_)(net, x, labels, target, sample_w, perm, n, batch, first, count, losses, pred, bad);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_forward)(struct NET *net, const T *x, size_t rows, size_t batch, int training, int link, T *out) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_forward_unlocked_)(net, x, rows, batch, training, link, out);
+    mtx_unlock(&net->lock);
+    return rc;
+}
+int FNN_FN(net_evaluate)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sample_w,
+                         size_t n, size_t batch, double *loss, T *pred) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    int rc = FNN_FN(net_evaluate_unlocked_)(net, x, labels, target, sample_w, n, batch, loss, pred);
+    mtx_unlock(&net->lock);
+    return rc;
 }
 
 #undef NET
