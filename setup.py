@@ -78,8 +78,8 @@ def extensions():
     from Cython.Build import cythonize
 
     csrc = sorted(glob.glob("csrc/*.c")) + sorted(glob.glob("csrc/kernels/*.c"))
-    headers = sorted(glob.glob("csrc/*.h")) + sorted(glob.glob("csrc/kernels/*.h"))
-    # depends: an edited header (a *_t.h body included by a .c file) rebuilds the extension too
+    # depends: an edited header (a *_t.h body included by a .c file) or .pxi rebuilds the extension too
+    headers = sorted(glob.glob("csrc/*.h")) + sorted(glob.glob("csrc/kernels/*.h")) + sorted(glob.glob("fastnn/*.pxi"))
     ext = Extension("fastnn._core", ["fastnn/_core.pyx"] + csrc, include_dirs=["csrc"], depends=headers)
     return cythonize([ext], language_level=3, compiler_directives={
         "boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False,

@@ -109,9 +109,12 @@ typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, float
                                  float alpha, float beta);
 typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, double *c, size_t ldc,
                                  double alpha, double beta);
-typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; } fnn_sgemm_kernel;
-typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; } fnn_dgemm_kernel;
+/* mr2/ukr2: an optional narrower tile (same nr) for products whose M is a poor multiple of mr
+ * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none. */
+typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; int mr2; fnn_sgemm_ukr_fn ukr2; } fnn_sgemm_kernel;
+typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; int mr2; fnn_dgemm_ukr_fn ukr2; } fnn_dgemm_kernel;
 
+extern size_t fnn_gemm_blocks[4]; /* mc, kc, nc, tile (1 wide, 2 narrow): tuning overrides, 0 = auto */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);

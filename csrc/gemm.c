@@ -8,8 +8,14 @@
 
 #include <stdlib.h>
 #include <threads.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-#define FNN_MAX_TILE (16 * 64) /* >= mr * nr of every registered kernel */
+#define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
+
+/* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
+size_t fnn_gemm_blocks[4]; /* mc, kc, nc, tile (1 wide, 2 narrow) */
 
 /* ---- per-thread packing workspace ----------------------------------------------- */
 typedef struct { void *p; size_t bytes; } workspace;
@@ -48,18 +54,22 @@ static double *fnn_dgemm_workspace(size_t n) {
 #define FNN_T float
 #define FNN_P s
 #define KERNEL fnn_sgemm_kernel
+#define UKR_FN fnn_sgemm_ukr_fn
 #include "gemm_t.h"
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
+#undef UKR_FN
 
 #define FNN_T double
 #define FNN_P d
 #define KERNEL fnn_dgemm_kernel
+#define UKR_FN fnn_dgemm_ukr_fn
 #include "gemm_t.h"
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
+#undef UKR_FN
 
 /* ---- public entry points ------------------------------------------------------------ */
 void fnn_sgemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,

@@ -2,8 +2,9 @@
  *
  * Loop nest (BLIS):  jc over NC columns  ->  pc over KC  -> pack B (KC x NC, NR-wide panels)
  *                    -> ic over MC rows  -> pack A (MC x KC, MR-wide panels)  -> (jr, ir) tiles.
- * Threads share the packing and split the tiles of each (jc, pc, ic) block; K is never split, so
- * every element of C is summed in the same order whatever the thread count.
+ * With several threads, C is cut along tile boundaries into rectangles that threads take on demand,
+ * each running the loop nest with its own packing buffers (no barrier but the final join).  K is never
+ * split, so every element of C is summed in the same order whatever the thread count.
  */
 #define T FNN_T
 
@@ -83,90 +84,152 @@ void FNN_FN(gemm_ref)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, con
         }
 }
 
-void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
-                     const T *b, size_t ldb, T beta, T *c, size_t ldc, const T *bias, int act,
-                     T act_alpha, int nt) {
-    if (m == 0 || n == 0) return;
-    int fused = bias != NULL || act != FNN_ACT_LINEAR;
-    if (k == 0 || alpha == 0) {
-        FNN_FN(scale_c)(m, n, beta, c, ldc);
-        if (fused)
-            for (size_t i = 0; i < m; i++) FNN_FN(epilogue)(c + i * ldc, ldc, 1, n, bias, act, act_alpha);
-        return;
-    }
+/* Cache blocks of the active kernel for a product with M = m: the register tile (the narrower one
+ * when the wide one would pad M by more than ~12% beyond it) and MC/KC/NC as whole tiles. */
+typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; } FNN_FN(gemm_plan);
+
+static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
-    const size_t mr = (size_t)kr->mr, nr = (size_t)kr->nr;
-    /* Split K into equal blocks of at most KC (a multiple of 4), so that no block is a sliver. */
-    size_t nkb = (k + (size_t)kr->kc - 1) / (size_t)kr->kc;
-    size_t kc = (k + nkb - 1) / nkb;
-    kc = (kc + 3) & ~(size_t)3;
-    size_t mc = (size_t)kr->mc < m ? (size_t)kr->mc : (m + mr - 1) / mr * mr;
-    size_t nc = (size_t)kr->nc < n ? (size_t)kr->nc : (n + nr - 1) / nr * nr;
-
-    T *pa = FNN_FN(gemm_workspace)(mc * kc + kc * nc);
-    if (!pa) { /* out of memory for the packing buffers: the unblocked loop needs none */
-        FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        if (fused)
-            for (size_t i = 0; i < m; i++) FNN_FN(epilogue)(c + i * ldc, ldc, 1, n, bias, act, act_alpha);
-        return;
+    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr};
+    if (kr->mr2) {
+        size_t mr2 = (size_t)kr->mr2;
+        int narrow = (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
+        if (fnn_gemm_blocks[3]) narrow = fnn_gemm_blocks[3] == 2;
+        if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; }
     }
-    T *pb = pa + mc * kc;
+    size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
+    size_t KC = fnn_gemm_blocks[1] ? fnn_gemm_blocks[1] : (size_t)kr->kc;
+    size_t NC = fnn_gemm_blocks[2] ? fnn_gemm_blocks[2] : (size_t)kr->nc;
+    p.mc = MC < p.mr ? p.mr : MC / p.mr * p.mr;
+    p.nc = NC < p.nr ? p.nr : NC / p.nr * p.nr;
+    /* K in equal blocks of at most KC (a multiple of 4), so that no block is a sliver.  KC depends
+     * on k alone: every element of C is summed in the same order whatever the threads do. */
+    size_t nkb = (k + KC - 1) / KC;
+    p.kc = ((k + nkb - 1) / nkb + 3) & ~(size_t)3;
+    return p;
+}
 
-    /* about 20 microseconds of work per thread at least */
-    double flops = 2.0 * (double)m * (double)n * (double)k;
-    if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
-    if (nt < 1) nt = 1;
+/* The blocked product for the rows [0, m) and columns [0, n) of a sub-block of C, run by one thread
+ * with its own packing buffers.  Returns 0, or -1 when the buffers cannot be allocated. */
+static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_t m, size_t n, size_t k,
+                              T alpha, const T *a, size_t lda, const T *b, size_t ldb, T beta, T *c,
+                              size_t ldc, const T *bias, int act, T act_alpha) {
+    const size_t mr = pl->mr, nr = pl->nr, kc = pl->kc;
+    const int fused = bias != NULL || act != FNN_ACT_LINEAR;
+    size_t mc = pl->mc < m ? pl->mc : (m + mr - 1) / mr * mr;
+    size_t nc = pl->nc < n ? pl->nc : (n + nr - 1) / nr * nr;
+    /* packed A, then packed B from the next FNN_ALIGN boundary (the kernels load B aligned) */
+    const size_t per_line = FNN_ALIGN / sizeof(T);
+    size_t a_len = (mc * kc + per_line - 1) / per_line * per_line;
+    T *pa = FNN_FN(gemm_workspace)(a_len + kc * nc);
+    if (!pa) return -1;
+    T *pb = pa + a_len;
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        for (size_t jc = 0; jc < n; jc += nc) {
-            size_t ncur = n - jc < nc ? n - jc : nc;
-            long npan = (long)((ncur + nr - 1) / nr);
-            for (size_t pc = 0; pc < k; pc += kc) {
-                size_t kcur = k - pc < kc ? k - pc : kc;
-                T beta_cur = pc == 0 ? beta : (T)1;
-                int last = pc + kcur == k;
-                const T *bsrc = tb ? b + jc * ldb + pc : b + pc * ldb + jc;
-#pragma omp for schedule(static)
-                for (long jp = 0; jp < npan; jp++) {
-                    size_t j0 = (size_t)jp * nr;
-                    size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
-                    FNN_FN(pack_b)((int)nr, cols, kcur, bsrc + (tb ? j0 * ldb : j0), ldb, tb, pb + j0 * kcur);
+    for (size_t jc = 0; jc < n; jc += nc) {
+        size_t ncur = n - jc < nc ? n - jc : nc;
+        for (size_t pc = 0; pc < k; pc += kc) {
+            size_t kcur = k - pc < kc ? k - pc : kc;
+            T beta_cur = pc == 0 ? beta : (T)1;
+            int last = pc + kcur == k;
+            for (size_t j0 = 0; j0 < ncur; j0 += nr) {
+                size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
+                const T *src = tb ? b + (jc + j0) * ldb + pc : b + pc * ldb + jc + j0;
+                FNN_FN(pack_b)((int)nr, cols, kcur, src, ldb, tb, pb + j0 * kcur);
+            }
+            for (size_t ic = 0; ic < m; ic += mc) {
+                size_t mcur = m - ic < mc ? m - ic : mc;
+                for (size_t i0 = 0; i0 < mcur; i0 += mr) {
+                    size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
+                    const T *src = ta ? a + pc * lda + ic + i0 : a + (ic + i0) * lda + pc;
+                    FNN_FN(pack_a)((int)mr, rows, kcur, src, lda, ta, pa + i0 * kcur);
                 }
-                for (size_t ic = 0; ic < m; ic += mc) {
-                    size_t mcur = m - ic < mc ? m - ic : mc;
-                    long mpan = (long)((mcur + mr - 1) / mr);
-                    const T *asrc = ta ? a + pc * lda + ic : a + ic * lda + pc;
-#pragma omp for schedule(static)
-                    for (long ip = 0; ip < mpan; ip++) {
-                        size_t i0 = (size_t)ip * mr;
+                for (size_t j0 = 0; j0 < ncur; j0 += nr) {
+                    size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
+                    const T *bp = pb + j0 * kcur;
+                    for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                         size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
-                        FNN_FN(pack_a)((int)mr, rows, kcur, asrc + (ta ? i0 : i0 * lda), lda, ta, pa + i0 * kcur);
-                    }
-#pragma omp for schedule(static)
-                    for (long t = 0; t < npan * mpan; t++) {
-                        size_t jr = (size_t)(t / mpan), ir = (size_t)(t % mpan);
-                        size_t i0 = ir * mr, j0 = jr * nr;
-                        size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
-                        size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
                         T *ct = c + (ic + i0) * ldc + jc + j0;
-                        const T *ap = pa + i0 * kcur, *bp = pb + j0 * kcur;
+                        const T *ap = pa + i0 * kcur;
                         if (rows == mr && cols == nr) {
-                            kr->ukr(kcur, ap, bp, ct, ldc, alpha, beta_cur);
+                            pl->ukr(kcur, ap, bp, ct, ldc, alpha, beta_cur);
                         } else {
                             T tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
-                            kr->ukr(kcur, ap, bp, tmp, nr, alpha, 0);
+                            pl->ukr(kcur, ap, bp, tmp, nr, alpha, 0);
                             for (size_t i = 0; i < rows; i++)
                                 for (size_t j = 0; j < cols; j++) {
                                     T *cij = ct + i * ldc + j;
                                     *cij = beta_cur == 0 ? tmp[i * nr + j] : tmp[i * nr + j] + beta_cur * *cij;
                                 }
                         }
-                        if (last && fused) FNN_FN(epilogue)(ct, ldc, rows, cols, bias ? bias + jc + j0 : NULL, act, act_alpha);
+                        if (last && fused)
+                            FNN_FN(epilogue)(ct, ldc, rows, cols, bias ? bias + jc + j0 : NULL, act, act_alpha);
                     }
                 }
             }
         }
+    }
+    return 0;
+}
+
+void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
+                     const T *b, size_t ldb, T beta, T *c, size_t ldc, const T *bias, int act,
+                     T act_alpha, int nt) {
+    if (m == 0 || n == 0) return;
+    const int fused = bias != NULL || act != FNN_ACT_LINEAR;
+    if (k == 0 || alpha == 0) {
+        FNN_FN(scale_c)(m, n, beta, c, ldc);
+        if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
+        return;
+    }
+    const FNN_FN(gemm_plan) pl = FNN_FN(gemm_plan_for)(m, k);
+    const size_t mt = (m + pl.mr - 1) / pl.mr, ntl = (n + pl.nr - 1) / pl.nr; /* tiles along M, N */
+
+    /* about 20 microseconds of work per thread at least, and no more threads than tiles */
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
+    if ((size_t)nt > mt * ntl) nt = (int)(mt * ntl);
+    if (nt < 1) nt = 1;
+
+    /* C is cut along tile boundaries into rectangles on a pm x pn grid, about four per thread, handed
+     * out on demand: a thread that the OS starves holds up only the rectangle it is working on.  The
+     * grid minimises the largest rectangle's work plus its packing.  Tile-aligned cuts keep every
+     * element's arithmetic the same as in the serial product, so results do not depend on nt.
+     * Each rectangle runs the whole loop nest with the thread's own packing buffers. */
+    size_t pm = 1, pn = 1;
+    if (nt > 1) {
+        size_t want = 4 * (size_t)nt, best_n = 0;
+        double best = -1;
+        for (size_t dm = 1; dm <= mt; dm++) {
+            size_t dn = (want + dm - 1) / dm;
+            if (dn > ntl) dn = ntl;
+            if (dm * dn < (size_t)nt) continue;
+            double rows = (double)((mt + dm - 1) / dm * pl.mr), cols = (double)((ntl + dn - 1) / dn * pl.nr);
+            /* the largest rectangle's compute (in units of k multiply-adds) and its packing */
+            double cost = rows * cols * (double)((dm * dn + nt - 1) / nt) + 16.0 * (rows + cols) * (double)((dm * dn + nt - 1) / nt);
+            if (best < 0 || cost < best || (cost == best && dm * dn < best_n)) { best = cost; pm = dm; pn = dn; best_n = dm * dn; }
+            if (dn == 1) break;
+        }
+        if (best < 0) nt = 1;
+    }
+    const long nrect = (long)(pm * pn);
+    int failed = 0;
+
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1) reduction(| : failed)
+    for (long r = 0; r < nrect; r++) {
+        size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
+        size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
+        size_t j0 = ntl * tn / pn * pl.nr, j1 = ntl * (tn + 1) / pn * pl.nr;
+        if (i1 > m) i1 = m;
+        if (j1 > n) j1 = n;
+        if (i0 < i1 && j0 < j1)
+            failed |= FNN_FN(gemm_block)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha,
+                                         ta ? a + i0 : a + i0 * lda, lda, tb ? b + j0 * ldb : b + j0, ldb,
+                                         beta, c + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
+                                         act_alpha) != 0;
+    }
+    if (failed) { /* out of memory for packing buffers: the unblocked loop needs none */
+        FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
     }
 }
 

@@ -8,6 +8,7 @@ cdef extern from "fnn_impl.h" nogil:
     void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
                       size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc,
                       const double *bias, int act, double act_alpha, int nt)
+    size_t fnn_gemm_blocks[4]
     void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
                        size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
     void fnn_dgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
@@ -15,7 +16,7 @@ cdef extern from "fnn_impl.h" nogil:
 
 
 def gemm(bint ta, bint tb, size_t m, size_t n, size_t k, double alpha,
-         floating[:, ::1] a, size_t lda, floating[:, ::1] b, size_t ldb, double beta,
+         const floating[:, ::1] a, size_t lda, const floating[:, ::1] b, size_t ldb, double beta,
          floating[:, ::1] c, size_t ldc, bint reference=False):
     """C = alpha*op(A)*op(B) + beta*C on row-major buffers; m, n, k >= 1 (checked by the caller)."""
     cdef int nt = fnn_get_num_threads()
@@ -36,3 +37,11 @@ def gemm(bint ta, bint tb, size_t m, size_t n, size_t k, double alpha,
             with nogil:
                 fnn_dgemm_ex(ta, tb, m, n, k, alpha, &a[0, 0], lda, &b[0, 0], ldb, beta, &c[0, 0], ldc,
                              NULL, 0, 0, nt)
+
+
+def _set_gemm_blocks(size_t mc=0, size_t kc=0, size_t nc=0, size_t tile=0):
+    """Override the GEMM cache blocks (0 = the kernel's own); for tuning runs, not thread-safe."""
+    fnn_gemm_blocks[0] = mc
+    fnn_gemm_blocks[1] = kc
+    fnn_gemm_blocks[2] = nc
+    fnn_gemm_blocks[3] = tile

@@ -1,28 +1,41 @@
-/* avx2.c - GEMM micro-kernels for AVX2 + FMA (256-bit).  Compiled with a target attribute only;
- * chosen at run time when the CPU has AVX2 and FMA.  Empty on other architectures. */
+/* avx2.c - GEMM micro-kernels for AVX2 + FMA (256-bit, 16 registers).  Compiled with a target
+ * attribute only; chosen at run time when the CPU has AVX2 and FMA.  Empty on other architectures.
+ * 6 rows x 2 vectors (12 accumulators), or 4 rows when M is a multiple of 4 that 6 would pad. */
 #include "../fnn_impl.h"
 
 #if defined(__x86_64__)
 #define UKR_VBYTES 32
 #define UKR_ATTR __attribute__((target("avx2,fma")))
+#define UKR_NV 2
 
 #define UKR_T float
 #define UKR_MR 6
-#define UKR_NV 2
 #define UKR_NAME fnn_sgemm_ukr_avx2_6x16
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+
+#define UKR_MR 4
+#define UKR_NAME fnn_sgemm_ukr_avx2_4x16
 #include "ukr_t.h"
 #undef UKR_T
 #undef UKR_MR
-#undef UKR_NV
 #undef UKR_NAME
 
 #define UKR_T double
 #define UKR_MR 6
-#define UKR_NV 2
 #define UKR_NAME fnn_dgemm_ukr_avx2_6x8
 #include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
 
-/*                                         mr  nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {6, 16, 144, 256, 4096, fnn_sgemm_ukr_avx2_6x16};
-const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {6, 8, 96, 256, 2048, fnn_dgemm_ukr_avx2_6x8};
+#define UKR_MR 4
+#define UKR_NAME fnn_dgemm_ukr_avx2_4x8
+#include "ukr_t.h"
+
+/*                                          mr  nr   mc   kc    nc   narrower tile */
+const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {6, 16, 144, 256, 2048, fnn_sgemm_ukr_avx2_6x16,
+                                                4, fnn_sgemm_ukr_avx2_4x16};
+const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {6, 8, 96, 256, 2048, fnn_dgemm_ukr_avx2_6x8,
+                                                4, fnn_dgemm_ukr_avx2_4x8};
 #endif

@@ -1,28 +1,41 @@
 /* avx512.c - GEMM micro-kernels for AVX-512 F/BW/DQ/VL (512-bit, 32 registers).  Compiled with a
- * target attribute only; chosen at run time when the CPU has AVX-512.  Empty on other architectures. */
+ * target attribute only; chosen at run time when the CPU has AVX-512.  Empty on other architectures.
+ * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad. */
 #include "../fnn_impl.h"
 
 #if defined(__x86_64__)
 #define UKR_VBYTES 64
 #define UKR_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define UKR_NV 2
 
 #define UKR_T float
+#define UKR_MR 14
+#define UKR_NAME fnn_sgemm_ukr_avx512_14x32
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+
 #define UKR_MR 8
-#define UKR_NV 2
 #define UKR_NAME fnn_sgemm_ukr_avx512_8x32
 #include "ukr_t.h"
 #undef UKR_T
 #undef UKR_MR
-#undef UKR_NV
 #undef UKR_NAME
 
 #define UKR_T double
+#define UKR_MR 14
+#define UKR_NAME fnn_dgemm_ukr_avx512_14x16
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+
 #define UKR_MR 8
-#define UKR_NV 2
 #define UKR_NAME fnn_dgemm_ukr_avx512_8x16
 #include "ukr_t.h"
 
-/*                                           mr  nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {8, 32, 256, 256, 4096, fnn_sgemm_ukr_avx512_8x32};
-const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {8, 16, 128, 256, 2048, fnn_dgemm_ukr_avx512_8x16};
+/*                                            mr  nr   mc   kc    nc   narrower tile */
+const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
+                                                  8, fnn_sgemm_ukr_avx512_8x32};
+const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 256, 2048, fnn_dgemm_ukr_avx512_14x16,
+                                                  8, fnn_dgemm_ukr_avx512_8x16};
 #endif

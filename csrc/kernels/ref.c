@@ -22,5 +22,5 @@
 #include "ukr_t.h"
 
 /*                                        mr nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8};
-const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4};
+const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL};
+const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL};

@@ -24,11 +24,18 @@ typedef UKR_T UKR_VU __attribute__((vector_size(UKR_VBYTES), aligned(sizeof(UKR_
 UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b,
                        UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T alpha, UKR_T beta) {
     UKR_V acc[UKR_MR][UKR_NV];
+    /* The C rows are ldc apart: fetch them while the k loop runs (read only when beta != 0). */
+#pragma GCC unroll 16
+    for (int i = 0; i < UKR_MR; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + UKR_NR - 1, 1, 3);
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < UKR_MR; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < UKR_NV; j++) acc[i][j] = (UKR_V){0};
 
+#pragma GCC unroll 4
     for (size_t p = 0; p < k; p++) {
         const UKR_V *bp = (const UKR_V *)(b + p * UKR_NR);
         UKR_V bv[UKR_NV];
