@@ -71,6 +71,8 @@ typedef struct fnn_dnet fnn_dnet;
     void fnn_##P##net_get_counters(const fnn_##P##net *net, int64_t *step, int64_t *opt_step);     \
     void fnn_##P##net_set_counters(fnn_##P##net *net, int64_t step, int64_t opt_step);             \
     int  fnn_##P##net_reserve(fnn_##P##net *net, size_t batch);                                     \
+    /* The rows the workspace holds and how many times it was allocated. */                        \
+    void fnn_##P##net_workspace_info(const fnn_##P##net *net, size_t *rows, int *n_allocs);         \
     /* The thread count a training step on `batch` rows hands its kernels (1 = all serial). */     \
     int  fnn_##P##net_step_threads(const fnn_##P##net *net, size_t batch);                          \
     /* One training step on rows x n_in inputs: forward (dropout on), loss, backward, penalties,   \

@@ -9,6 +9,8 @@
  *   in[l], out[l]                pointers to the input and output of layer l in the last forward
  * Layers that are identities in a pass (folded activations, dropout at inference or with p = 0)
  * alias their input instead of copying.
+ * The engine's own elementwise loops split [0, n) into nt contiguous ranges, and enter no OpenMP
+ * region at all when nt <= 1 (a serial region still allocates a thread team in libgomp).
  */
 #define T FNN_T
 #define NET FNN_CAT(FNN_CAT(fnn_, FNN_P), net)
@@ -32,6 +34,7 @@ struct NET {
     int64_t step, opt_step;
     /* workspace for `cap` rows, one allocation */
     size_t cap;
+    int n_allocs;           /* workspace allocations so far (a test hook: never one per batch) */
     void *ws;
     T **y, **z;
     T *g0, *g1, *xb, *tb, *wb;
@@ -87,6 +90,7 @@ int FNN_FN(net_reserve)(struct NET *net, size_t batch) {
     fnn_aligned_free(net->ws);
     net->ws = ws;
     net->cap = batch;
+    net->n_allocs++;
     FNN_FN(net_layout_)(net, batch, ws);
     return FNN_OK;
 }
@@ -132,6 +136,11 @@ static int FNN_FN(net_keeps_z_)(int act, double alpha) {
     }
 }
 
+/* The parameter of layer l's effective activation: a folded activation's alpha travels with it. */
+static double FNN_FN(net_alpha_)(const struct NET *net, int l) {
+    return l + 1 < net->nl && net->folded[l + 1] ? net->L[l + 1].act_alpha : net->L[l].act_alpha;
+}
+
 /* Effective activations: fold Activation layers into a linear Dense below them, then fuse the final
  * softmax/sigmoid into the matching cross-entropy. */
 static void FNN_FN(net_plan_)(struct NET *net) {
@@ -155,15 +164,8 @@ static void FNN_FN(net_plan_)(struct NET *net) {
         net->link = FNN_ACT_SIGMOID;
         if (fusable && net->act[last] == FNN_ACT_SIGMOID) net->act[last] = FNN_ACT_LINEAR;
     }
-    for (int l = 0; l < net->nl; l++) {
-        /* the folded activation's alpha travels with it */
-        double alpha = l + 1 < net->nl && net->folded[l + 1] ? net->L[l + 1].act_alpha : net->L[l].act_alpha;
-        net->needs_z[l] = net->L[l].kind == FNN_LAYER_DENSE && FNN_FN(net_keeps_z_)(net->act[l], alpha);
-    }
-}
-
-static double FNN_FN(net_alpha_)(const struct NET *net, int l) {
-    return l + 1 < net->nl && net->folded[l + 1] ? net->L[l + 1].act_alpha : net->L[l].act_alpha;
+    for (int l = 0; l < net->nl; l++)
+        net->needs_z[l] = net->L[l].kind == FNN_LAYER_DENSE && FNN_FN(net_keeps_z_)(net->act[l], FNN_FN(net_alpha_)(net, l));
 }
 
 static void FNN_FN(net_find_lowest_)(struct NET *net) {
@@ -253,6 +255,11 @@ int FNN_FN(net_set_loss)(struct NET *net, int loss, double param) {
 
 int FNN_FN(net_link)(const struct NET *net) { return net ? net->link : FNN_ACT_LINEAR; }
 
+void FNN_FN(net_workspace_info)(const struct NET *net, size_t *rows, int *n_allocs) {
+    if (rows) *rows = net ? net->cap : 0;
+    if (n_allocs) *n_allocs = net ? net->n_allocs : 0;
+}
+
 int FNN_FN(net_set_optim)(struct NET *net, const fnn_optim_desc *o, T *state, size_t n_state) {
     int ns = fnn_optim_n_state(o);
     if (!net || ns < 0 || !(o->lr >= 0) || !(o->weight_decay >= 0) || !(o->momentum >= 0)) return FNN_ERR_ARG;
@@ -289,21 +296,31 @@ void FNN_FN(net_set_counters)(struct NET *net, int64_t step, int64_t opt_step) {
 
 /* ---- dropout ------------------------------------------------------------------------------------ */
 
-/* y = x * keep / (1 - p) over n elements; keep decided by Philox(seed; step, layer, element).
- * In place (x == y) is how the backward applies the same mask to a gradient. */
-static void FNN_FN(dropout_)(const struct NET *net, int layer, double p, const T *x, T *y, size_t n, int nt) {
+/* y = x * keep / (1 - p) over elements [4*b0, 4*b1) of n; keep decided by Philox(seed; step, layer,
+ * element).  In place (x == y) is how the backward applies the same mask to a gradient. */
+static void FNN_FN(dropout_range_)(const struct NET *net, int layer, double p, const T *x, T *y, size_t n,
+                                   size_t b0, size_t b1) {
     const uint64_t thr = fnn_dropout_threshold(p);
     const T scale = (T)(1.0 / (1.0 - p));
-    const long nblk = (long)((n + 3) / 4);
     const uint64_t step = (uint64_t)net->step;
-    nt = FNN_FN(net_ew_threads_)(n / 8, nt); /* Philox costs about 8 multiply-adds per element */
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long b = 0; b < nblk; b++) {
+    for (size_t b = b0; b < b1; b++) {
         uint32_t r[4];
         fnn_dropout_block(net->key, step, (uint32_t)layer, (uint64_t)b, r);
-        size_t e0 = (size_t)b * 4;
+        size_t e0 = b * 4;
         for (size_t k = 0; k < 4 && e0 + k < n; k++) y[e0 + k] = r[k] < thr ? (T)0 : x[e0 + k] * scale;
     }
+}
+
+static void FNN_FN(dropout_)(const struct NET *net, int layer, double p, const T *x, T *y, size_t n, int nt) {
+    const size_t nblk = (n + 3) / 4;
+    nt = FNN_FN(net_ew_threads_)(n * 8, nt); /* Philox costs about 8 multiply-adds per element */
+    if (nt <= 1) {
+        FNN_FN(dropout_range_)(net, layer, p, x, y, n, 0, nblk);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < nt; k++)
+        FNN_FN(dropout_range_)(net, layer, p, x, y, n, nblk * (size_t)k / (size_t)nt, nblk * (size_t)(k + 1) / (size_t)nt);
 }
 
 /* ---- forward ------------------------------------------------------------------------------------ */
@@ -350,35 +367,40 @@ static const T *FNN_FN(net_fwd_)(struct NET *net, const T *x, size_t rows, int t
 
 /* ---- backward ----------------------------------------------------------------------------------- */
 
-/* g *= act'(x) for the activations whose derivative is a function of the output y = act(x). */
-static void FNN_FN(act_backward_from_output_)(int act, T alpha, const T *FNN_RESTRICT y, T *FNN_RESTRICT g,
-                                              size_t n, int nt) {
-    const long len = (long)n;
-    nt = FNN_FN(net_ew_threads_)(n, nt);
+/* g[lo, hi) *= act'(x) for the activations whose derivative is a function of the output y = act(x). */
+static void FNN_FN(act_bwd_out_range_)(int act, T alpha, const T *FNN_RESTRICT y, T *FNN_RESTRICT g, size_t lo,
+                                       size_t hi) {
     switch (act) {
     case FNN_ACT_RELU:
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < len; i++) g[i] = y[i] > 0 ? g[i] : (T)0;
+        for (size_t i = lo; i < hi; i++) g[i] = y[i] > 0 ? g[i] : (T)0;
         break;
     case FNN_ACT_LEAKY_RELU:
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < len; i++) g[i] = y[i] > 0 ? g[i] : alpha * g[i];
+        for (size_t i = lo; i < hi; i++) g[i] = y[i] > 0 ? g[i] : alpha * g[i];
         break;
     case FNN_ACT_ELU: /* x <= 0: y = alpha (e^x - 1), y' = alpha e^x = y + alpha */
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < len; i++) g[i] = y[i] > 0 ? g[i] : g[i] * (y[i] + alpha);
+        for (size_t i = lo; i < hi; i++) g[i] = y[i] > 0 ? g[i] : g[i] * (y[i] + alpha);
         break;
     case FNN_ACT_SIGMOID:
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < len; i++) g[i] *= y[i] * (1 - y[i]);
+        for (size_t i = lo; i < hi; i++) g[i] *= y[i] * (1 - y[i]);
         break;
     case FNN_ACT_TANH:
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < len; i++) g[i] *= 1 - y[i] * y[i];
+        for (size_t i = lo; i < hi; i++) g[i] *= 1 - y[i] * y[i];
         break;
     default: /* linear */
         break;
     }
+}
+
+static void FNN_FN(act_backward_from_output_)(int act, T alpha, const T *y, T *g, size_t n, int nt) {
+    if (act == FNN_ACT_LINEAR) return;
+    nt = FNN_FN(net_ew_threads_)(n, nt);
+    if (nt <= 1) {
+        FNN_FN(act_bwd_out_range_)(act, alpha, y, g, 0, n);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < nt; k++)
+        FNN_FN(act_bwd_out_range_)(act, alpha, y, g, n * (size_t)k / (size_t)nt, n * (size_t)(k + 1) / (size_t)nt);
 }
 
 /* gW += d/dW (l1 sum|W| + l2 sum W^2); returns the penalty.  Serial: a fixed summation order. */
@@ -504,19 +526,30 @@ int FNN_FN(net_step)(struct NET *net, const T *x, const int64_t *labels, const T
                              NULL);
 }
 
-/* Copy rows idx[0..r) of the data into the batch buffers. */
-static void FNN_FN(net_gather_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
-                                const int64_t *idx, size_t r, int nt) {
+/* Copy rows idx[lo..hi) of the data into the batch buffers. */
+static void FNN_FN(net_gather_range_)(struct NET *net, const T *x, const int64_t *labels, const T *target,
+                                      const T *sw, const int64_t *idx, size_t lo, size_t hi) {
     const size_t ni = net->n_in, no = net->n_out;
-    nt = FNN_FN(net_ew_threads_)(r * (ni + no), nt);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long i = 0; i < (long)r; i++) {
+    for (size_t i = lo; i < hi; i++) {
         size_t src = (size_t)idx[i];
-        memcpy(net->xb + (size_t)i * ni, x + src * ni, ni * sizeof(T));
+        memcpy(net->xb + i * ni, x + src * ni, ni * sizeof(T));
         if (labels) net->lb[i] = labels[src];
-        if (target) memcpy(net->tb + (size_t)i * no, target + src * no, no * sizeof(T));
+        if (target) memcpy(net->tb + i * no, target + src * no, no * sizeof(T));
         if (sw) net->wb[i] = sw[src];
     }
+}
+
+static void FNN_FN(net_gather_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
+                                const int64_t *idx, size_t r, int nt) {
+    nt = FNN_FN(net_ew_threads_)(r * (net->n_in + net->n_out), nt);
+    if (nt <= 1) {
+        FNN_FN(net_gather_range_)(net, x, labels, target, sw, idx, 0, r);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < nt; k++)
+        FNN_FN(net_gather_range_)(net, x, labels, target, sw, idx, r * (size_t)k / (size_t)nt,
+                                  r * (size_t)(k + 1) / (size_t)nt);
 }
 
 /* pred rows of the batch rows [start, start+r) of the epoch order: the output with the link applied. */

@@ -1,7 +1,8 @@
 /* optim_t.h - body of the optimizer loops, included by optim.c once per dtype (FNN_T, FNN_P).
  *
  * One elementwise loop over a parameter range per call: the update of one element depends only on
- * that element, so any split over threads gives the same bits.  State copies sit at
+ * that element, so any split over threads gives the same bits.  With nt <= 1 no OpenMP region is
+ * entered.  State copies sit at
  * state + s*stride + off (same layout as the parameters):
  *   SGD:     [momentum buffer]                     (none without momentum)
  *   Adam(W): [exp_avg, exp_avg_sq]
@@ -9,28 +10,31 @@
  */
 #define T FNN_T
 
-void FNN_FN(optim_update)(const fnn_optim_desc *o, int64_t t, T *FNN_RESTRICT p, const T *FNN_RESTRICT g,
-                          T *state, size_t stride, size_t off, size_t len, int decay, int nt) {
-    p += off;
-    g += off;
-    const long n = (long)len;
+/* The update of elements [lo, hi) of the range (pointers already offset). */
+static void FNN_FN(optim_range_)(const fnn_optim_desc *o, int64_t t, T *FNN_RESTRICT p, const T *FNN_RESTRICT g,
+                                 T *state, size_t stride, size_t off, int decay, size_t lo, size_t hi) {
     const T lr = (T)o->lr, wd = decay ? (T)o->weight_decay : (T)0, mom = (T)o->momentum;
     switch (o->kind) {
     case FNN_OPT_SGD:
         if (o->momentum == 0) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-            for (long i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+            for (size_t i = lo; i < hi; i++) p[i] -= lr * (g[i] + wd * p[i]);
         } else {
             /* buf = momentum*buf + grad; the zero-initialised buffer makes the first step buf = grad,
              * as torch.optim.SGD does with dampening 0 */
             T *FNN_RESTRICT buf = state + off;
-            const int nesterov = o->nesterov;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-            for (long i = 0; i < n; i++) {
-                T gi = g[i] + wd * p[i];
-                T b = mom * buf[i] + gi;
-                buf[i] = b;
-                p[i] -= lr * (nesterov ? gi + mom * b : b);
+            if (o->nesterov) {
+                for (size_t i = lo; i < hi; i++) {
+                    T gi = g[i] + wd * p[i];
+                    T b = mom * buf[i] + gi;
+                    buf[i] = b;
+                    p[i] -= lr * (gi + mom * b);
+                }
+            } else {
+                for (size_t i = lo; i < hi; i++) {
+                    T b = mom * buf[i] + (g[i] + wd * p[i]);
+                    buf[i] = b;
+                    p[i] -= lr * b;
+                }
             }
         }
         break;
@@ -43,8 +47,7 @@ void FNN_FN(optim_update)(const fnn_optim_desc *o, int64_t t, T *FNN_RESTRICT p,
         const int adamw = o->kind == FNN_OPT_ADAMW;
         const T shrink = adamw ? (T)(1 - o->lr * (decay ? o->weight_decay : 0)) : (T)1;
         const T l2 = adamw ? (T)0 : wd;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             T pi = p[i] * shrink;
             T gi = g[i] + l2 * pi;
             T mi = b1 * m[i] + (1 - b1) * gi;
@@ -60,8 +63,7 @@ void FNN_FN(optim_update)(const fnn_optim_desc *o, int64_t t, T *FNN_RESTRICT p,
         T *FNN_RESTRICT ga = o->centered ? state + stride + off : NULL;
         T *FNN_RESTRICT buf = o->momentum != 0 ? state + (o->centered ? 2 : 1) * stride + off : NULL;
         const T alpha = (T)o->alpha, eps = (T)o->eps;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             T gi = g[i] + wd * p[i];
             T si = alpha * sq[i] + (1 - alpha) * gi * gi;
             sq[i] = si;
@@ -86,6 +88,20 @@ void FNN_FN(optim_update)(const fnn_optim_desc *o, int64_t t, T *FNN_RESTRICT p,
     default:
         break;
     }
+}
+
+void FNN_FN(optim_update)(const fnn_optim_desc *o, int64_t t, T *params, const T *grads, T *state, size_t stride,
+                          size_t off, size_t len, int decay, int nt) {
+    T *p = params + off;
+    const T *g = grads + off;
+    if (nt <= 1) { /* no OpenMP region at all: even a serial one costs a team allocation */
+        FNN_FN(optim_range_)(o, t, p, g, state, stride, off, decay, 0, len);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < nt; k++)
+        FNN_FN(optim_range_)(o, t, p, g, state, stride, off, decay, len * (size_t)k / (size_t)nt,
+                             len * (size_t)(k + 1) / (size_t)nt);
 }
 
 #undef T

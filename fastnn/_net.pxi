@@ -51,6 +51,8 @@ cdef extern from "net.h" nogil:
     void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step)
     void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step)
     void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step)
+    void fnn_snet_workspace_info(const fnn_snet *net, size_t *rows, int *n_allocs)
+    void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs)
     int fnn_snet_reserve(fnn_snet *net, size_t batch)
     int fnn_dnet_reserve(fnn_dnet *net, size_t batch)
     int fnn_snet_step_threads(const fnn_snet *net, size_t batch)
@@ -189,12 +191,10 @@ cdef class Net:
             fnn_dnet_free(self.d)
 
     def set_loss(self, str loss, double param):
+        """Set the loss by name (None: no loss, raw outputs)."""
         cdef int code = -1 if loss is None else LOSSES[loss]
         check(fnn_dnet_set_loss(self.d, code, param) if self.is_double else fnn_snet_set_loss(self.s, code, param),
               "loss")
-
-    def set_loss_none(self):
-        check(fnn_dnet_set_loss(self.d, -1, 0) if self.is_double else fnn_snet_set_loss(self.s, -1, 0), "loss")
 
     @property
     def link(self):
@@ -235,6 +235,17 @@ cdef class Net:
             fnn_dnet_set_counters(self.d, value[0], value[1])
         else:
             fnn_snet_set_counters(self.s, value[0], value[1])
+
+    @property
+    def workspace(self):
+        """(rows the workspace holds, allocations so far)."""
+        cdef size_t rows
+        cdef int n
+        if self.is_double:
+            fnn_dnet_workspace_info(self.d, &rows, &n)
+        else:
+            fnn_snet_workspace_info(self.s, &rows, &n)
+        return rows, n
 
     def step_threads(self, size_t batch):
         return fnn_dnet_step_threads(self.d, batch) if self.is_double else fnn_snet_step_threads(self.s, batch)

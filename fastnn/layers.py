@@ -131,7 +131,42 @@ class Dense(Layer):
         if kernel_init != "auto" and kernel_init not in INITIALIZERS:
             raise ValueError(f"kernel_init: expected 'auto' or one of {', '.join(INITIALIZERS)}, got {kernel_init!r}")
         self.kernel_init = kernel_init
-        self.weight = self.bias = self.weight_grad = self.bias_grad = None
+        self._weight = self._bias = self.weight_grad = self.bias_grad = None
+
+    # weight and bias are views of the model's parameter buffer; assigning copies into it
+    @property
+    def weight(self):
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        self._assign(self._weight, value, "weight")
+
+    @property
+    def bias(self):
+        return self._bias
+
+    @bias.setter
+    def bias(self, value):
+        if self._bias is None and self.use_bias is False:
+            raise ValueError(f"{self.name}: bias: the layer has no bias (use_bias=False)")
+        self._assign(self._bias, value, "bias")
+
+    def _assign(self, dst, value, what):
+        if dst is None:
+            raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
+        value = np.asarray(value)
+        if value.shape != dst.shape:
+            raise ValueError(f"{self.name}: {what}: expected shape {dst.shape}, got {value.shape}")
+        if value.dtype.kind not in "fiu" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{self.name}: {what}: expected finite numbers")
+        np.copyto(dst, value, casting="unsafe")
+
+    def _bind(self, weight, weight_grad):
+        self._weight, self.weight_grad = weight, weight_grad
+
+    def _bind_bias(self, bias, bias_grad):
+        self._bias, self.bias_grad = bias, bias_grad
 
     def output_dim(self, in_features):
         return self.units

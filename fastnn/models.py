@@ -140,11 +140,10 @@ class Sequential:
         for i, (layer, d) in enumerate(zip(self.layers, descs)):
             if isinstance(layer, Dense):
                 w = slice(d["w_off"], d["w_off"] + d["in"] * d["out"])
-                layer.weight = params[w].reshape(d["in"], d["out"])
-                layer.weight_grad = grads[w].reshape(d["in"], d["out"])
+                layer._bind(params[w].reshape(d["in"], d["out"]), grads[w].reshape(d["in"], d["out"]))
                 if layer.use_bias:
                     b = slice(d["b_off"], d["b_off"] + d["out"])
-                    layer.bias, layer.bias_grad = params[b], grads[b]
+                    layer._bind_bias(params[b], grads[b])
                 layer.init_weights(np.random.default_rng([self.seed, i]))
         self._net = _core.Net(descs, input_dim, params, grads, self.seed)
         self._params, self._grads, self._dims = params, grads, dims
@@ -172,10 +171,8 @@ class Sequential:
 
     def count_params(self):
         """Number of parameters (trainable or not)."""
-        if self.built:
-            return int(self._params.size)
-        if self.input_dim is None:
-            raise NotFittedError("count_params: the model is not built yet; give input_dim or call fit first")
+        self._require_built("count_params")
+        return int(self._params.size)
 
     def summary(self):
         """A table of the layers, their output widths and parameter counts."""
@@ -398,7 +395,11 @@ class Sequential:
             callbacks=(), verbose=1, sample_weight=None, class_weight=None):
         """Train for `epochs` epochs; returns the History (per-epoch `loss`, metrics, `val_*`, `lr`,
         `time`, `samples_per_s`).  `validation_split` holds out the last fraction of the rows (before
-        shuffling, as Keras does); `validation_data` = (X, y) or (X, y, sample_weight) takes precedence."""
+        shuffling, as Keras does); `validation_data` = (X, y) or (X, y, sample_weight) takes precedence.
+        `loss` is the mean of the epoch's batch losses (weighted by rows) with the weights of the moment
+        and dropout on, as in Keras; metrics likewise use the outputs seen during the epoch.  `time` is
+        the epoch's wall time with validation, `samples_per_s` the training rows per training second.
+        Class weights multiply the sample weights; the batch loss is sum(w_i * loss_i) / rows."""
         from .callbacks import CallbackList
 
         self._require_compiled("fit")

@@ -358,3 +358,31 @@ def test_save_and_load_not_yet_available():
         m.save("x.fnn")
     with pytest.raises(NotImplementedError):
         fnn.load("x.fnn")
+
+
+def test_assigning_weight_copies_into_the_model():
+    m = fnn.Sequential([fnn.Dense(2, use_bias=False)], input_dim=3, dtype="float64", seed=0)
+    view = m.layers[0].weight
+    m.layers[0].weight = np.ones((3, 2))
+    assert m.layers[0].weight is view and view.sum() == 6
+    np.testing.assert_allclose(m.predict(np.ones((1, 3))), [[3.0, 3.0]])
+    with pytest.raises(ValueError, match="shape"):
+        m.layers[0].weight = np.ones((2, 3))
+    with pytest.raises(ValueError, match="no bias"):
+        m.layers[0].bias = np.ones(2)
+    with pytest.raises(ValueError, match="not built"):
+        fnn.Dense(3).weight = np.ones((2, 3))
+
+
+def test_workspace_is_sized_once_per_batch_size():
+    X, y = blobs(n=500)
+    m = classifier()
+    m.fit(X, y, epochs=3, batch_size=64, verbose=0)
+    assert m._net.workspace == (64, 1)  # one allocation for every batch of every epoch
+    m.fit(X, y, epochs=1, batch_size=32, verbose=0)  # smaller batches reuse it
+    assert m._net.workspace == (64, 1)
+    m.fit(X, y, epochs=1, batch_size=64, validation_split=0.2, verbose=0)  # validation: bigger blocks
+    rows, n = m._net.workspace
+    assert n == 2 and rows >= 100
+    m.fit(X, y, epochs=2, batch_size=64, validation_split=0.2, verbose=0)
+    assert m._net.workspace == (rows, 2)
