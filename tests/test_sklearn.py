@@ -1,5 +1,6 @@
 """fastnn.sklearn's estimators: scikit-learn's meanings of the parameters, Pipeline and GridSearchCV,
 partial_fit against fit, pickling, and accuracy next to scikit-learn's own MLP on the digits."""
+import os
 import pickle
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-import fastnn as fnn
+import fastnn as fnn  # noqa: F401
 from fastnn.datasets import load_digits
 from fastnn.sklearn import MLPClassifier, MLPRegressor, NotFittedError
 
@@ -19,6 +20,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
@@ -38,7 +40,7 @@ def blobs(n=120, n_features=5, n_classes=3, seed=0):
 def test_import_fastnn_imports_no_optional_package():
     code = ("import sys, fastnn; bad = [m for m in ('sklearn', 'matplotlib', 'torch', 'fastnn.sklearn', "
             "'fastnn.benchmark', 'fastnn.cli') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -69,7 +71,7 @@ except ValueError as e:
     assert 'features' in str(e)
 print('ok')
 """
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
