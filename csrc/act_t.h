@@ -145,21 +145,19 @@ void FNN_FN(act_forward)(int act, T alpha, const T *x, T *y, size_t rows, size_t
     nt = act_threads(n, nt);
     if (FNN_ACT_IS_ROWWISE(act)) {
         int soft = act == FNN_ACT_SOFTMAX;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < (long)rows; i++) {
+        FNN_PARALLEL_FOR(i, rows, {
             const T *xi = x + (size_t)i * cols;
             T *yi = y + (size_t)i * cols;
             if (soft) FNN_FN(softmax_row)(xi, yi, cols);
             else FNN_FN(log_softmax_row)(xi, yi, cols);
-        }
+        });
         return;
     }
     long nchunk = (long)((n + FNN_ACT_CHUNK - 1) / FNN_ACT_CHUNK);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long c = 0; c < nchunk; c++) {
+    FNN_PARALLEL_FOR(c, nchunk, {
         size_t lo = (size_t)c * FNN_ACT_CHUNK, len = n - lo < FNN_ACT_CHUNK ? n - lo : FNN_ACT_CHUNK;
         FNN_FN(act_fwd_n)(act, alpha, x + lo, y + lo, len);
-    }
+    });
 }
 
 void FNN_FN(act_backward)(int act, T alpha, const T *x, const T *y, const T *dy, T *dx, size_t rows,
@@ -169,31 +167,28 @@ void FNN_FN(act_backward)(int act, T alpha, const T *x, const T *y, const T *dy,
     nt = act_threads(n, nt);
     if (FNN_ACT_IS_ROWWISE(act)) {
         int soft = act == FNN_ACT_SOFTMAX;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-        for (long i = 0; i < (long)rows; i++) {
+        FNN_PARALLEL_FOR(i, rows, {
             size_t o = (size_t)i * cols;
             if (soft) FNN_FN(softmax_bwd_row)(y + o, dy + o, dx + o, cols);
             else FNN_FN(log_softmax_bwd_row)(y + o, dy + o, dx + o, cols);
-        }
+        });
         return;
     }
     long nchunk = (long)((n + FNN_ACT_CHUNK - 1) / FNN_ACT_CHUNK);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long c = 0; c < nchunk; c++) {
+    FNN_PARALLEL_FOR(c, nchunk, {
         size_t lo = (size_t)c * FNN_ACT_CHUNK, len = n - lo < FNN_ACT_CHUNK ? n - lo : FNN_ACT_CHUNK;
         FNN_FN(act_bwd_n)(act, alpha, x + lo, y + lo, dy + lo, dx + lo, len);
-    }
+    });
 }
 
 void FNN_FN(bias_add)(T *y, const T *bias, size_t rows, size_t cols, int nt) {
     if (rows == 0 || cols == 0) return;
     nt = act_threads(rows * cols, nt);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long i = 0; i < (long)rows; i++) {
+    FNN_PARALLEL_FOR(i, rows, {
         T *FNN_RESTRICT yi = y + (size_t)i * cols;
         const T *FNN_RESTRICT b = bias;
         for (size_t j = 0; j < cols; j++) yi[j] += b[j];
-    }
+    });
 }
 
 void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt) {
@@ -201,8 +196,7 @@ void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt
     long nblk = (long)((cols + FNN_COLSUM_BLOCK - 1) / FNN_COLSUM_BLOCK);
     nt = act_threads(rows * cols, nt);
     if (nt > nblk) nt = (int)nblk;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long b = 0; b < nblk; b++) {
+    FNN_PARALLEL_FOR(b, nblk, {
         size_t j0 = (size_t)b * FNN_COLSUM_BLOCK;
         size_t w = cols - j0 < FNN_COLSUM_BLOCK ? cols - j0 : FNN_COLSUM_BLOCK;
         T acc[FNN_COLSUM_BLOCK];
@@ -216,7 +210,7 @@ void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt
             for (size_t j = 0; j < w; j++) o[j] = acc[j];
         else
             for (size_t j = 0; j < w; j++) o[j] = beta * o[j] + acc[j];
-    }
+    });
 }
 
 #undef T

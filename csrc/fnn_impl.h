@@ -30,6 +30,26 @@
 
 #define FNN_ALIGN 64
 
+/* for (long I = 0; I < N; I++) { ... } (the body, the last argument), split statically over `nt` threads (a variable of that name).
+ * With nt <= 1 it is a plain loop: no OpenMP region is entered at all (even `if(0)` regions cost a
+ * team set-up in libgomp, which shows when a kernel is called per row). */
+#ifdef _OPENMP
+#define FNN_PARALLEL_FOR(I, N, ...)                                                                \
+    do {                                                                                           \
+        if (nt <= 1) {                                                                             \
+            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                              \
+        } else {                                                                                   \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")                           \
+            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                              \
+        }                                                                                          \
+    } while (0)
+#else
+#define FNN_PARALLEL_FOR(I, N, ...)                                                               \
+    do {                                                                                           \
+        for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                                  \
+    } while (0)
+#endif
+
 /* ---- runtime: threads, SIMD, memory (runtime.c) ------------------------- */
 int   fnn_threads_for(size_t work, size_t grain); /* min(num_threads, work / grain), at least 1 */
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
@@ -103,18 +123,20 @@ FNN_DECLARE_KERNELS(double, d)
 
 /* ---- GEMM micro-kernel registry (gemm.c, kernels/) ------------------------
  * A micro-kernel computes one full MR x NR tile:  C = alpha * Apanel * Bpanel + beta*C,
- * where Apanel is packed k-major (MR values per k) and Bpanel k-major (NR values per k),
- * both FNN_ALIGN-aligned.  C is not read when beta == 0.  Partial tiles are handled by the caller. */
-typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, float *c, size_t ldc,
-                                 float alpha, float beta);
-typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, double *c, size_t ldc,
-                                 double alpha, double beta);
+ * where Apanel is packed k-major (MR values per k), FNN_ALIGN-aligned, and row p of Bpanel starts at
+ * b + p*ldb (a packed panel, ldb = NR, or B read in place).  C is not read when beta == 0.
+ * Partial tiles are handled by the caller. */
+typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, size_t ldb, float *c,
+                                 size_t ldc, float alpha, float beta);
+typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, size_t ldb, double *c,
+                                 size_t ldc, double alpha, double beta);
 /* mr2/ukr2: an optional narrower tile (same nr) for products whose M is a poor multiple of mr
  * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none. */
 typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; int mr2; fnn_sgemm_ukr_fn ukr2; } fnn_sgemm_kernel;
 typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; int mr2; fnn_dgemm_ukr_fn ukr2; } fnn_dgemm_kernel;
 
-extern size_t fnn_gemm_blocks[4]; /* mc, kc, nc, tile (1 wide, 2 narrow): tuning overrides, 0 = auto */
+extern size_t fnn_gemm_blocks[5]; /* mc, kc, nc, tile (1 wide, 2 narrow), rows up to which B is read
+                                    * in place, plus one: tuning overrides, 0 = the default */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);

@@ -12,10 +12,14 @@
 #include <omp.h>
 #endif
 
+/* Products with at most this many rows read a row-major B in place instead of packing it. */
+#ifndef FNN_DIRECT_B_MAX_M
+#define FNN_DIRECT_B_MAX_M 64
+#endif
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 
 /* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
-size_t fnn_gemm_blocks[4]; /* mc, kc, nc, tile (1 wide, 2 narrow) */
+size_t fnn_gemm_blocks[5]; /* mc, kc, nc, tile (1 wide, 2 narrow), direct-B rows + 1 */
 
 /* ---- per-thread packing workspace ----------------------------------------------- */
 typedef struct { void *p; size_t bytes; } workspace;

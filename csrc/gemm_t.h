@@ -124,6 +124,10 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
     T *pa = FNN_FN(gemm_workspace)(a_len + kc * nc);
     if (!pa) return -1;
     T *pb = pa + a_len;
+    /* With few rows, each panel of B serves only a few tiles: the kernel reads B in place instead of
+     * paying a packing pass over all of it (a partial last panel is still packed, zero-padded). */
+    const size_t direct_max = fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M;
+    const int direct_b = !tb && m <= direct_max;
 
     for (size_t jc = 0; jc < n; jc += nc) {
         size_t ncur = n - jc < nc ? n - jc : nc;
@@ -133,6 +137,7 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
             int last = pc + kcur == k;
             for (size_t j0 = 0; j0 < ncur; j0 += nr) {
                 size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
+                if (direct_b && cols == nr) continue;
                 const T *src = tb ? b + (jc + j0) * ldb + pc : b + pc * ldb + jc + j0;
                 FNN_FN(pack_b)((int)nr, cols, kcur, src, ldb, tb, pb + j0 * kcur);
             }
@@ -145,16 +150,18 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
                 }
                 for (size_t j0 = 0; j0 < ncur; j0 += nr) {
                     size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
-                    const T *bp = pb + j0 * kcur;
+                    const int in_place = direct_b && cols == nr;
+                    const T *bp = in_place ? b + pc * ldb + jc + j0 : pb + j0 * kcur;
+                    const size_t bld = in_place ? ldb : nr;
                     for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                         size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
                         T *ct = c + (ic + i0) * ldc + jc + j0;
                         const T *ap = pa + i0 * kcur;
                         if (rows == mr && cols == nr) {
-                            pl->ukr(kcur, ap, bp, ct, ldc, alpha, beta_cur);
+                            pl->ukr(kcur, ap, bp, bld, ct, ldc, alpha, beta_cur);
                         } else {
                             T tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
-                            pl->ukr(kcur, ap, bp, tmp, nr, alpha, 0);
+                            pl->ukr(kcur, ap, bp, bld, tmp, nr, alpha, 0);
                             for (size_t i = 0; i < rows; i++)
                                 for (size_t j = 0; j < cols; j++) {
                                     T *cij = ct + i * ldc + j;
@@ -211,21 +218,25 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         }
         if (best < 0) nt = 1;
     }
-    const long nrect = (long)(pm * pn);
     int failed = 0;
-
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1) reduction(| : failed)
-    for (long r = 0; r < nrect; r++) {
-        size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
-        size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
-        size_t j0 = ntl * tn / pn * pl.nr, j1 = ntl * (tn + 1) / pn * pl.nr;
-        if (i1 > m) i1 = m;
-        if (j1 > n) j1 = n;
-        if (i0 < i1 && j0 < j1)
-            failed |= FNN_FN(gemm_block)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha,
-                                         ta ? a + i0 : a + i0 * lda, lda, tb ? b + j0 * ldb : b + j0, ldb,
-                                         beta, c + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
-                                         act_alpha) != 0;
+    if (nt <= 1) {
+        failed = FNN_FN(gemm_block)(&pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act,
+                                    act_alpha) != 0;
+    } else {
+        const long nrect = (long)(pm * pn);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : failed)
+        for (long r = 0; r < nrect; r++) {
+            size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
+            size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
+            size_t j0 = ntl * tn / pn * pl.nr, j1 = ntl * (tn + 1) / pn * pl.nr;
+            if (i1 > m) i1 = m;
+            if (j1 > n) j1 = n;
+            if (i0 < i1 && j0 < j1)
+                failed |= FNN_FN(gemm_block)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha,
+                                             ta ? a + i0 : a + i0 * lda, lda, tb ? b + j0 * ldb : b + j0, ldb,
+                                             beta, c + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
+                                             act_alpha) != 0;
+        }
     }
     if (failed) { /* out of memory for packing buffers: the unblocked loop needs none */
         FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

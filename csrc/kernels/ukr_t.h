@@ -8,8 +8,9 @@
  *   UKR_NAME   the function's name, e.g. fnn_sgemm_ukr_avx512_8x32
  *   UKR_ATTR   function attributes (the target ISA), may be empty
  *
- * C[MR x NR] = alpha * A * B + beta * C, where A is packed k-major (MR values per k) and B k-major
- * (NR values per k, FNN_ALIGN-aligned).  C (leading dimension ldc) is not read when beta == 0.
+ * C[MR x NR] = alpha * A * B + beta * C, where A is packed k-major (MR values per k) and row p of B
+ * starts at b + p*ldb (a packed panel has ldb = NR; B may also be read in place from a row-major
+ * matrix).  C (leading dimension ldc) is not read when beta == 0.
  * Written with GCC vector extensions: one source for every ISA and dtype; the target attribute
  * decides the instructions (FMA comes from contraction, -ffp-contract=fast).
  */
@@ -21,7 +22,7 @@
 typedef UKR_T UKR_V __attribute__((vector_size(UKR_VBYTES)));
 typedef UKR_T UKR_VU __attribute__((vector_size(UKR_VBYTES), aligned(sizeof(UKR_T)), may_alias));
 
-UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b,
+UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b, size_t ldb,
                        UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T alpha, UKR_T beta) {
     UKR_V acc[UKR_MR][UKR_NV];
     /* The C rows are ldc apart: fetch them while the k loop runs (read only when beta != 0). */
@@ -37,7 +38,7 @@ UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_R
 
 #pragma GCC unroll 4
     for (size_t p = 0; p < k; p++) {
-        const UKR_V *bp = (const UKR_V *)(b + p * UKR_NR);
+        const UKR_VU *bp = (const UKR_VU *)(b + p * ldb);
         UKR_V bv[UKR_NV];
 #pragma GCC unroll 8
         for (int j = 0; j < UKR_NV; j++) bv[j] = bp[j];
