@@ -41,14 +41,18 @@ def _worker_cmd(kind, args):
     return [sys.executable, "-m", "fastnn.benchmark", kind] + args
 
 
-def _worker_env():
+def _worker_env(threads):
+    """The worker's environment: this fastnn first on the path, and the BLAS thread count set before
+    NumPy loads (threadpoolctl, when installed, sets it again inside)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = _PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+        env[var] = str(threads)
     return env
 
 
-def _run_worker(kind, args):
-    proc = subprocess.run(_worker_cmd(kind, args), capture_output=True, text=True, env=_worker_env())
+def _run_worker(kind, args, threads):
+    proc = subprocess.run(_worker_cmd(kind, args), capture_output=True, text=True, env=_worker_env(threads))
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()
         raise RuntimeError(f"benchmark worker {kind} {' '.join(args)} failed: {tail[-1] if tail else proc.returncode}")
@@ -176,7 +180,7 @@ def run_gemm(threads=(1, 2), dtypes=("float32", "float64"), rounds=5, samples=5,
             for _ in range(rounds):
                 for lib in runs:
                     text = _run_worker("gemm", ["--worker", lib, "--dtypes", dt, "--threads", str(th),
-                                                "--samples", str(samples), "--filter", filt])
+                                                "--samples", str(samples), "--filter", filt], th)
                     runs[lib].append(dict(json.loads(line) for line in text.splitlines() if line.startswith("[")))
             for name, m, n, k, ta, tb in shapes:
                 gf = statistics.median(r[name] for r in runs["fastnn"])
@@ -345,11 +349,9 @@ _EPOCHS = {"fastnn": epochs_fastnn, "torch": epochs_torch, "numpy": epochs_numpy
 
 
 def _train_worker(lib, batch, epochs, threads, n):
-    from threadpoolctl import threadpool_limits
-
     X, y = make_data(n)
-    with threadpool_limits(threads):
-        times, before, after = _EPOCHS[lib](X, y, batch, epochs, threads)
+    limit = limit_blas(threads)  # noqa: F841 (kept alive)
+    times, before, after = _EPOCHS[lib](X, y, batch, epochs, threads)
     if before is not None and not after < before:
         raise SystemExit(f"{lib}: the loss did not decrease ({before:.4f} -> {after:.4f})")
     print(json.dumps({"times": times}), flush=True)
@@ -425,7 +427,7 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
             for _ in range(rounds):
                 for lib in runs:
                     text = _run_worker("train", ["--worker", f"{lib}:{batch}:{th}", "--epochs", str(epochs),
-                                                 "--samples", str(n)])
+                                                 "--samples", str(n)], th)
                     runs[lib] += json.loads(text.strip().splitlines()[-1])["times"]
             med = {lib: statistics.median(ts) for lib, ts in runs.items()}
             cells = [f"{med[lib]:.2f}" if lib in med else "–" for lib in libs]

@@ -163,7 +163,6 @@ def test_predict_rejects_a_file_without_the_model_columns(data, tmp_path):
 
 
 def test_bench_small_run_with_plot(tmp_path):
-    pytest.importorskip("threadpoolctl")
     p = fastnn("bench", "--quick", "--filter", "fwd 32×512", "--threads", "1", "--rounds", "1", "--samples", "1024",
                "--libs", "fastnn,numpy", "--plot", "bench.png", cwd=tmp_path)
     if "matplotlib" in p.stderr:
