@@ -416,8 +416,9 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
             f"clock {ghz:.2f} GHz if the core has 2 FMA pipes of that width")
     out(f"model {'-'.join(map(str, LAYERS))} ReLU, SGD momentum, {n:,} samples; exact GEMM work "
         f"{flop / 1e9:.1f} GFLOP per epoch\n")
-    head = "| threads | batch | " + " | ".join(f"{lib} s/epoch" for lib in libs) + " | " + \
-        " | ".join(f"fastnn / {lib}" for lib in libs if lib != "fastnn") + " | fastnn % of peak |"
+    peers = [lib for lib in libs if lib != "fastnn"]
+    head = "| threads | batch | " + "".join(f"{lib} s/epoch | " for lib in libs) + \
+        "".join(f"fastnn / {lib} | " for lib in peers) + "fastnn % of peak |"
     out(head)
     out("|" + "---|" * (head.count("|") - 1))
     rows = []
@@ -438,7 +439,7 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
                 achieved = flop / med["fastnn"] / 1e9
                 frac = f"{100 * achieved / (per_core * th):.0f}% ({achieved:.0f} GFLOP/s)"
             rows.append({"threads": th, "batch": batch, "seconds": med, "samples": n})
-            out(f"| {th} | {batch} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {frac} |")
+            out(f"| {th} | {batch} | " + "".join(c + " | " for c in cells + ratios) + f"{frac} |")
     out("\nfastnn / peer: fastnn's epoch time over the peer's (below 1: fastnn is faster).")
     return rows
 

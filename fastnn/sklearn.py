@@ -274,7 +274,23 @@ class _Monitor(_fnn.Callback):
 
 
 class _BaseMLP(_Base):
-    """What the classifier and the regressor share: parameters, the fit loop, pickling."""
+    """What the classifier and the regressor share: parameters, the fit loop, pickling.
+
+    scikit-learn's parameters keep their meaning (see the module docstring); `solver` is "sgd" or
+    "adam" ("lbfgs" is not offered), and `learning_rate`/`power_t`/`max_fun` do not exist here.
+    fastnn's own:
+
+    - dropout: drop probability of the Dropout layer after each hidden layer (0: none).
+    - freeze: the number of leading layers (hidden layers first, the output layer last) whose weights
+      are kept fixed, applied at every fit/partial_fit: with warm_start or partial_fit, fine-tune
+      only the last layers.
+    - dtype: "float32" (default, fast) or "float64" (scikit-learn's precision).
+    - n_threads: engine threads during this estimator's fit/predict (None: fastnn's current setting);
+      it sets fastnn's global thread count for the duration of each call.
+
+    Pickling keeps the weights and every fitted attribute, not the optimizer state: a partial_fit
+    after unpickling starts with fresh momentum/Adam moments.
+    """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
@@ -598,8 +614,6 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
                 if classes is None:
                     raise ValueError("classes must be passed on the first call to partial_fit.")
                 cls = np.unique(np.asarray(classes))
-            elif self.warm_start and hasattr(self, "classes_") and not getattr(self, "_multilabel", False):
-                cls = self.classes_
             else:
                 cls = np.unique(y)
             if len(cls) < 2:
