@@ -749,11 +749,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        try:
-            sys.stdout = None
-        finally:
-            return 1
+    except BrokenPipeError:  # `fastnn predict ... | head`: stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except Exception as e:  # never a traceback: one line, and FASTNN_DEBUG=1 for the details
         if os.environ.get("FASTNN_DEBUG"):
             raise
