@@ -138,8 +138,9 @@ def _csv_header(path):
     return names
 
 
-def _csv_diagnose(path, names, numeric_cols, default):
-    """Find the first malformed line for a clear message (runs only after a fast parse failed)."""
+def _csv_diagnose(path, names, numeric_cols, default=None):
+    """The message about the first malformed line, else `path: default` (None when `default` is None).
+    A pass in Python: it runs only where the fast parse could not be used."""
     import numpy as np
 
     ncol = len(names)
@@ -158,7 +159,7 @@ def _csv_diagnose(path, names, numeric_cols, default):
                     return f"{path}: line {lineno}, column {names[j]!r}: {what}"
                 if not np.isfinite(x):
                     return f"{path}: line {lineno}, column {names[j]!r}: {v!r} (missing or infinite values are not supported)"
-    return f"{path}: {default}"
+    return None if default is None else f"{path}: {default}"
 
 
 def read_csv(path, target=None, feature_names=None):
@@ -198,13 +199,15 @@ def read_csv(path, target=None, feature_names=None):
     except ValueError:
         # a non-numeric label column (class names), or a malformed file: parse the parts separately
         try:
-            X = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, quotechar='"',
-                           encoding="utf-8", usecols=cols)
-            if ti is not None:
-                labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=1, quotechar='"',
-                                    encoding="utf-8", usecols=[ti])
-            msg = _csv_diagnose(path, names, cols, "")
-            if msg != f"{path}: ":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # NumPy's notes on blank lines
+                X = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, quotechar='"',
+                               encoding="utf-8", usecols=cols)
+                if ti is not None:
+                    labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=1, quotechar='"',
+                                        encoding="utf-8", usecols=[ti])
+            msg = _csv_diagnose(path, names, cols)  # rows of the wrong width pass usecols unseen
+            if msg is not None:
                 raise CLIError(msg)
         except ValueError:
             raise CLIError(_csv_diagnose(path, names, cols, "cannot be parsed as CSV numbers")) from None
