@@ -60,6 +60,10 @@ FNN_API int    fnn_model_predict(const fnn_model *m, const float *x, size_t rows
 FNN_API size_t fnn_model_n_inputs(const fnn_model *m);
 FNN_API size_t fnn_model_n_outputs(const fnn_model *m);
 FNN_API void   fnn_model_free(fnn_model *m);
+/* What the last failed fnn_model_* call on the calling thread found wrong, e.g. "tensor
+ * \"layers.0.weight\": data_offsets end at 4096, past the 1024-byte data section" ("" after a
+ * success).  Thread-local; valid until the thread's next fnn_model_* call. */
+FNN_API const char *fnn_last_error_detail(void);
 
 /* ---- kernels ------------------------------------------------------------
  * Row-major GEMM: C[m x n] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.

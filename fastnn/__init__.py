@@ -44,6 +44,5 @@ from .models import Sequential
 from . import layers, optimizers, models
 
 
-def load(path):
-    """Load a model saved by `model.save` (not available in this version)."""
-    raise NotImplementedError("model files (safetensors) are not available in this version")
+from . import saving
+from .saving import load

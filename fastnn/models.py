@@ -234,8 +234,28 @@ class Sequential:
         for dst, w in zip(arrays, checked):
             np.copyto(dst, w, casting="unsafe")
 
+    # ---- files (fastnn/saving.py, docs/FORMAT.md) ---------------------------------------------------
+
     def save(self, path):
-        raise NotImplementedError("model files (safetensors) are not available in this version")
+        """Write the model file (safetensors with the architecture in its metadata) atomically;
+        `fastnn.load(path)` gives back a model with bitwise-equal predictions."""
+        from . import saving
+        saving.save(self, path)
+
+    def load_weights(self, source, *, layout="fastnn", strict=True):
+        """Copy weights from `source`, a safetensors path or a dict of arrays/tensors.  layout="fastnn":
+        `layers.<i>.weight` (in, out) and `layers.<i>.bias`; layout="torch": a PyTorch nn.Sequential state
+        dict (`<module>.weight` (out, in), `<module>.bias`) mapped onto the Dense layers in order.
+        strict=False skips the layers that do not match (a new head) instead of raising
+        ModelFormatError.  Nothing changes unless every check passes.  Returns a LoadResult
+        (loaded, skipped, unexpected)."""
+        from . import saving
+        return saving.load_weights(self, source, layout=layout, strict=strict)
+
+    def __reduce__(self):
+        """Pickle and copy.deepcopy through the model file's bytes (plus seed and compile settings)."""
+        from . import saving
+        return saving.reduce_model(self)
 
     # ---- compile ----------------------------------------------------------------------------------
 

@@ -352,14 +352,6 @@ def test_bad_data_raises_naming_the_argument():
         fnn.Dense(0)
 
 
-def test_save_and_load_not_yet_available():
-    m = fnn.Sequential([fnn.Dense(2)], input_dim=3)
-    with pytest.raises(NotImplementedError):
-        m.save("x.fnn")
-    with pytest.raises(NotImplementedError):
-        fnn.load("x.fnn")
-
-
 def test_assigning_weight_copies_into_the_model():
     m = fnn.Sequential([fnn.Dense(2, use_bias=False)], input_dim=3, dtype="float64", seed=0)
     view = m.layers[0].weight

@@ -1,0 +1,849 @@
+/* io.c - the model-file reader: a safetensors container whose __metadata__ holds the architecture
+ * (docs/FORMAT.md is the full specification).  Python (fastnn.load) and C (fnn_model_load) both
+ * come here.
+ *
+ *   u64 LE header length N | N bytes of JSON header | data section (tensors, little-endian)
+ *   header: {"__metadata__": {"format": "fastnn", "fastnn_schema": "1.0", "fastnn_version": ...,
+ *            "architecture": "<JSON>"}, "layers.<i>.weight": {"dtype": "F32"|"F64", "shape": [in, out],
+ *            "data_offsets": [begin, end]}, "layers.<i>.bias": {... "shape": [out] ...}, ...}
+ *
+ * The input is untrusted.  Every length, offset, shape and count is checked against the bytes that
+ * are really there before it is used; nothing is allocated by a size read from the file before that
+ * size has been bounded by the file's own length; the JSON parser (json.c) bounds depth and count.
+ * The checks run in order: container (sizes, header JSON, tensor entries, tiling of the data
+ * section), metadata (format, schema version), architecture, then tensors against architecture.
+ * The first failure is reported with a specific message (fnn_last_error_detail) and its code.
+ */
+#include "io.h"
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#define FNN_HAVE_FSTAT 1
+#endif
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+typedef struct {
+    char msg[512];
+    int rc;
+} ctx;
+
+static int fail(ctx *c, int rc, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static int fail(ctx *c, int rc, const char *fmt, ...) {
+    if (c->rc) return c->rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    va_end(ap);
+    c->rc = rc;
+    return rc;
+}
+
+/* `s` (len bytes) for a message: printable ASCII kept, other bytes escaped, cut after 60. */
+static const char *quoted(char *buf, size_t cap, const char *s, size_t len) {
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 8 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (i == 60) { o += (size_t)snprintf(buf + o, cap - o, "..."); break; }
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') buf[o++] = (char)ch;
+        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
+    }
+    buf[o < cap ? o : cap - 1] = '\0';
+    return buf;
+}
+#define Q(buf, s, len) quoted(buf, sizeof buf, s, len)
+
+/* ---- names ------------------------------------------------------------------------------------- */
+
+static const char *const act_names[FNN_ACT__COUNT] = {
+    [FNN_ACT_LINEAR] = "linear", [FNN_ACT_RELU] = "relu", [FNN_ACT_LEAKY_RELU] = "leaky_relu",
+    [FNN_ACT_ELU] = "elu", [FNN_ACT_SIGMOID] = "sigmoid", [FNN_ACT_TANH] = "tanh", [FNN_ACT_GELU] = "gelu",
+    [FNN_ACT_SILU] = "silu", [FNN_ACT_SOFTMAX] = "softmax", [FNN_ACT_LOG_SOFTMAX] = "log_softmax"};
+
+int fnn_act_from_name(const char *name) {
+    for (int a = 0; a < FNN_ACT__COUNT; a++)
+        if (a != FNN_ACT_LOG_SOFTMAX && act_names[a] && strcmp(name, act_names[a]) == 0) return a;
+    return -1; /* log_softmax is a kernel, not a layer activation of the public API */
+}
+
+const char *fnn_act_name(int act) { return act >= 0 && act < FNN_ACT__COUNT ? act_names[act] : NULL; }
+
+static const char *const loss_names[FNN_LOSS__COUNT] = {
+    [FNN_LOSS_CROSS_ENTROPY] = "cross_entropy", [FNN_LOSS_BCE] = "binary_cross_entropy",
+    [FNN_LOSS_MSE] = "mse", [FNN_LOSS_MAE] = "mae", [FNN_LOSS_HUBER] = "huber"};
+
+int fnn_loss_from_name(const char *name) {
+    for (int l = 0; l < FNN_LOSS__COUNT; l++)
+        if (strcmp(name, loss_names[l]) == 0) return l;
+    return -1;
+}
+
+const char *fnn_loss_name(int loss) { return loss >= 0 && loss < FNN_LOSS__COUNT ? loss_names[loss] : NULL; }
+
+/* ---- the container --------------------------------------------------------------------------- */
+
+typedef struct {
+    const fnn_json_node *node;
+    const char *name;
+    size_t name_len;
+    const char *dtype_name;
+    size_t elem;            /* bytes per element (0 for sub-byte dtypes) */
+    int dtype;              /* 4 = F32, 8 = F64, 0 = another safetensors dtype */
+    size_t ndim;
+    uint64_t shape[FNN_IO_MAX_NDIM];
+    uint64_t begin, end;
+} tensor;
+
+typedef struct {
+    const unsigned char *data; /* the data section */
+    size_t data_start;         /* its offset in the file: 8 + header length */
+    size_t data_len;
+    fnn_json header;
+    const fnn_json_node *meta; /* may be NULL */
+    tensor *t;
+    size_t n_t;
+} container;
+
+/* safetensors dtypes and their sizes (0: several elements per byte; never ours anyway). */
+static const struct { const char *name; size_t size; } st_dtypes[] = {
+    {"F32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"F8_E8M0", 1},
+    {"I8", 1}, {"U8", 1}, {"I16", 2}, {"U16", 2}, {"I32", 4}, {"U32", 4}, {"I64", 8}, {"U64", 8},
+    {"BOOL", 1}, {"C64", 8}, {"F4", 0}, {"F6_E2M3", 0}, {"F6_E3M2", 0}};
+
+static uint64_t le64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static int tensor_cmp(const void *a, const void *b) {
+    const tensor *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+static int parse_tensor(ctx *c, container *f, const fnn_json_node *n, tensor *t) {
+    char q[256];
+    const fnn_json *h = &f->header;
+    t->node = n;
+    t->name = n->key;
+    t->name_len = n->key_len;
+    const char *nm = Q(q, n->key, n->key_len);
+    if (n->type != FNN_JSON_OBJECT) return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": expected an object", nm);
+    const fnn_json_node *dt = NULL, *shape = NULL, *offs = NULL;
+    for (const fnn_json_node *m = fnn_json_child(h, n); m; m = fnn_json_next(h, m)) {
+        if (strcmp(m->key, "dtype") == 0) dt = m;
+        else if (strcmp(m->key, "shape") == 0) shape = m;
+        else if (strcmp(m->key, "data_offsets") == 0) offs = m;
+        else {
+            char q2[256];
+            return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": unknown key \"%s\"", nm, Q(q2, m->key, m->key_len));
+        }
+    }
+    if (!dt || !shape || !offs)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": missing \"%s\"", nm, !dt ? "dtype" : !shape ? "shape" : "data_offsets");
+    if (dt->type != FNN_JSON_STRING) return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": dtype is not a string", nm);
+    t->dtype_name = NULL;
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (strcmp(dt->str, st_dtypes[i].name) == 0) {
+            t->dtype_name = st_dtypes[i].name;
+            t->elem = st_dtypes[i].size;
+        }
+    if (!t->dtype_name) {
+        char q2[256];
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": unknown dtype \"%s\"", nm, Q(q2, dt->str, dt->len));
+    }
+    t->dtype = strcmp(t->dtype_name, "F32") == 0 ? 4 : strcmp(t->dtype_name, "F64") == 0 ? 8 : 0;
+
+    if (shape->type != FNN_JSON_ARRAY) return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": shape is not an array", nm);
+    if (shape->count > FNN_IO_MAX_NDIM)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": %u dimensions (at most %d)", nm, (unsigned)shape->count, FNN_IO_MAX_NDIM);
+    t->ndim = 0;
+    int zero = 0, overflow = 0;
+    for (const fnn_json_node *d = fnn_json_child(h, shape); d; d = fnn_json_next(h, d)) {
+        uint64_t v;
+        if (fnn_json_uint(d, &v))
+            return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": shape[%zu] is not a non-negative integer", nm, t->ndim);
+        t->shape[t->ndim++] = v;
+        zero |= v == 0;
+    }
+    /* the byte size, with overflow checked (a zero dimension makes it 0 whatever the others are) */
+    uint64_t nbytes = zero ? 0 : (t->elem ? t->elem : 1);
+    for (size_t i = 0; i < t->ndim && !zero && !overflow; i++) {
+        if (nbytes > UINT64_MAX / t->shape[i]) overflow = 1;
+        else nbytes *= t->shape[i];
+    }
+    if (!t->elem) nbytes = 0; /* sub-byte dtypes (never ours): only the offsets' bounds are checked */
+    if (overflow || nbytes > f->data_len) {
+        char need[32];
+        if (overflow) snprintf(need, sizeof need, "over 2^64");
+        else snprintf(need, sizeof need, "%llu", (unsigned long long)nbytes);
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": its shape and dtype need %s bytes, more than the %zu-byte "
+                    "data section", nm, need, f->data_len);
+    }
+
+    if (offs->type != FNN_JSON_ARRAY || offs->count != 2)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": data_offsets is not a [begin, end] pair", nm);
+    const fnn_json_node *b = fnn_json_child(h, offs), *e = fnn_json_next(h, b);
+    if (fnn_json_uint(b, &t->begin) || fnn_json_uint(e, &t->end))
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": data_offsets are not non-negative integers", nm);
+    if (t->begin > t->end)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": data_offsets [%llu, %llu] end before they begin", nm,
+                    (unsigned long long)t->begin, (unsigned long long)t->end);
+    if (t->end > f->data_len)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": data_offsets end at %llu, past the %zu-byte data section "
+                    "(truncated file?)", nm, (unsigned long long)t->end, f->data_len);
+    if (t->elem && t->end - t->begin != nbytes)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\": data_offsets span %llu bytes but shape and dtype %s make %llu",
+                    nm, (unsigned long long)(t->end - t->begin), t->dtype_name, (unsigned long long)nbytes);
+    return 0;
+}
+
+static void container_free(container *f) {
+    fnn_json_free(&f->header);
+    free(f->t);
+    memset(f, 0, sizeof *f);
+}
+
+static int parse_container(ctx *c, const unsigned char *buf, size_t len, container *f) {
+    memset(f, 0, sizeof *f);
+    if (len < 8) return fail(c, FNN_ERR_FORMAT, "the file is %zu bytes, too short for the 8-byte header length", len);
+    uint64_t hlen = le64(buf);
+    if (hlen > FNN_IO_MAX_HEADER)
+        return fail(c, FNN_ERR_FORMAT, "header length %llu exceeds the limit of %u bytes (not a safetensors file?)",
+                    (unsigned long long)hlen, FNN_IO_MAX_HEADER);
+    if (hlen > len - 8)
+        return fail(c, FNN_ERR_FORMAT, "header length %llu exceeds the %zu bytes after it (truncated file?)",
+                    (unsigned long long)hlen, len - 8);
+    if (hlen < 2 || buf[8] != '{')
+        return fail(c, FNN_ERR_FORMAT, "the header does not start with '{' (not a safetensors file?)");
+    char jerr[256];
+    int rc = fnn_json_parse(&f->header, (const char *)buf + 8, (size_t)hlen, jerr, sizeof jerr);
+    if (rc) return fail(c, rc, "header JSON: %s", jerr);
+    f->data = buf + 8 + hlen;
+    f->data_start = 8 + (size_t)hlen;
+    f->data_len = len - 8 - (size_t)hlen;
+    const fnn_json *h = &f->header;
+    const fnn_json_node *root = &h->nodes[0];
+    if (root->type != FNN_JSON_OBJECT) return fail(c, FNN_ERR_FORMAT, "header JSON: not an object");
+
+    f->t = calloc(root->count ? root->count : 1, sizeof *f->t);
+    if (!f->t) return fail(c, FNN_ERR_NOMEM, "out of memory");
+    for (const fnn_json_node *n = fnn_json_child(h, root); n; n = fnn_json_next(h, n)) {
+        if (strcmp(n->key, "__metadata__") == 0) {
+            if (n->type != FNN_JSON_OBJECT) return fail(c, FNN_ERR_FORMAT, "__metadata__ is not an object");
+            for (const fnn_json_node *m = fnn_json_child(h, n); m; m = fnn_json_next(h, m))
+                if (m->type != FNN_JSON_STRING) {
+                    char q[256];
+                    return fail(c, FNN_ERR_FORMAT, "__metadata__ \"%s\": not a string (safetensors metadata "
+                                "maps strings to strings)", Q(q, m->key, m->key_len));
+                }
+            f->meta = n;
+            continue;
+        }
+        if (parse_tensor(c, f, n, &f->t[f->n_t])) return c->rc;
+        f->n_t++;
+    }
+
+    /* The tensors must tile the data section: sorted by offset, each begins where the last ended. */
+    tensor *s = malloc((f->n_t ? f->n_t : 1) * sizeof *s);
+    if (!s) return fail(c, FNN_ERR_NOMEM, "out of memory");
+    memcpy(s, f->t, f->n_t * sizeof *s);
+    qsort(s, f->n_t, sizeof *s, tensor_cmp);
+    uint64_t at = 0;
+    for (size_t i = 0; i < f->n_t && !c->rc; i++) {
+        char q[256], q2[256];
+        if (s[i].begin < at)
+            fail(c, FNN_ERR_FORMAT, "tensors \"%s\" and \"%s\" overlap in the data section",
+                 Q(q, s[i - 1].name, s[i - 1].name_len), Q(q2, s[i].name, s[i].name_len));
+        else if (s[i].begin > at)
+            fail(c, FNN_ERR_FORMAT, "%llu unused bytes before tensor \"%s\" in the data section",
+                 (unsigned long long)(s[i].begin - at), Q(q, s[i].name, s[i].name_len));
+        at = s[i].end;
+    }
+    free(s);
+    if (c->rc) return c->rc;
+    if (at != f->data_len)
+        return fail(c, FNN_ERR_FORMAT, "the data section is %zu bytes but the tensors take %llu (%s)", f->data_len,
+                    (unsigned long long)at, at < f->data_len ? "trailing bytes: the file is larger than its header claims"
+                                                             : "truncated file");
+    return 0;
+}
+
+/* ---- metadata and architecture ------------------------------------------------------------------ */
+
+static const fnn_json_node *meta_get(const container *f, const char *key) {
+    return f->meta ? fnn_json_get(&f->header, f->meta, key) : NULL;
+}
+
+/* "MAJOR.MINOR", each 1 to 9 digits. */
+static int parse_schema(const char *s, int *major, int *minor) {
+    int v[2] = {0, 0};
+    for (int part = 0; part < 2; part++) {
+        int digits = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (++digits > 9) return -1;
+            v[part] = v[part] * 10 + (*s++ - '0');
+        }
+        if (!digits) return -1;
+        if (part == 0 && *s++ != '.') return -1;
+    }
+    if (*s) return -1;
+    *major = v[0];
+    *minor = v[1];
+    return 0;
+}
+
+typedef struct {
+    ctx *c;
+    const fnn_json *doc;
+    int lenient; /* a newer minor schema: unknown keys are ignored */
+} arch_reader;
+
+static int arch_number(arch_reader *r, const fnn_json_node *n, const char *where, double lo, int lo_open, double hi,
+                       int hi_open, double *out) {
+    double v;
+    if (n->type != FNN_JSON_NUMBER) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not a number", where);
+    if (fnn_json_double(n, &v) || !isfinite(v))
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is out of range", where);
+    if (v < lo || (lo_open && v == lo) || v > hi || (hi_open && v == hi))
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s = %.17g is outside %c%g, %g%c", where, v, lo_open ? '(' : '[',
+                    lo, hi, hi_open ? ')' : ']');
+    *out = v;
+    return 0;
+}
+
+static int arch_size(arch_reader *r, const fnn_json_node *n, const char *where, size_t *out) {
+    uint64_t v;
+    if (n->type != FNN_JSON_NUMBER || fnn_json_uint(n, &v))
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not a non-negative integer", where);
+    if (v < 1 || v > FNN_IO_MAX_WIDTH)
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s = %llu is outside [1, %zu]", where, (unsigned long long)v,
+                    FNN_IO_MAX_WIDTH);
+    *out = (size_t)v;
+    return 0;
+}
+
+static int arch_bool(arch_reader *r, const fnn_json_node *n, const char *where, int *out) {
+    if (n->type != FNN_JSON_TRUE && n->type != FNN_JSON_FALSE)
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not true or false", where);
+    *out = n->type == FNN_JSON_TRUE;
+    return 0;
+}
+
+/* Copy s (NUL-terminated, len bytes) to a new string. */
+static char *dup_str(const char *s, size_t len) {
+    char *d = malloc(len + 1);
+    if (d) memcpy(d, s, len + 1);
+    return d;
+}
+
+/* The keys a layer of each kind may have. */
+static int layer_key_ok(int kind, const char *key) {
+    static const char *const dense[] = {"type", "units", "activation", "alpha", "use_bias", "l1", "l2", "trainable", "name", NULL};
+    static const char *const dropout[] = {"type", "p", "trainable", "name", NULL};
+    static const char *const act[] = {"type", "activation", "alpha", "trainable", "name", NULL};
+    const char *const *keys = kind == FNN_MODEL_DENSE ? dense : kind == FNN_MODEL_DROPOUT ? dropout : act;
+    for (; *keys; keys++)
+        if (strcmp(*keys, key) == 0) return 1;
+    return 0;
+}
+
+static int parse_activation(arch_reader *r, const fnn_json_node *layer, const char *where, fnn_model_layer *L,
+                            int required) {
+    char q[256], w[96];
+    const fnn_json_node *a = fnn_json_get(r->doc, layer, "activation");
+    L->act = FNN_ACT_LINEAR;
+    if (!a || a->type == FNN_JSON_NULL) {
+        if (required) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no activation", where);
+    } else if (a->type != FNN_JSON_STRING) {
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s activation is not a string", where);
+    } else if ((L->act = fnn_act_from_name(a->str)) < 0) {
+        return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown activation \"%s\"", where,
+                    Q(q, a->str, a->len));
+    }
+    const fnn_json_node *al = fnn_json_get(r->doc, layer, "alpha");
+    L->act_alpha = L->act == FNN_ACT_LEAKY_RELU ? 0.01 : L->act == FNN_ACT_ELU ? 1.0 : 0.0;
+    L->has_alpha = 0;
+    if (al && al->type != FNN_JSON_NULL) {
+        double v;
+        snprintf(w, sizeof w, "%s alpha", where);
+        if (arch_number(r, al, w, -HUGE_VAL, 0, HUGE_VAL, 0, &v)) return r->c->rc;
+        if (L->act == FNN_ACT_LEAKY_RELU || L->act == FNN_ACT_ELU) {
+            L->act_alpha = v;
+            L->has_alpha = 1;
+        }
+    }
+    return 0;
+}
+
+static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t width, fnn_model_layer *L) {
+    char where[64], w[96], q[256];
+    snprintf(where, sizeof where, "layers[%d]", i);
+    if (n->type != FNN_JSON_OBJECT) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not an object", where);
+    const fnn_json_node *type = fnn_json_get(r->doc, n, "type");
+    if (!type) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no type", where);
+    if (type->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s type is not a string", where);
+    if (strcmp(type->str, "dense") == 0) L->kind = FNN_MODEL_DENSE;
+    else if (strcmp(type->str, "dropout") == 0) L->kind = FNN_MODEL_DROPOUT;
+    else if (strcmp(type->str, "activation") == 0) L->kind = FNN_MODEL_ACTIVATION;
+    else return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown type \"%s\"", where, Q(q, type->str, type->len));
+    for (const fnn_json_node *m = fnn_json_child(r->doc, n); m; m = fnn_json_next(r->doc, m))
+        if (!r->lenient && !layer_key_ok(L->kind, m->key))
+            return fail(r->c, FNN_ERR_FORMAT, "architecture: %s (%s) has an unknown key \"%s\"", where, type->str,
+                        Q(q, m->key, m->key_len));
+    L->in = L->out = width;
+    L->use_bias = 0;
+    L->trainable = 1;
+    const fnn_json_node *v;
+    if ((v = fnn_json_get(r->doc, n, "trainable"))) {
+        snprintf(w, sizeof w, "%s trainable", where);
+        if (arch_bool(r, v, w, &L->trainable)) return r->c->rc;
+    }
+    if ((v = fnn_json_get(r->doc, n, "name")) && v->type != FNN_JSON_NULL) {
+        if (v->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s name is not a string", where);
+        if (!(L->name = dup_str(v->str, v->len))) return fail(r->c, FNN_ERR_NOMEM, "out of memory");
+    }
+    switch (L->kind) {
+    case FNN_MODEL_DENSE:
+        if (!(v = fnn_json_get(r->doc, n, "units"))) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no units", where);
+        snprintf(w, sizeof w, "%s units", where);
+        if (arch_size(r, v, w, &L->out)) return r->c->rc;
+        if (parse_activation(r, n, where, L, 0)) return r->c->rc;
+        L->use_bias = 1;
+        if ((v = fnn_json_get(r->doc, n, "use_bias"))) {
+            snprintf(w, sizeof w, "%s use_bias", where);
+            if (arch_bool(r, v, w, &L->use_bias)) return r->c->rc;
+        }
+        if ((v = fnn_json_get(r->doc, n, "l1"))) {
+            snprintf(w, sizeof w, "%s l1", where);
+            if (arch_number(r, v, w, 0, 0, HUGE_VAL, 0, &L->l1)) return r->c->rc;
+        }
+        if ((v = fnn_json_get(r->doc, n, "l2"))) {
+            snprintf(w, sizeof w, "%s l2", where);
+            if (arch_number(r, v, w, 0, 0, HUGE_VAL, 0, &L->l2)) return r->c->rc;
+        }
+        break;
+    case FNN_MODEL_DROPOUT:
+        if (!(v = fnn_json_get(r->doc, n, "p"))) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no p", where);
+        snprintf(w, sizeof w, "%s p", where);
+        if (arch_number(r, v, w, 0, 0, 1, 1, &L->p)) return r->c->rc;
+        break;
+    default:
+        if (parse_activation(r, n, where, L, 1)) return r->c->rc;
+        break;
+    }
+    return 0;
+}
+
+static int parse_architecture(ctx *c, fnn_model *m, const char *text, size_t len, int lenient) {
+    fnn_json doc;
+    char jerr[256];
+    int rc = fnn_json_parse(&doc, text, len, jerr, sizeof jerr);
+    if (rc) return fail(c, rc, "architecture JSON: %s", jerr);
+    arch_reader r = {c, &doc, lenient};
+    const fnn_json_node *root = &doc.nodes[0], *v;
+    char q[256];
+    if (root->type != FNN_JSON_OBJECT) {
+        fail(c, FNN_ERR_FORMAT, "architecture: not a JSON object");
+        goto done;
+    }
+    static const char *const keys[] = {"input_dim", "dtype", "loss", "huber_delta", "link", "layers"};
+    for (const fnn_json_node *k = fnn_json_child(&doc, root); k && !lenient; k = fnn_json_next(&doc, k)) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) ok |= strcmp(k->key, keys[i]) == 0;
+        if (!ok) {
+            fail(c, FNN_ERR_FORMAT, "architecture: unknown key \"%s\"", Q(q, k->key, k->key_len));
+            goto done;
+        }
+    }
+    if (!(v = fnn_json_get(&doc, root, "input_dim"))) { fail(c, FNN_ERR_FORMAT, "architecture: no input_dim"); goto done; }
+    if (arch_size(&r, v, "input_dim", &m->n_in)) goto done;
+    if (!(v = fnn_json_get(&doc, root, "dtype"))) { fail(c, FNN_ERR_FORMAT, "architecture: no dtype"); goto done; }
+    if (v->type != FNN_JSON_STRING) { fail(c, FNN_ERR_FORMAT, "architecture: dtype is not a string"); goto done; }
+    if (strcmp(v->str, "float32") == 0) m->dtype = 4;
+    else if (strcmp(v->str, "float64") == 0) m->dtype = 8;
+    else { fail(c, FNN_ERR_UNSUPPORTED, "architecture: dtype \"%s\" (expected float32 or float64)", Q(q, v->str, v->len)); goto done; }
+
+    m->loss = -1;
+    if ((v = fnn_json_get(&doc, root, "loss")) && v->type != FNN_JSON_NULL) {
+        if (v->type != FNN_JSON_STRING) { fail(c, FNN_ERR_FORMAT, "architecture: loss is not a string"); goto done; }
+        if ((m->loss = fnn_loss_from_name(v->str)) < 0) {
+            fail(c, FNN_ERR_UNSUPPORTED, "architecture: unknown loss \"%s\"", Q(q, v->str, v->len));
+            goto done;
+        }
+    }
+    m->loss_param = 1.0;
+    if ((v = fnn_json_get(&doc, root, "huber_delta")) && v->type != FNN_JSON_NULL)
+        if (arch_number(&r, v, "huber_delta", 0, 1, HUGE_VAL, 0, &m->loss_param)) goto done;
+    m->link = m->loss == FNN_LOSS_CROSS_ENTROPY ? FNN_ACT_SOFTMAX : m->loss == FNN_LOSS_BCE ? FNN_ACT_SIGMOID : FNN_ACT_LINEAR;
+    if ((v = fnn_json_get(&doc, root, "link")) && v->type != FNN_JSON_NULL) {
+        if (v->type != FNN_JSON_STRING) { fail(c, FNN_ERR_FORMAT, "architecture: link is not a string"); goto done; }
+        int link = fnn_act_from_name(v->str);
+        if (link != FNN_ACT_SOFTMAX && link != FNN_ACT_SIGMOID && link != FNN_ACT_LINEAR) {
+            fail(c, FNN_ERR_FORMAT, "architecture: link \"%s\" (expected softmax, sigmoid or linear)", Q(q, v->str, v->len));
+            goto done;
+        }
+        if (link != m->link) {
+            fail(c, FNN_ERR_FORMAT, "architecture: link \"%s\" does not match loss %s (its link is %s)", v->str,
+                 m->loss < 0 ? "null" : fnn_loss_name(m->loss), fnn_act_name(m->link));
+            goto done;
+        }
+    }
+
+    const fnn_json_node *layers = fnn_json_get(&doc, root, "layers");
+    if (!layers) { fail(c, FNN_ERR_FORMAT, "architecture: no layers"); goto done; }
+    if (layers->type != FNN_JSON_ARRAY) { fail(c, FNN_ERR_FORMAT, "architecture: layers is not an array"); goto done; }
+    if (layers->count < 1 || layers->count > FNN_IO_MAX_LAYERS) {
+        fail(c, FNN_ERR_FORMAT, "architecture: %u layers (expected 1 to %d)", (unsigned)layers->count, FNN_IO_MAX_LAYERS);
+        goto done;
+    }
+    m->layers = calloc(layers->count, sizeof *m->layers);
+    if (!m->layers) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
+    m->n_layers = (int)layers->count;
+    size_t width = m->n_in;
+    m->max_width = width;
+    int i = 0;
+    for (const fnn_json_node *n = fnn_json_child(&doc, layers); n; n = fnn_json_next(&doc, n), i++) {
+        if (parse_layer(&r, n, i, width, &m->layers[i])) goto done;
+        width = m->layers[i].out;
+        if (width > m->max_width) m->max_width = width;
+    }
+    m->n_out = width;
+    if (!(m->arch_json = dup_str(text, len))) fail(c, FNN_ERR_NOMEM, "out of memory");
+done:
+    fnn_json_free(&doc);
+    return c->rc;
+}
+
+/* ---- tensors against the architecture ------------------------------------------------------------- */
+
+/* "layers.<i>.weight" / "layers.<i>.bias" with i in canonical decimal: i and 0/1, else -1. */
+static int param_name(const char *s, size_t len, int *layer, int *is_bias) {
+    if (len < 8 || memcmp(s, "layers.", 7) != 0) return -1;
+    size_t p = 7;
+    long v = 0;
+    size_t d0 = p;
+    while (p < len && s[p] >= '0' && s[p] <= '9') {
+        if (p - d0 >= 6) return -1;
+        v = v * 10 + (s[p++] - '0');
+    }
+    if (p == d0 || (s[d0] == '0' && p - d0 > 1) || p >= len || s[p] != '.') return -1;
+    p++;
+    if (len - p == 6 && memcmp(s + p, "weight", 6) == 0) *is_bias = 0;
+    else if (len - p == 4 && memcmp(s + p, "bias", 4) == 0) *is_bias = 1;
+    else return -1;
+    *layer = (int)v;
+    return 0;
+}
+
+static void store_le(void *dst, const unsigned char *src, size_t n, size_t elem) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    unsigned char *d = dst;
+    for (size_t i = 0; i < n; i++)
+        for (size_t b = 0; b < elem; b++) d[i * elem + b] = src[i * elem + elem - 1 - b];
+#else
+    memcpy(dst, src, n * elem);
+#endif
+}
+
+static int attach_tensors(ctx *c, fnn_model *m, const container *f) {
+    const tensor **w = calloc((size_t)m->n_layers * 2, sizeof *w); /* [2l] weight, [2l+1] bias */
+    if (!w) return fail(c, FNN_ERR_NOMEM, "out of memory");
+    char q[256];
+    for (size_t i = 0; i < f->n_t && !c->rc; i++) {
+        const tensor *t = &f->t[i];
+        int l, is_bias;
+        if (param_name(t->name, t->name_len, &l, &is_bias) || l >= m->n_layers || m->layers[l].kind != FNN_MODEL_DENSE ||
+            (is_bias && !m->layers[l].use_bias)) {
+            fail(c, FNN_ERR_FORMAT, "unexpected tensor \"%s\": the architecture has no such parameter",
+                 Q(q, t->name, t->name_len));
+            break;
+        }
+        w[2 * l + is_bias] = t;
+    }
+    size_t n_params = 0;
+    for (int l = 0; l < m->n_layers && !c->rc; l++) {
+        fnn_model_layer *L = &m->layers[l];
+        if (L->kind != FNN_MODEL_DENSE) continue;
+        for (int b = 0; b <= L->use_bias && !c->rc; b++) {
+            const tensor *t = w[2 * l + b];
+            const char *what = b ? "bias" : "weight";
+            if (!t) {
+                fail(c, FNN_ERR_FORMAT, "missing tensor \"layers.%d.%s\" (layer %d is dense)", l, what, l);
+                break;
+            }
+            if (t->dtype != m->dtype) {
+                fail(c, t->dtype ? FNN_ERR_FORMAT : FNN_ERR_UNSUPPORTED, "tensor \"layers.%d.%s\" is %s but the model's "
+                     "dtype is %s", l, what, t->dtype_name, m->dtype == 4 ? "float32 (F32)" : "float64 (F64)");
+                break;
+            }
+            int ok = b ? t->ndim == 1 && t->shape[0] == L->out
+                       : t->ndim == 2 && t->shape[0] == L->in && t->shape[1] == L->out;
+            if (!ok) {
+                char sh[128];
+                size_t o = 0;
+                for (size_t d = 0; d < t->ndim; d++)
+                    o += (size_t)snprintf(sh + o, sizeof sh - o, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
+                if (t->ndim == 0) sh[0] = '\0';
+                if (b) fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.bias\" has shape [%s] but layer %d has %zu units: "
+                            "expected [%zu]", l, sh, l, L->out, L->out);
+                else fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.weight\" has shape [%s] but layer %d maps %zu inputs to "
+                          "%zu units: expected [%zu, %zu]", l, sh, l, L->in, L->out, L->in, L->out);
+                break;
+            }
+            /* sizes are bounded: every tensor lies within the data section, and they do not overlap */
+            if (b) L->b_off = n_params;
+            else L->w_off = n_params;
+            n_params += (size_t)((t->end - t->begin) / t->elem);
+        }
+    }
+    if (!c->rc) {
+        m->n_params = n_params;
+        m->params = fnn_aligned_alloc(n_params * (size_t)m->dtype);
+        if (!m->params) fail(c, FNN_ERR_NOMEM, "out of memory for %zu parameters", n_params);
+    }
+    for (int l = 0; l < m->n_layers && !c->rc; l++) {
+        const fnn_model_layer *L = &m->layers[l];
+        for (int b = 0; L->kind == FNN_MODEL_DENSE && b <= L->use_bias; b++) {
+            const tensor *t = w[2 * l + b];
+            size_t off = b ? L->b_off : L->w_off;
+            store_le((char *)m->params + off * (size_t)m->dtype, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem),
+                     t->elem);
+        }
+    }
+    free(w);
+    return c->rc;
+}
+
+/* ---- the inference plan ------------------------------------------------------------------------- */
+
+/* As the training engine plans a network (net_t.h): Activation layers fold into a linear Dense
+ * directly below them; a final softmax (cross-entropy) or sigmoid (binary cross-entropy) merges
+ * into the link, so that predict applies it once. */
+void fnn_model_plan(fnn_model *m) {
+    const fnn_model_layer *L = m->layers;
+    for (int l = 0; l < m->n_layers; l++) {
+        m->act[l] = L[l].kind == FNN_MODEL_DROPOUT ? FNN_ACT_LINEAR : L[l].act;
+        m->folded[l] = 0;
+        if (l > 0 && L[l].kind == FNN_MODEL_ACTIVATION && L[l - 1].kind == FNN_MODEL_DENSE && !m->folded[l - 1] &&
+            m->act[l - 1] == FNN_ACT_LINEAR) {
+            m->act[l - 1] = L[l].act;
+            m->folded[l] = 1;
+        }
+    }
+    int last = m->n_layers - 1;
+    while (last > 0 && m->folded[last]) last--;
+    if (L[last].kind != FNN_MODEL_DROPOUT && m->link != FNN_ACT_LINEAR && m->act[last] == m->link)
+        m->act[last] = FNN_ACT_LINEAR;
+}
+
+/* ---- plain safetensors files (weights from elsewhere: load_weights) ------------------------------ */
+
+struct fnn_st_file {
+    container f;
+};
+
+int fnn_st_open(const void *data, size_t len, fnn_st_file **out) {
+    if (!out || (!data && len)) {
+        fnn_io_set_error("fnn_st_open: %s is NULL", out ? "data" : "out");
+        return FNN_ERR_ARG;
+    }
+    *out = NULL;
+    ctx c = {{0}, 0};
+    fnn_st_file *s = calloc(1, sizeof *s);
+    if (!s) {
+        fnn_io_set_error("out of memory");
+        return FNN_ERR_NOMEM;
+    }
+    if (parse_container(&c, data, len, &s->f)) {
+        fnn_io_set_error("%s", c.msg);
+        fnn_st_close(s);
+        return c.rc;
+    }
+    fnn_io_clear_error();
+    *out = s;
+    return FNN_OK;
+}
+
+size_t fnn_st_n_tensors(const fnn_st_file *s) { return s ? s->f.n_t : 0; }
+
+int fnn_st_tensor_at(const fnn_st_file *s, size_t i, const char **name, const char **dtype, size_t *ndim,
+                     const uint64_t **shape, size_t *begin, size_t *end) {
+    if (!s || i >= s->f.n_t) return FNN_ERR_ARG;
+    const tensor *t = &s->f.t[i];
+    *name = t->name;
+    *dtype = t->dtype_name;
+    *ndim = t->ndim;
+    *shape = t->shape;
+    *begin = s->f.data_start + (size_t)t->begin; /* within the file: checked against its length */
+    *end = s->f.data_start + (size_t)t->end;
+    return FNN_OK;
+}
+
+int fnn_st_n_metadata(const fnn_st_file *s) { return s && s->f.meta ? (int)s->f.meta->count : 0; }
+
+int fnn_st_metadata_at(const fnn_st_file *s, int i, const char **key, const char **value) {
+    if (!s || !s->f.meta || i < 0 || (uint32_t)i >= s->f.meta->count) return FNN_ERR_ARG;
+    const fnn_json_node *n = fnn_json_child(&s->f.header, s->f.meta);
+    while (i-- > 0) n = fnn_json_next(&s->f.header, n);
+    *key = n->key;
+    *value = n->str;
+    return FNN_OK;
+}
+
+void fnn_st_close(fnn_st_file *s) {
+    if (!s) return;
+    container_free(&s->f);
+    free(s);
+}
+
+/* ---- entry points ------------------------------------------------------------------------------------- */
+
+static int build_model(ctx *c, const unsigned char *buf, size_t len, fnn_model **out) {
+    container f;
+    fnn_model *m = NULL;
+    char q[256];
+    if (parse_container(c, buf, len, &f)) goto done;
+    const fnn_json_node *fmt = meta_get(&f, "format"), *schema = meta_get(&f, "fastnn_schema"),
+                        *arch = meta_get(&f, "architecture");
+    if (!f.meta) { fail(c, FNN_ERR_FORMAT, "no __metadata__: a safetensors file but not a fastnn model"); goto done; }
+    if (!fmt || strcmp(fmt->str, "fastnn") != 0) {
+        fail(c, FNN_ERR_FORMAT, "__metadata__ format is %s%s%s, not \"fastnn\": not a fastnn model", fmt ? "\"" : "",
+             fmt ? Q(q, fmt->str, fmt->len) : "missing", fmt ? "\"" : "");
+        goto done;
+    }
+    int major, minor;
+    if (!schema) { fail(c, FNN_ERR_FORMAT, "__metadata__ has no fastnn_schema"); goto done; }
+    if (parse_schema(schema->str, &major, &minor) || major < 1) {
+        fail(c, FNN_ERR_FORMAT, "__metadata__ fastnn_schema \"%s\" is not a schema version (MAJOR.MINOR)",
+             Q(q, schema->str, schema->len));
+        goto done;
+    }
+    if (major > FNN_IO_SCHEMA_MAJOR) {
+        fail(c, FNN_ERR_UNSUPPORTED, "the file has schema %d.%d, written by a newer fastnn; this version (%s) reads "
+             "schema %d.x: upgrade fastnn", major, minor, FNN_VERSION_STRING, FNN_IO_SCHEMA_MAJOR);
+        goto done;
+    }
+    if (!arch) { fail(c, FNN_ERR_FORMAT, "__metadata__ has no architecture"); goto done; }
+    m = calloc(1, sizeof *m);
+    if (!m) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
+    m->schema_major = major;
+    m->schema_minor = minor;
+    if (parse_architecture(c, m, arch->str, arch->len, minor > FNN_IO_SCHEMA_MINOR)) goto done;
+    if (attach_tensors(c, m, &f)) goto done;
+    m->act = malloc((size_t)m->n_layers * sizeof *m->act);
+    m->folded = malloc((size_t)m->n_layers);
+    m->n_meta = (int)f.meta->count;
+    m->meta_keys = calloc(f.meta->count ? f.meta->count : 1, sizeof *m->meta_keys);
+    m->meta_values = calloc(f.meta->count ? f.meta->count : 1, sizeof *m->meta_values);
+    if (!m->act || !m->folded || !m->meta_keys || !m->meta_values) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
+    int i = 0;
+    for (const fnn_json_node *n = fnn_json_child(&f.header, f.meta); n; n = fnn_json_next(&f.header, n), i++)
+        if (!(m->meta_keys[i] = dup_str(n->key, n->key_len)) || !(m->meta_values[i] = dup_str(n->str, n->len))) {
+            fail(c, FNN_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    fnn_model_plan(m);
+done:
+    container_free(&f);
+    if (c->rc) {
+        fnn_model_free(m);
+        m = NULL;
+    }
+    *out = m;
+    return c->rc;
+}
+
+int fnn_model_load_buffer(const void *data, size_t len, fnn_model **out) {
+    if (!out) {
+        fnn_io_set_error("fnn_model_load_buffer: out is NULL");
+        return FNN_ERR_ARG;
+    }
+    *out = NULL;
+    if (!data && len) {
+        fnn_io_set_error("fnn_model_load_buffer: data is NULL");
+        return FNN_ERR_ARG;
+    }
+    ctx c = {{0}, 0};
+    if (build_model(&c, data, len, out)) {
+        fnn_io_set_error("%s", c.msg);
+        return c.rc;
+    }
+    fnn_io_clear_error();
+    return FNN_OK;
+}
+
+int fnn_model_load(const char *path, fnn_model **out) {
+    if (!out || !path) {
+        fnn_io_set_error("fnn_model_load: %s is NULL", out ? "path" : "out");
+        return FNN_ERR_ARG;
+    }
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        int e = errno;
+        fnn_io_set_error("cannot open %s: %s", path, strerror(e));
+        errno = e;
+        return FNN_ERR_IO;
+    }
+    unsigned char *buf = NULL;
+    long size = -1;
+    int rc = FNN_OK, e = 0;
+#ifdef FNN_HAVE_FSTAT
+    struct stat st;
+    int have_st = fstat(fileno(fp), &st) == 0;
+    if (!have_st || !S_ISREG(st.st_mode)) {
+        int isdir = have_st && S_ISDIR(st.st_mode);
+        fnn_io_set_error("cannot read %s: %s", path, isdir ? "a directory" : "not a regular file");
+        fclose(fp);
+        errno = isdir ? EISDIR : EINVAL;
+        return FNN_ERR_IO;
+    }
+#endif
+    if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+        e = errno;
+        fnn_io_set_error("cannot read %s: not a regular file (%s)", path, strerror(e));
+        rc = FNN_ERR_IO;
+    } else if ((unsigned long)size > SIZE_MAX - 1 || !(buf = malloc((size_t)size + 1))) {
+        fnn_io_set_error("out of memory for the %ld-byte file %s", size, path);
+        rc = FNN_ERR_NOMEM;
+    } else {
+        /* one byte more than the size: a file that grew while read is caught, not half read */
+        size_t got = fread(buf, 1, (size_t)size + 1, fp);
+        if (ferror(fp)) {
+            e = errno;
+            fnn_io_set_error("cannot read %s: %s", path, strerror(e));
+            rc = FNN_ERR_IO;
+        } else if (got != (size_t)size) {
+            fnn_io_set_error("%s changed size while it was read (%zu bytes, expected %ld)", path, got, size);
+            rc = FNN_ERR_IO;
+        }
+    }
+    fclose(fp);
+    if (rc == FNN_OK) {
+        ctx c = {{0}, 0};
+        if (build_model(&c, buf, (size_t)size, out)) {
+            fnn_io_set_error("%s", c.msg);
+            rc = c.rc;
+        } else {
+            fnn_io_clear_error();
+        }
+    }
+    free(buf);
+    if (e) errno = e;
+    return rc;
+}
