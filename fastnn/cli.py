@@ -17,6 +17,7 @@ import gzip
 import io
 import json
 import os
+import struct
 import sys
 import time
 import warnings
@@ -440,7 +441,6 @@ def cmd_train(args):
     import numpy as np
 
     import fastnn as fnn
-    from . import _stopgap_io
 
     if args.target is not None and args.labels is not None:
         raise CLIError("give either --target or --labels, not both", 2)
@@ -494,27 +494,53 @@ def cmd_train(args):
             print("validation: " + ", ".join(_summary_lines(task, model, Xva_s, yva)))
     if args.scale:
         _fold_scaling(model, mean, scale)
-    extra = {"task": task, "classes": classes, "features": names, "target": tname}
-    try:
-        _stopgap_io.save(model, args.out, extra)
-    except OSError as e:
-        raise CLIError(f"--out {args.out}: cannot write ({e.strerror or e})") from None
+    save_model(model, args.out, {"task": task, "classes": classes, "features": names, "target": tname})
     if not quiet:
         print(f"saved {args.out}")
     return 0
 
 
-def _load_model(path):
-    from . import _stopgap_io
+_CLI_META = "fastnn_cli"
+
+
+def save_model(model, path, extra):
+    """`model.save`'s file with one more metadata key, "fastnn_cli": JSON text of `extra` (task,
+    class labels, column names), which `fastnn.load` and other readers of the format ignore."""
+    from . import _format, saving
+
+    arch = saving.architecture(model)
+    meta = _format.metadata(arch)
+    meta[_CLI_META] = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
+    try:
+        _format.write_atomic(path, _format.encode(arch, saving._tensors(model), meta=meta))
+    except OSError as e:
+        raise CLIError(f"--out {path}: cannot write ({e.strerror or e})") from None
+
+
+def load_model(path):
+    """(model, extra): `fastnn.load(path)` and the "fastnn_cli" metadata ({} for a file written by
+    model.save)."""
     import fastnn as fnn
 
     _check_exists(path, "model")
     try:
-        return _stopgap_io.load(path)
+        model = fnn.load(path)
     except fnn.ModelFormatError as e:
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(f"{path}: cannot read ({e.strerror or e})") from None
+    # the file passed the reader's checks: its header is bounded, valid JSON
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n).decode("utf-8"))
+    text = header.get("__metadata__", {}).get(_CLI_META)
+    try:
+        extra = json.loads(text) if text else {}
+        if not isinstance(extra, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        raise CLIError(f"{path}: the {_CLI_META} metadata is not valid ({e})") from None
+    return model, extra
 
 
 def _write_table(path, header, columns):
@@ -540,7 +566,7 @@ def cmd_predict(args):
 
     if args.threads:
         fnn.set_num_threads(args.threads)
-    model, extra = _load_model(args.model)
+    model, extra = load_model(args.model)
     features = extra.get("features")
     kind = _kind(args.data) if os.path.exists(args.data) else None
     X, _, _, _ = read_data(args.data, feature_names=features if kind == "csv" else None,
@@ -573,7 +599,6 @@ def cmd_demo(args):
     import numpy as np
 
     import fastnn as fnn
-    from . import _stopgap_io
     from .datasets import load_digits
 
     if args.threads:
@@ -603,9 +628,9 @@ def cmd_demo(args):
     print(f"test accuracy {acc:.4f} ({int(round(acc * n_test))}/{n_test})")
     if args.compare:
         _demo_compare(X[tr], y[tr], X[te], y[te], args)
-    _stopgap_io.save(model, args.out, {"task": "classification", "classes": [str(k) for k in range(10)],
-                                       "features": [f"pixel_{i}" for i in range(64)], "target": "digit"})
-    back, _ = _stopgap_io.load(args.out)
+    save_model(model, args.out, {"task": "classification", "classes": [str(k) for k in range(10)],
+                                 "features": [f"pixel_{i}" for i in range(64)], "target": "digit"})
+    back, _ = load_model(args.out)
     if not np.array_equal(back.predict(X[te]), proba):
         raise CLIError(f"{args.out}: the reloaded model predicts differently from the trained one")
     print(f"saved {args.out} ({os.path.getsize(args.out):,} bytes); reload it with "
@@ -705,7 +730,7 @@ def build_parser():
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("predict", help="predict with a saved model",
-                       description="Predict with a model file written by `fastnn train` (or model.save). "
+                       description="Predict with a model file written by `fastnn train` or model.save. "
                                    "A CSV's columns are matched by name to the training columns; "
                                    "other columns (such as the label) are ignored.")
     s.add_argument("model", metavar="MODEL", help="model file (.safetensors)")

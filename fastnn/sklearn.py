@@ -39,7 +39,6 @@ from ._errors import NotFittedError as _FastNNNotFitted
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]
 
 try:  # scikit-learn is optional
-    import sklearn as _sk
     from sklearn.base import BaseEstimator as _Base, ClassifierMixin as _ClassifierMixin, RegressorMixin as _RegressorMixin
     from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
     from sklearn.exceptions import NotFittedError as _SkNotFitted
@@ -50,7 +49,6 @@ try:  # scikit-learn is optional
         _sk_validate_data = None
     HAVE_SKLEARN = True
 except ImportError:
-    _sk = None
     HAVE_SKLEARN = False
 
 
@@ -288,8 +286,9 @@ class _BaseMLP(_Base):
     - n_threads: engine threads during this estimator's fit/predict (None: fastnn's current setting);
       it sets fastnn's global thread count for the duration of each call.
 
-    Pickling keeps the weights and every fitted attribute, not the optimizer state: a partial_fit
-    after unpickling starts with fresh momentum/Adam moments.
+    Pickling goes through the model file (Sequential's own pickling): it keeps the weights and every
+    fitted attribute, not the optimizer state, so a partial_fit after unpickling starts with fresh
+    momentum/Adam moments.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -548,31 +547,6 @@ class _BaseMLP(_Base):
             X = X.copy()
         with _threads(self.n_threads):
             return self._model.predict(X).astype(np.float64)
-
-    # ---- pickling: the engine's network is rebuilt from the weights -----------------------------
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        model = state.pop("_model", None)
-        state.pop("_optimizer", None)  # the optimizer state (momentum, Adam moments) is not kept
-        if model is not None:
-            state["_weights"] = model.get_weights()
-            state["_n_features"] = model.input_dim
-        if HAVE_SKLEARN:
-            state["_sklearn_version"] = _sk.__version__
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        weights = state.pop("_weights", None)
-        n_features = state.pop("_n_features", None)
-        self.__dict__.update(state)
-        self._optimizer = None
-        if weights is not None:
-            self._build(n_features, self._n_outputs, self._seed)
-            self._model.set_weights(weights)
-            self._model.compile(loss=self._loss_name(), optimizer="sgd")
-
 
 
 class MLPClassifier(_ClassifierMixin, _BaseMLP):

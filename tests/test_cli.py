@@ -131,7 +131,7 @@ def test_info_and_help(tmp_path):
     (["train", "ok.csv", "--target", "y", "--layers", "8,x"], 2, "argument --layers"),
     (["train", "ok.csv", "--target", "y", "--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
     (["train", "ok.csv", "--target", "y", "--out", "no/such/dir/m.safetensors"], 1, "does not exist"),
-    (["predict", "garbage.safetensors", "ok.csv"], 1, "garbage.safetensors: not a model file"),
+    (["predict", "garbage.safetensors", "ok.csv"], 1, "(not a safetensors file?)"),
     (["predict", "nofile.safetensors", "ok.csv"], 1, "nofile.safetensors: no such file"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ([], 2, "the following arguments are required: COMMAND"),
@@ -180,3 +180,25 @@ def test_bench_plot_without_matplotlib_is_a_clear_error(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=e, timeout=60)
     assert p.returncode == 1
     assert one_error_line(p) == "fastnn: error: --plot needs matplotlib, which is not installed (pip install matplotlib)"
+
+
+def test_model_files_are_fastnns_own(data, tmp_path):
+    """train writes what fastnn.load reads; predict takes a file written by model.save."""
+    import fastnn as fnn
+
+    d, X, _, _ = data
+    p = fastnn("train", "reg.csv", "--target", "t", "--epochs", "3", "--out", str(tmp_path / "r.safetensors"),
+               "--quiet", cwd=d)
+    assert p.returncode == 0, p.stderr
+    model = fnn.load(tmp_path / "r.safetensors")
+    assert model.input_dim == 4 and model.loss == "mse"
+
+    clf = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dense(3)], input_dim=4, seed=0)
+    clf.compile("cross_entropy")
+    clf.save(tmp_path / "plain.safetensors")
+    np.save(tmp_path / "x.npy", X[:5])
+    p = fastnn("predict", "plain.safetensors", "x.npy", "--proba", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    got = np.array([[float(v) for v in line.split(",")] for line in p.stdout.split()[1:]])
+    np.testing.assert_allclose(got, clf.predict(X[:5].astype(np.float32)), rtol=1e-6)
+    assert p.stdout.split()[0] == "p_0,p_1,p_2"
