@@ -86,6 +86,55 @@ class History(Callback):
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
+    _NOT_CURVES = ("lr", "time", "samples_per_s")
+
+    def plot(self, keys=None, *, ax=None, path=None):
+        """Draw the per-epoch curves with matplotlib and return the figure.
+
+        `keys`: the names to draw (default: every one except "lr", "time", "samples_per_s").  The
+        losses go on the left panel and the other metrics on a right one, each `name` next to its
+        `val_name` (dashed); `ax` draws everything into that one Axes instead.  `path` also saves the
+        figure there.  Epochs are shown 1-based.  Needs matplotlib (an optional dependency)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib, which is not installed: pip install matplotlib") from None
+        if keys is None:
+            keys = [k for k in self.history if k not in self._NOT_CURVES]
+        elif isinstance(keys, str):
+            keys = [keys]
+        missing = [k for k in keys if k not in self.history]
+        if missing:
+            raise KeyError(f"keys: not in the history: {', '.join(missing)}; "
+                           f"available: {', '.join(self.history) or 'none (nothing recorded yet)'}")
+        if not keys:
+            raise ValueError("History.plot: nothing to draw (no epoch recorded yet)")
+        losses = [k for k in keys if k.removeprefix("val_").endswith("loss")]
+        others = [k for k in keys if k not in losses]
+        if ax is not None:
+            fig, panels = ax.figure, [(ax, keys)]
+        else:
+            groups = [g for g in (losses, others) if g]
+            fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+            panels = list(zip(axes[0], groups))
+        epochs = [e + 1 for e in self.epoch]
+        for a, group in panels:
+            colors = {}
+            for k in group:
+                base = k.removeprefix("val_")
+                style = "--" if k.startswith("val_") else "-"
+                line, = a.plot(epochs[:len(self.history[k])], self.history[k], style, label=k,
+                               color=colors.get(base), marker="." if len(epochs) < 30 else None)
+                colors.setdefault(base, line.get_color())
+            a.set_xlabel("epoch")
+            a.set_ylabel("loss" if all(k in losses for k in group) else "value")
+            a.grid(alpha=0.3)
+            a.legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
 
 class CallbackList:
     """Calls each hook on every callback, in order. A `History` is appended (last, so it records

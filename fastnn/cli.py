@@ -1,0 +1,794 @@
+"""The `fastnn` command (also `python -m fastnn`): info, train, predict, demo, bench.
+
+Exit status: 0 success; 1 a data or runtime error (a file that cannot be read or parsed, a missing
+column, a model file that is not one, a failed training); 2 a usage error (an unknown option, a bad
+option value, a missing argument); 130 interrupted.  Every error is one line on stderr,
+"fastnn: error: ..." (set FASTNN_DEBUG=1 for the traceback).
+
+Data files: CSV with a header row (also .csv.gz), or NumPy .npz / .npy.  In a CSV, `--target COL`
+names the label column and every other column is a feature.  In an .npz, the features are the array
+"X" (or the only other array) and `--target KEY` names the labels (default "y").  A .npy holds the
+features only.  `--labels FILE` gives the labels as a separate .npy or text file (one per line, an
+optional header line).
+"""
+import argparse
+import csv
+import gzip
+import io
+import json
+import os
+import struct
+import sys
+import time
+import warnings
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """An error to report as one line, with the exit status `code`."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error: "fastnn train: error: ... (see 'fastnn train --help')"."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0.0 <= v < 1.0):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {v}")
+    return v
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (v >= 0.0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return v
+
+
+def _positive_float(text):
+    v = _nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return v
+
+
+def _layer_sizes(text):
+    if text.strip() in ("", "none", "0"):
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths separated by commas such as 512,256, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"every width must be >= 1, got {text!r}")
+    return sizes
+
+
+# ---------------------------------------------------------------------------------------- data files
+
+def _open_text(path):
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, "r", encoding="utf-8", newline="")
+
+
+def _kind(path):
+    name = path.lower()
+    for ext in (".csv", ".csv.gz", ".txt", ".npz", ".npy"):
+        if name.endswith(ext):
+            return "csv" if ext in (".csv", ".csv.gz", ".txt") else ext[1:]
+    raise CLIError(f"{path}: unknown file type (expected .csv, .csv.gz, .npz or .npy)", 2)
+
+
+def _check_exists(path, what):
+    if path == "-":
+        raise CLIError(f"{what}: reading from standard input is not supported; give a file", 2)
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"{path}: is a directory, not a {what} file")
+
+
+def _csv_header(path):
+    try:
+        with _open_text(path) as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CLIError(f"{path}: cannot read the header ({e})") from None
+    if not header or all(not h.strip() for h in header):
+        raise CLIError(f"{path}: empty file (a CSV needs a header row and data rows)")
+    names = [h.strip() for h in header]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise CLIError(f"{path}: duplicate column name(s) in the header: {', '.join(dup)}")
+    return names
+
+
+def _csv_diagnose(path, names, numeric_cols, default=None):
+    """The message about the first malformed line, else `path: default` (None when `default` is None).
+    A pass in Python: it runs only where the fast parse could not be used."""
+    import numpy as np
+
+    ncol = len(names)
+    with _open_text(path) as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if lineno == 1 or not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != ncol:
+                return f"{path}: line {lineno} has {len(row)} fields, the header has {ncol}"
+            for j in numeric_cols:
+                v = row[j].strip()
+                try:
+                    x = float(v)
+                except ValueError:
+                    what = "an empty field" if not v else f"{v!r} is not a number"
+                    return f"{path}: line {lineno}, column {names[j]!r}: {what}"
+                if not np.isfinite(x):
+                    return f"{path}: line {lineno}, column {names[j]!r}: {v!r} (missing or infinite values are not supported)"
+    return None if default is None else f"{path}: {default}"
+
+
+def read_csv(path, target=None, feature_names=None):
+    """(X float64 (n, d), labels as str array or None, feature names, target name or None).
+
+    `target`: the label column (must exist).  `feature_names`: take these columns in this order
+    (predict); otherwise every column except the target."""
+    import numpy as np
+
+    names = _csv_header(path)
+    if target is not None and target not in names:
+        raise CLIError(f"{path}: no column {target!r} (columns: {', '.join(names[:20])}"
+                       f"{', ...' if len(names) > 20 else ''})")
+    if feature_names is not None:
+        missing = [c for c in feature_names if c not in names]
+        if missing:
+            raise CLIError(f"{path}: missing the model's input column(s) {', '.join(map(repr, missing[:10]))}")
+        cols = [names.index(c) for c in feature_names]
+    else:
+        cols = [j for j, n in enumerate(names) if n != target]
+    if not cols:
+        raise CLIError(f"{path}: no feature columns besides the target {target!r}")
+    ti = names.index(target) if target is not None else None
+    labels = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, quotechar='"',
+                              encoding="utf-8")
+        if data.shape[0] == 0:
+            raise CLIError(f"{path}: no data rows after the header")
+        if data.shape[1] != len(names):
+            raise ValueError("width")
+        X = data[:, cols]
+        if ti is not None:
+            labels = data[:, ti]
+    except ValueError:
+        # a non-numeric label column (class names), or a malformed file: parse the parts separately
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # NumPy's notes on blank lines
+                X = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, quotechar='"',
+                               encoding="utf-8", usecols=cols)
+                if ti is not None:
+                    labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=1, quotechar='"',
+                                        encoding="utf-8", usecols=[ti])
+            msg = _csv_diagnose(path, names, cols)  # rows of the wrong width pass usecols unseen
+            if msg is not None:
+                raise CLIError(msg)
+        except ValueError:
+            raise CLIError(_csv_diagnose(path, names, cols, "cannot be parsed as CSV numbers")) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CLIError(f"{path}: cannot read ({e})") from None
+    if X.shape[0] == 0:
+        raise CLIError(f"{path}: no data rows after the header")
+    if not np.all(np.isfinite(X)):
+        raise CLIError(_csv_diagnose(path, names, cols, "contains missing (NaN) or infinite values"))
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.dtype.kind == "U":
+            labels = np.char.strip(labels)
+            empty = np.flatnonzero(labels == "")
+            if empty.size:
+                raise CLIError(f"{path}: column {target!r} is empty in data row {empty[0] + 1}")
+    return X, labels, [names[j] for j in cols], target
+
+
+def read_npz(path, target=None):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"{path}: not a readable .npz file ({e})") from None
+    if not arrays:
+        raise CLIError(f"{path}: the .npz holds no arrays")
+    tkey = target if target is not None else ("y" if "y" in arrays else None)
+    if target is not None and target not in arrays:
+        raise CLIError(f"{path}: no array {target!r} (arrays: {', '.join(arrays)})")
+    rest = [k for k in arrays if k != tkey]
+    xkey = "X" if "X" in arrays else ("x" if "x" in arrays else (rest[0] if len(rest) == 1 else None))
+    if xkey is None:
+        raise CLIError(f"{path}: cannot tell the features apart: name them 'X' (arrays: {', '.join(arrays)})")
+    return arrays[xkey], (arrays[tkey] if tkey else None), None, tkey
+
+
+def read_npy(path):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False), None, None, None
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"{path}: not a readable .npy file ({e})") from None
+
+
+def read_labels(path, n):
+    import numpy as np
+
+    _check_exists(path, "labels")
+    if path.lower().endswith(".npy"):
+        y = read_npy(path)[0]
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+    else:
+        try:
+            with _open_text(path) as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CLIError(f"{path}: cannot read ({e})") from None
+        if len(lines) == n + 1:
+            lines = lines[1:]  # a header line
+        y = np.array([line.strip('"') for line in lines])
+    if y.ndim != 1 or y.shape[0] != n:
+        raise CLIError(f"{path}: {y.shape[0] if y.ndim else 0} labels for {n} data rows")
+    return y
+
+
+def read_data(path, target=None, labels=None, feature_names=None, need_labels=True):
+    """(X float64, y or None, feature names or None, target name or None) from any supported file."""
+    import numpy as np
+
+    _check_exists(path, "data")
+    kind = _kind(path)
+    if need_labels and kind == "csv" and target is None and labels is None:
+        raise CLIError("train: name the label column with --target COLUMN (or give --labels FILE)", 2)
+    if kind == "csv":
+        X, y, names, tname = read_csv(path, target=target, feature_names=feature_names)
+    elif kind == "npz":
+        X, y, names, tname = read_npz(path, target=target)
+    else:
+        if target is not None:
+            raise CLIError(f"--target: a .npy file holds the features only; give the labels with --labels FILE", 2)
+        X, y, names, tname = read_npy(path)
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise CLIError(f"{path}: the features are not numbers (dtype {X.dtype})")
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise CLIError(f"{path}: expected a table of samples x features, got shape {X.shape}")
+    X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise CLIError(f"{path}: the features contain missing (NaN) or infinite values")
+    if labels is not None:
+        if y is not None and target is not None:
+            raise CLIError("give either --target or --labels, not both", 2)
+        y = read_labels(labels, X.shape[0])
+    if need_labels and y is None:
+        if kind == "csv":
+            raise CLIError("train: name the label column with --target COLUMN (or give --labels FILE)", 2)
+        raise CLIError(f"{path}: no labels; give --labels FILE" + (" or --target KEY" if kind == "npz" else ""), 2)
+    if y is not None and y.shape[0] != X.shape[0]:
+        raise CLIError(f"{path}: {y.shape[0]} labels for {X.shape[0]} rows")
+    return X, y, names, tname
+
+
+def _encode_labels(y, task):
+    """(task, targets for the engine, class labels as strings or None)."""
+    import numpy as np
+
+    y = np.asarray(y)
+    numeric = None
+    if y.dtype.kind in "fiub":
+        numeric = y.astype(np.float64)
+    else:
+        try:
+            numeric = y.astype(np.float64)
+        except ValueError:
+            numeric = None
+    if numeric is not None and not np.all(np.isfinite(numeric)):
+        raise CLIError("the labels contain missing (NaN) or infinite values")
+    if task == "auto":
+        task = "classification" if numeric is None or np.all(numeric == np.round(numeric)) else "regression"
+    if task == "regression":
+        if numeric is None:
+            raise CLIError("--task regression: the labels are not numbers")
+        if numeric.ndim != 1:
+            numeric = numeric.reshape(len(numeric), -1)
+        return task, numeric, None
+    if numeric is not None:
+        keys = numeric
+        text = np.array([_fmt_label(v) for v in numeric])
+    else:
+        keys = text = np.char.strip(y.astype(str))
+    classes, idx = np.unique(keys, return_inverse=True)
+    if len(classes) < 2:
+        raise CLIError(f"the labels have 1 class ({text[0]}); a classifier needs at least 2")
+    names = [text[np.argmax(idx == k)] for k in range(len(classes))]
+    return task, idx.astype(np.int64), [str(s) for s in names]
+
+
+def _fmt_label(v):
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _split(n, fraction, seed):
+    """(train indices, validation indices): a shuffled split of `fraction` of the rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_val = int(round(fraction * n))
+    if fraction > 0 and (n_val < 1 or n - n_val < 1):
+        raise CLIError(f"--val-split {fraction}: {n} rows leave an empty training or validation set")
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+def cmd_info(args):
+    import fastnn as fnn
+
+    info = fnn.build_info()
+    print(f"fastnn {info['version']}")
+    for key in ("simd", "simd_available", "openmp", "num_threads", "compiler"):
+        value = info.get(key)
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(value)
+        print(f"{key + ':':16}{value}")
+    import numpy as np
+    print(f"{'numpy:':16}{np.__version__}")
+    print(f"{'python:':16}{sys.version.split()[0]}")
+    return 0
+
+
+def _build_model(n_in, n_out, args, task, seed, dtype):
+    import fastnn as fnn
+
+    layers = []
+    for units in args.layers:
+        layers.append(fnn.Dense(units, activation=args.activation, l2=args.l2))
+        if args.dropout > 0:
+            layers.append(fnn.Dropout(args.dropout))
+    layers.append(fnn.Dense(n_out, l2=args.l2))
+    model = fnn.Sequential(layers, input_dim=n_in, dtype=dtype, seed=seed)
+    if args.optimizer == "adam":
+        opt = fnn.Adam(lr=args.lr if args.lr is not None else 1e-3)
+    else:
+        opt = fnn.SGD(lr=args.lr if args.lr is not None else 0.01, momentum=0.9, nesterov=True)
+    loss = "cross_entropy" if task == "classification" else "mse"
+    model.compile(loss=loss, optimizer=opt, metrics=["accuracy"] if task == "classification" else [])
+    return model
+
+
+def _fold_scaling(model, mean, scale):
+    """Put the input standardisation (x - mean) / scale into the first Dense layer, so that the saved
+    model takes the raw features: W' = W / scale (per row), b' = b - (mean / scale) @ W."""
+    import numpy as np
+
+    weights = model.get_weights()
+    W = weights[0].astype(np.float64)
+    b = weights[1].astype(np.float64)
+    weights[0] = W / scale[:, None]
+    weights[1] = b - (mean / scale) @ W
+    model.set_weights(weights)
+
+
+def _summary_lines(task, model, Xv, yv):
+    import numpy as np
+
+    import fastnn as fnn
+
+    out = model.predict(Xv).astype(np.float64)
+    if task == "classification":
+        pred = np.argmax(out, axis=1)
+        lines = [f"accuracy {fnn.metrics.accuracy(yv, pred):.4f}",
+                 f"macro F1 {fnn.metrics.f1(yv, pred, average='macro'):.4f}"]
+        loss = float(np.mean(-np.log(np.maximum(out[np.arange(len(yv)), yv], 1e-300))))
+        return [f"loss {loss:.4f}"] + lines
+    yv2 = yv.reshape(len(yv), -1)
+    out = out.reshape(len(yv), -1)
+    return [f"MSE {fnn.metrics.mse(yv2, out):.4g}", f"MAE {fnn.metrics.mae(yv2, out):.4g}",
+            f"R2 {fnn.metrics.r2(yv2, out):.4f}"]
+
+
+def cmd_train(args):
+    import numpy as np
+
+    import fastnn as fnn
+
+    if args.target is not None and args.labels is not None:
+        raise CLIError("give either --target or --labels, not both", 2)
+    if args.threads:
+        fnn.set_num_threads(args.threads)
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise CLIError(f"--out {args.out}: the directory {out_dir} does not exist")
+    X, y, names, tname = read_data(args.data, target=args.target, labels=args.labels)
+    task, target, classes = _encode_labels(y, args.task)
+    seed = args.seed
+    n = X.shape[0]
+    tr, va = _split(n, args.val_split, seed)
+    Xtr, ytr = X[tr], target[tr]
+    Xva, yva = (X[va], target[va]) if va.size else (None, None)
+    if args.scale:
+        mean = Xtr.mean(axis=0)
+        scale = Xtr.std(axis=0)
+        scale[scale == 0] = 1.0
+    else:
+        mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    dt = np.dtype(args.dtype)
+    Xtr_s = ((Xtr - mean) / scale).astype(dt)
+    Xva_s = ((Xva - mean) / scale).astype(dt) if Xva is not None else None
+    n_out = len(classes) if task == "classification" else (1 if target.ndim == 1 else target.shape[1])
+    model = _build_model(X.shape[1], n_out, args, task, seed, args.dtype)
+    quiet = args.quiet
+    if not quiet:
+        what = f"{len(classes)} classes" if task == "classification" else "regression"
+        print(f"{args.data}: {n} rows, {X.shape[1]} features, {what}; training on {len(tr)}, "
+              f"validating on {len(va)}")
+        print(f"model {X.shape[1]}-{'-'.join(map(str, args.layers + [n_out]))} {args.activation}, "
+              f"{model.count_params():,} parameters, {args.optimizer}, {fnn.get_num_threads()} thread(s)")
+    callbacks = []
+    if args.patience and Xva is not None:
+        callbacks.append(fnn.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True))
+    verbose = 0 if quiet else (1 if sys.stderr.isatty() else 2)
+    t0 = time.perf_counter()
+    history = model.fit(Xtr_s, ytr, epochs=args.epochs, batch_size=args.batch_size, callbacks=callbacks,
+                        validation_data=(Xva_s, yva) if Xva is not None else None, verbose=verbose)
+    took = time.perf_counter() - t0
+    epochs_run = len(history.epoch)
+    train_time = sum(history.history.get("time", [0.0]))
+    rate = len(tr) * epochs_run / train_time if train_time > 0 else float("inf")
+    if not quiet:
+        stop = ""
+        if callbacks and callbacks[0].stopped_epoch > 0:
+            stop = f", stopped early; weights of epoch {callbacks[0].best_epoch + 1}"
+        print(f"trained {epochs_run} epoch(s) in {took:.2f}s ({rate:,.0f} samples/s){stop}")
+        if Xva is not None:
+            print("validation: " + ", ".join(_summary_lines(task, model, Xva_s, yva)))
+    if args.scale:
+        _fold_scaling(model, mean, scale)
+    save_model(model, args.out, {"task": task, "classes": classes, "features": names, "target": tname})
+    if not quiet:
+        print(f"saved {args.out}")
+    return 0
+
+
+_CLI_META = "fastnn_cli"
+
+
+def save_model(model, path, extra):
+    """`model.save`'s file with one more metadata key, "fastnn_cli": JSON text of `extra` (task,
+    class labels, column names), which `fastnn.load` and other readers of the format ignore."""
+    from . import _format, saving
+
+    arch = saving.architecture(model)
+    meta = _format.metadata(arch)
+    meta[_CLI_META] = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
+    try:
+        _format.write_atomic(path, _format.encode(arch, saving._tensors(model), meta=meta))
+    except OSError as e:
+        raise CLIError(f"--out {path}: cannot write ({e.strerror or e})") from None
+
+
+def load_model(path):
+    """(model, extra): `fastnn.load(path)` and the "fastnn_cli" metadata ({} for a file written by
+    model.save)."""
+    import fastnn as fnn
+
+    _check_exists(path, "model")
+    try:
+        model = fnn.load(path)
+    except fnn.ModelFormatError as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"{path}: cannot read ({e.strerror or e})") from None
+    # the file passed the reader's checks: its header is bounded, valid JSON
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n).decode("utf-8"))
+    text = header.get("__metadata__", {}).get(_CLI_META)
+    try:
+        extra = json.loads(text) if text else {}
+        if not isinstance(extra, dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        raise CLIError(f"{path}: the {_CLI_META} metadata is not valid ({e})") from None
+    return model, extra
+
+
+def _write_table(path, header, columns):
+    """CSV of `columns` (lists of strings or float arrays) to `path`, or stdout for '-'."""
+    rows = zip(*[[c if isinstance(c, str) else f"{c:.9g}" for c in col] for col in columns])
+    try:
+        f = sys.stdout if path == "-" else open(path, "w", newline="", encoding="utf-8")
+    except OSError as e:
+        raise CLIError(f"--out {path}: cannot write ({e.strerror or e})") from None
+    try:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    finally:
+        if f is not sys.stdout:
+            f.close()
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    import fastnn as fnn
+
+    if args.threads:
+        fnn.set_num_threads(args.threads)
+    model, extra = load_model(args.model)
+    features = extra.get("features")
+    kind = _kind(args.data) if os.path.exists(args.data) else None
+    X, _, _, _ = read_data(args.data, feature_names=features if kind == "csv" else None,
+                           need_labels=False)
+    if X.shape[1] != model.input_dim:
+        raise CLIError(f"{args.data}: {X.shape[1]} feature columns, the model takes {model.input_dim}")
+    out = model.predict(X.astype(model.dtype)).astype(np.float64)
+    task = extra.get("task") or ("classification" if model.loss in ("cross_entropy", "binary_cross_entropy")
+                                 else "regression")
+    classes = extra.get("classes") or [str(k) for k in range(max(out.shape[1], 2))]
+    name = extra.get("target") or "prediction"
+    if args.proba:
+        if task != "classification":
+            raise CLIError(f"--proba: {args.model} is a regression model (no class probabilities)")
+        if out.shape[1] == 1:
+            out = np.hstack([1 - out, out])
+        _write_table(args.out, [f"p_{c}" for c in classes], [out[:, j] for j in range(out.shape[1])])
+    elif task == "classification":
+        idx = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else np.argmax(out, axis=1)
+        _write_table(args.out, [name], [[classes[k] for k in idx]])
+    else:
+        header = [name] if out.shape[1] == 1 else [f"{name}_{j}" for j in range(out.shape[1])]
+        _write_table(args.out, header, [out[:, j] for j in range(out.shape[1])])
+    if args.out != "-":
+        print(f"wrote {X.shape[0]} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args):
+    import numpy as np
+
+    import fastnn as fnn
+    from .datasets import load_digits
+
+    if args.threads:
+        fnn.set_num_threads(args.threads)
+    info = fnn.build_info()
+    print(f"fastnn {fnn.__version__}: simd={info['simd']} openmp={info['openmp']} threads={info['num_threads']}")
+    X, y = load_digits()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(y))
+    n_test = len(y) // 5
+    te, tr = perm[:n_test], perm[n_test:]
+    print(f"UCI handwritten digits (shipped with fastnn): {len(tr)} training and {len(te)} test images, "
+          f"8x8 pixels, 10 classes")
+    model = fnn.Sequential([fnn.Dense(256, activation="relu", l2=1e-5), fnn.Dropout(0.1),
+                            fnn.Dense(128, activation="relu", l2=1e-5), fnn.Dense(10)],
+                           input_dim=64, seed=0)
+    model.compile(loss="cross_entropy", optimizer=fnn.Adam(lr=2e-3), metrics=["accuracy"])
+    print(f"model 64-256-128-10 relu, dropout 0.1, {model.count_params():,} parameters, Adam; "
+          f"{args.epochs} epochs of batch {args.batch_size}")
+    t0 = time.perf_counter()
+    h = model.fit(X[tr], y[tr], epochs=args.epochs, batch_size=args.batch_size, verbose=0)
+    took = time.perf_counter() - t0
+    rate = len(tr) * args.epochs / sum(h.history["time"])
+    proba = model.predict(X[te])
+    acc = fnn.metrics.accuracy(y[te], proba)
+    print(f"trained in {took:.2f}s: {rate:,.0f} samples/s; final training loss {h.history['loss'][-1]:.4f}")
+    print(f"test accuracy {acc:.4f} ({int(round(acc * n_test))}/{n_test})")
+    if args.compare:
+        _demo_compare(X[tr], y[tr], X[te], y[te], args)
+    save_model(model, args.out, {"task": "classification", "classes": [str(k) for k in range(10)],
+                                 "features": [f"pixel_{i}" for i in range(64)], "target": "digit"})
+    back, _ = load_model(args.out)
+    if not np.array_equal(back.predict(X[te]), proba):
+        raise CLIError(f"{args.out}: the reloaded model predicts differently from the trained one")
+    print(f"saved {args.out} ({os.path.getsize(args.out):,} bytes); reload it with "
+          f"`fastnn predict {args.out} DATA.csv`")
+    return 0
+
+
+def _demo_compare(Xtr, ytr, Xte, yte, args):
+    """scikit-learn's MLPClassifier and fastnn.sklearn's with the same hyperparameters, one thread each
+    (BLAS threads and OpenMP threads would otherwise compete for the cores)."""
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        print("--compare: scikit-learn is not installed (pip install scikit-learn)")
+        return
+    import contextlib
+    import warnings
+
+    from .sklearn import MLPClassifier as FastMLP
+
+    try:
+        from threadpoolctl import threadpool_limits
+        one_blas_thread = threadpool_limits(1)
+    except ImportError:
+        one_blas_thread = contextlib.nullcontext()
+    kw = dict(hidden_layer_sizes=(256, 128), alpha=1e-4, batch_size=args.batch_size, learning_rate_init=2e-3,
+              max_iter=args.epochs, tol=0.0, random_state=0)
+    times = {}
+    with warnings.catch_warnings(), one_blas_thread:
+        warnings.simplefilter("ignore")
+        for name, cls, extra in (("scikit-learn", MLPClassifier, {}), ("fastnn.sklearn", FastMLP, {"n_threads": 1})):
+            t0 = time.perf_counter()
+            clf = cls(**kw, **extra).fit(Xtr.astype("float64"), ytr)
+            times[name] = time.perf_counter() - t0
+            print(f"{name + ' MLPClassifier:':32} test accuracy {clf.score(Xte.astype('float64'), yte):.4f}, "
+                  f"fit {times[name]:.2f}s (1 thread)")
+    print(f"same hyperparameters, one thread each: fastnn.sklearn is "
+          f"{times['scikit-learn'] / times['fastnn.sklearn']:.1f}x as fast as scikit-learn here")
+
+
+def cmd_bench(args):
+    from . import benchmark
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
+    return benchmark.run_cli(args)
+
+
+# ---------------------------------------------------------------------------------------- main
+
+def build_parser():
+    p = _Parser(prog="fastnn", description="fastnn: dense neural networks on the CPU, fast.",
+                epilog="Exit status: 0 success, 1 data or runtime error, 2 usage error.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    s = sub.add_parser("info", help="version, SIMD level, OpenMP, threads, compiler")
+    s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("train", help="train a network on a CSV/.npz/.npy file and save it",
+                       description="Train a dense network on tabular data and save it as a model file. "
+                                   "Features are standardised on the training rows and the scaling is "
+                                   "folded into the first layer, so the saved model takes raw features.")
+    s.add_argument("data", metavar="DATA", help="CSV with a header row (.csv, .csv.gz), .npz or .npy")
+    g = s.add_argument_group("labels")
+    g.add_argument("--target", metavar="COL", help="the label column of a CSV (the label array of an .npz)")
+    g.add_argument("--labels", metavar="FILE", help="labels in a separate .npy or text file, one per line")
+    g.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="auto: classification when the labels are names or whole numbers (default)")
+    g = s.add_argument_group("network")
+    g.add_argument("--layers", type=_layer_sizes, default=[256, 128], metavar="W1,W2,...",
+                   help="hidden layer widths (default 256,128)")
+    g.add_argument("--activation", default="relu",
+                   choices=("relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"))
+    g.add_argument("--dropout", type=_fraction, default=0.0, help="drop probability after each hidden layer")
+    g.add_argument("--l2", type=_nonneg_float, default=1e-4, help="L2 penalty on the weights (default 1e-4)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    g = s.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive_int, default=50)
+    g.add_argument("--batch-size", type=_positive_int, default=128)
+    g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    g.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3 for adam, 0.01 for sgd)")
+    g.add_argument("--patience", type=_nonneg_int, default=5,
+                   help="stop after this many epochs without a better validation loss, keeping the best "
+                        "weights (0: never; default 5)")
+    g.add_argument("--val-split", type=_fraction, default=0.1,
+                   help="fraction of the rows held out at random for validation (default 0.1)")
+    g.add_argument("--no-scale", dest="scale", action="store_false", help="do not standardise the features")
+    g.add_argument("--seed", type=_nonneg_int, default=0)
+    g.add_argument("--threads", type=_positive_int, help="threads (default: OMP_NUM_THREADS or the cores)")
+    s.add_argument("--out", default="model.safetensors", metavar="PATH", help="model file (default model.safetensors)")
+    s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("predict", help="predict with a saved model",
+                       description="Predict with a model file written by `fastnn train` or model.save. "
+                                   "A CSV's columns are matched by name to the training columns; "
+                                   "other columns (such as the label) are ignored.")
+    s.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
+    s.add_argument("data", metavar="DATA", help="CSV with a header row, .npz or .npy")
+    s.add_argument("--out", default="-", metavar="PATH", help="CSV of predictions (default: standard output)")
+    s.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    s.add_argument("--threads", type=_positive_int)
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("demo", help="train on the bundled handwritten digits: accuracy and speed in seconds")
+    s.add_argument("--epochs", type=_positive_int, default=30)
+    s.add_argument("--batch-size", type=_positive_int, default=64)
+    s.add_argument("--threads", type=_positive_int)
+    s.add_argument("--compare", action="store_true", help="also fit scikit-learn's MLP (if installed) and compare")
+    s.add_argument("--out", default="digits.safetensors", metavar="PATH", help="model file (default digits.safetensors)")
+    s.set_defaults(fn=cmd_demo)
+
+    from .benchmark import add_cli_arguments
+    s = sub.add_parser("bench", help="GEMM and training benchmarks side by side with NumPy, PyTorch, scikit-learn",
+                       description="Side-by-side benchmarks: each library in a process of its own, alternating "
+                                   "rounds, results checked before timing.  Prints markdown tables.")
+    add_cli_arguments(s)
+    s.add_argument("--plot", metavar="PNG", help="also draw the results into this image (needs matplotlib)")
+    s.set_defaults(fn=cmd_bench)
+    return p
+
+
+def _version():
+    try:
+        from . import __version__
+        return f"fastnn {__version__}"
+    except Exception:  # a broken build still answers --version
+        return "fastnn (version unknown: the extension does not import)"
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except CLIError as e:
+        print(f"fastnn: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("fastnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `fastnn predict ... | head`: stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as e:  # never a traceback: one line, and FASTNN_DEBUG=1 for the details
+        if os.environ.get("FASTNN_DEBUG"):
+            raise
+        print(f"fastnn: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(e):
+    text = " ".join(str(e).split())
+    known = type(e).__module__ == "builtins" or type(e).__module__.startswith("fastnn")
+    return text if known and text else f"{type(e).__name__}: {text}"

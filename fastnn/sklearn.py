@@ -1,0 +1,756 @@
+"""scikit-learn estimators on the fastnn engine: `MLPClassifier` and `MLPRegressor`.
+
+They take scikit-learn's MLP parameters wherever the meaning is the same, so that code written for
+`sklearn.neural_network.MLPClassifier` runs unchanged (solvers "sgd" and "adam"), plus four of
+fastnn's own: `dropout` (drop probability after each hidden layer), `freeze` (how many leading
+layers keep their weights, for fine-tuning with `warm_start`/`partial_fit`), `dtype` and `n_threads`.
+
+scikit-learn is optional: this module imports it lazily and, when it is missing, falls back to small
+stand-ins for BaseEstimator and the score mixins.  `import fastnn` does not import this module.
+
+How scikit-learn's definitions map onto the engine (so that `learning_rate_init` and `alpha` mean
+what they mean in scikit-learn):
+
+- scikit-learn minimises  data_loss + alpha / (2 * batch_rows) * sum ||W||^2  per mini-batch,
+  with data_loss the mean cross-entropy (softmax outputs), the summed binary log-loss of each label
+  (logistic outputs) or half the mean squared error (identity outputs), and takes the gradient
+  (output - target) / batch_rows at the output.  The engine's losses are means over rows and
+  outputs; the ratio g of scikit-learn's gradient to the engine's is 1 (cross-entropy), L (L labels of
+  binary cross-entropy) or n_outputs / 2 (squared error).  So the L2 term goes in as the optimizer's
+  weight decay alpha / (g * batch_size) (biases are not penalised, as in scikit-learn), and SGD's
+  learning rate is multiplied by g; Adam is invariant to the gradient's scale.  Steps then equal
+  scikit-learn's, except for the last, smaller batch of an epoch, whose decay uses batch_size.
+- `loss_curve_` is in scikit-learn's units: the engine's epoch loss times scikit-learn's loss
+  scale, plus the L2 term of the weights at the end of the epoch.
+- Weights and biases start as scikit-learn's do: uniform in +-sqrt(6 / (fan_in + fan_out))
+  (2 instead of 6 for "logistic"), drawn from `random_state`.
+- `sample_weight` is rescaled to average 1 over the rows, so that the weighted loss is scikit-learn's
+  weighted mean (exact when a batch holds the whole data set).
+"""
+import contextlib
+import numbers
+import warnings
+
+import numpy as np
+
+import fastnn as _fnn
+from ._errors import NotFittedError as _FastNNNotFitted
+
+__all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]
+
+try:  # scikit-learn is optional
+    from sklearn.base import BaseEstimator as _Base, ClassifierMixin as _ClassifierMixin, RegressorMixin as _RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+    from sklearn.exceptions import NotFittedError as _SkNotFitted
+    from sklearn.utils.multiclass import type_of_target as _type_of_target
+    try:
+        from sklearn.utils.validation import validate_data as _sk_validate_data  # scikit-learn >= 1.6
+    except ImportError:
+        _sk_validate_data = None
+    HAVE_SKLEARN = True
+except ImportError:
+    HAVE_SKLEARN = False
+
+
+if HAVE_SKLEARN:
+    class NotFittedError(_FastNNNotFitted, _SkNotFitted):
+        """Used before `fit`: both fastnn's and scikit-learn's NotFittedError."""
+else:
+    class ConvergenceWarning(UserWarning):
+        """Training stopped at max_iter before the stopping rule was met."""
+
+    class DataConversionWarning(UserWarning):
+        """The data were converted (a column vector y to a 1-D array)."""
+
+    class NotFittedError(_FastNNNotFitted, ValueError):
+        """Used before `fit`."""
+
+    class _Base:
+        """The part of scikit-learn's BaseEstimator these estimators need: get_params/set_params."""
+
+        @classmethod
+        def _get_param_names(cls):
+            import inspect
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values()
+                          if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+        def get_params(self, deep=True):
+            return {name: getattr(self, name) for name in self._get_param_names()}
+
+        def set_params(self, **params):
+            valid = self._get_param_names()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}; "
+                                     f"valid parameters: {', '.join(valid)}")
+                setattr(self, key, value)
+            return self
+
+        def __repr__(self):
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            return f"{type(self).__name__}({args})"
+
+    class _ClassifierMixin:
+        _estimator_type = "classifier"
+
+        def score(self, X, y, sample_weight=None):
+            """Mean accuracy of predict(X) against y."""
+            y = np.asarray(y)
+            hit = np.all((self.predict(X) == y).reshape(len(y), -1), axis=1).astype(np.float64)
+            return float(np.average(hit, weights=sample_weight))
+
+    class _RegressorMixin:
+        _estimator_type = "regressor"
+
+        def score(self, X, y, sample_weight=None):
+            """R^2 of predict(X) against y (averaged uniformly over outputs)."""
+            return _r2(np.asarray(y, dtype=np.float64), self.predict(X), sample_weight)
+
+
+_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "linear"}
+_SOLVERS = ("sgd", "adam")
+
+
+def _r2(y, pred, sample_weight=None):
+    y = y.reshape(len(y), -1)
+    pred = np.asarray(pred, dtype=np.float64).reshape(len(y), -1)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[:, None]
+    mean = np.average(y, axis=0, weights=None if w is None else w[:, 0])
+    ss_res = ((y - pred) ** 2 * (1 if w is None else w)).sum(axis=0)
+    ss_tot = ((y - mean) ** 2 * (1 if w is None else w)).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(ss_res > 0, 0.0, 1.0))
+    return float(r2.mean())
+
+
+@contextlib.contextmanager
+def _threads(n):
+    """Run the block with `n` engine threads (None: leave the setting alone)."""
+    if n is None:
+        yield
+        return
+    before = _fnn.get_num_threads()
+    _fnn.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _fnn.set_num_threads(before)
+
+
+def _seed_from(random_state):
+    """A 63-bit engine seed: the int itself, a draw from a RandomState/Generator, or fresh entropy."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(0, 2**63))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state: expected an int >= 0, got {random_state}")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1)) * 2**31 + int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63))
+    raise TypeError(f"random_state: expected None, an int or a numpy RandomState/Generator, "
+                    f"got {type(random_state).__name__}")
+
+
+def _check_X_numpy(est, X, reset):
+    """Validation of X without scikit-learn: a finite 2-D numeric array with the fitted width."""
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError("X: sparse matrices are not supported; pass a dense array (X.toarray())")
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"X: expected numbers, got dtype {X.dtype}") from None
+    if X.ndim != 2:
+        raise ValueError(f"X: expected a 2-D array (samples x features), got shape {X.shape}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"X: found an array with shape {X.shape}; at least 1 sample and 1 feature are required")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X: contains NaN or infinity")
+    if reset:
+        est.n_features_in_ = X.shape[1]
+    elif X.shape[1] != est.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
+                         f"{est.n_features_in_} features as input.")
+    return X
+
+
+def _validate(est, X, y=None, *, reset, multi_output=True):
+    """scikit-learn's validate_data where scikit-learn is there (feature names, messages the check
+    suite expects), else a NumPy version."""
+    dtype = (np.float64, np.float32)
+    if HAVE_SKLEARN:
+        kwargs = dict(reset=reset, dtype=dtype, accept_sparse=False)
+        if y is not None:
+            kwargs.update(multi_output=multi_output, y_numeric=False)
+        fn = _sk_validate_data if _sk_validate_data is not None else \
+            (lambda e, *a, **k: type(e)._validate_data(e, *a, **k))
+        return fn(est, X, y, **kwargs) if y is not None else fn(est, X, **kwargs)
+    X = _check_X_numpy(est, X, reset)
+    if y is None:
+        return X
+    y = np.asarray(y)
+    if y.ndim == 0 or y.ndim > 2 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} rows (one per sample of X), got shape {y.shape}")
+    return X, y
+
+
+def _check_sample_weight(sample_weight, n, dtype):
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Real):
+        sample_weight = np.full(n, float(sample_weight))
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight: expected shape ({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight: contains NaN or infinity")
+    if np.any(w < 0):
+        raise ValueError("sample_weight: must not be negative")
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("sample_weight: all weights are zero")
+    return (w * (n / total)).astype(dtype)
+
+
+class _Monitor(_fnn.Callback):
+    """Per epoch: scikit-learn's bookkeeping (loss_curve_, n_iter_, t_), its stopping rule on the
+    training loss or the validation score, and the best weights under early stopping."""
+
+    def __init__(self, est, n_rows, batch, val):
+        super().__init__()
+        self.est, self.n_rows, self.batch, self.val = est, n_rows, batch, val
+        self.stopped = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        est = self.est
+        model = est._model
+        penalty = 0.0
+        if est.alpha:
+            # elementwise, not a BLAS dot: BLAS threads would wake and compete with the engine's
+            penalty = sum(float(np.square(w, dtype=np.float64).sum()) for w in est._dense_weights(trainable_only=True))
+            penalty *= est.alpha / (2.0 * self.batch)
+        loss = est._loss_scale * logs["loss"] + penalty
+        est.n_iter_ += 1
+        est.t_ += self.n_rows
+        est.loss_ = loss
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        if self.val is not None:
+            Xv, yv, wv = self.val
+            score = est._score_raw(Xv, yv, wv)
+            est.validation_scores_.append(score)
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_weights = model.get_weights()
+        else:
+            if loss > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            est.best_loss_ = min(est.best_loss_, loss)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.val is not None else "Training loss"
+            if est.verbose:
+                print(f"{what} did not improve more than tol={est.tol:f} for {est.n_iter_no_change} "
+                      "consecutive epochs. Stopping.")
+            self.stopped = True
+            model.stop_training = True
+
+
+class _BaseMLP(_Base):
+    """What the classifier and the regressor share: parameters, the fit loop, pickling.
+
+    scikit-learn's parameters keep their meaning (see the module docstring); `solver` is "sgd" or
+    "adam" ("lbfgs" is not offered), and `learning_rate`/`power_t`/`max_fun` do not exist here.
+    fastnn's own:
+
+    - dropout: drop probability of the Dropout layer after each hidden layer (0: none).
+    - freeze: the number of leading layers (hidden layers first, the output layer last) whose weights
+      are kept fixed, applied at every fit/partial_fit: with warm_start or partial_fit, fine-tune
+      only the last layers.
+    - dtype: "float32" (default, fast) or "float64" (scikit-learn's precision).
+    - n_threads: engine threads during this estimator's fit/predict (None: fastnn's current setting);
+      it sets fastnn's global thread count for the duration of each call.
+
+    Pickling goes through the model file (Sequential's own pickling): it keeps the weights and every
+    fitted attribute, not the optimizer state, so a partial_fit after unpickling starts with fresh
+    momentum/Adam moments.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+                 early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, dropout=0.0, freeze=0, dtype="float32", n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.freeze = freeze
+        self.dtype = dtype
+        self.n_threads = n_threads
+
+    # ---- parameters ------------------------------------------------------------------------------
+
+    def _hidden(self):
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = [sizes]
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise TypeError(f"hidden_layer_sizes: expected an int or a sequence of ints, got {sizes!r}") from None
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
+                raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return [int(s) for s in sizes]
+
+    def _check_params(self):
+        def real(name, low=None, high=None, low_open=False, high_open=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+                raise ValueError(f"{name}: expected a finite real number, got {v!r}")
+            if low is not None and (v < low or (low_open and v == low)):
+                raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low}, got {v}")
+            if high is not None and (v > high or (high_open and v == high)):
+                raise ValueError(f"{name}: must be {'<' if high_open else '<='} {high}, got {v}")
+
+        def integer(name, low):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+
+        self._hidden()
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {', '.join(map(repr, _ACTIVATIONS))}, got {self.activation!r}")
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver: expected 'sgd' or 'adam', got {self.solver!r}"
+                             + (" (fastnn trains with stochastic solvers only)" if self.solver == "lbfgs" else ""))
+        real("alpha", low=0.0)
+        if self.batch_size != "auto":
+            integer("batch_size", 1)
+        real("learning_rate_init", low=0.0, low_open=True)
+        integer("max_iter", 1)
+        real("tol", low=0.0)
+        real("momentum", low=0.0, high=1.0)
+        real("validation_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        real("beta_1", low=0.0, high=1.0, high_open=True)
+        real("beta_2", low=0.0, high=1.0, high_open=True)
+        real("epsilon", low=0.0, low_open=True)
+        integer("n_iter_no_change", 1)
+        real("dropout", low=0.0, high=1.0, high_open=True)
+        if self.freeze is not None:
+            integer("freeze", 0)
+            if self.freeze > len(self._hidden()) + 1:
+                raise ValueError(f"freeze: the network has {len(self._hidden()) + 1} layers, got freeze={self.freeze}")
+        if self.dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {self.dtype!r}")
+        if self.n_threads is not None:
+            integer("n_threads", 1)
+
+    # ---- the network -----------------------------------------------------------------------------
+
+    def _build(self, n_features, n_outputs, seed):
+        """A fresh network and its weights, initialised as scikit-learn initialises them."""
+        act = _ACTIVATIONS[self.activation]
+        layers = []
+        for units in self._hidden():
+            layers.append(_fnn.Dense(units, activation=act))
+            if self.dropout:
+                layers.append(_fnn.Dropout(float(self.dropout)))
+        layers.append(_fnn.Dense(n_outputs))
+        model = _fnn.Sequential(layers, input_dim=n_features, dtype=str(np.dtype(self.dtype)), seed=seed)
+        rng = np.random.default_rng([seed, 1])
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for layer in model.layers:
+            if isinstance(layer, _fnn.Dense):
+                fan_in, fan_out = layer.weight.shape
+                bound = np.sqrt(factor / (fan_in + fan_out))
+                layer.weight[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+                layer.bias[...] = rng.uniform(-bound, bound, fan_out)
+        self._model = model
+        self._seed = seed
+        self._n_outputs = n_outputs
+
+    def _dense_weights(self, trainable_only=False):
+        return [l.weight for l in self._model.layers
+                if isinstance(l, _fnn.Dense) and (l.trainable or not trainable_only)]
+
+    def _apply_freeze(self):
+        k = self.freeze or 0
+        for i, layer in enumerate(l for l in self._model.layers if isinstance(l, _fnn.Dense)):
+            layer.trainable = i >= k
+
+    def _new_optimizer(self):
+        if self.solver == "sgd":
+            nesterov = bool(self.nesterovs_momentum) and self.momentum > 0
+            return _fnn.SGD(lr=self.learning_rate_init, momentum=float(self.momentum), nesterov=nesterov)
+        return _fnn.Adam(lr=self.learning_rate_init, beta1=float(self.beta_1), beta2=float(self.beta_2),
+                         eps=float(self.epsilon))
+
+    def _batch(self, n):
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                          UserWarning, stacklevel=4)
+        return int(min(max(self.batch_size, 1), n))
+
+    def _split(self, n, y_strat):
+        """Indices (train, validation) for early stopping: a random split of validation_fraction of the
+        rows (rounded up), stratified by class for single-label classification."""
+        rng = np.random.default_rng([self._seed, 2, self.t_])
+        n_val = int(np.ceil(self.validation_fraction * n))
+        perm = rng.permutation(n)
+        if y_strat is not None:
+            # class-sorted random order, then every (n / n_val)-th row: each class in proportion
+            perm = perm[np.argsort(y_strat[perm], kind="stable")]
+            pos = np.floor(np.arange(n_val) * n / n_val + rng.uniform(0, n / n_val)).astype(np.int64)
+            take = np.zeros(n, dtype=bool)
+            take[perm[np.minimum(pos, n - 1)]] = True
+        else:
+            take = np.zeros(n, dtype=bool)
+            take[perm[:n_val]] = True
+        return np.flatnonzero(~take), np.flatnonzero(take)
+
+    # ---- fit -------------------------------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        self._check_params()
+        first = not hasattr(self, "_model") or (not self.warm_start and not incremental)
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        X, y = _validate(self, X, y, reset=first)
+        # The engine's fit takes writable arrays only (a read-only memmap fails in its binding): copy
+        # those once, in the engine's dtype.
+        X = np.asarray(X, dtype=np.dtype(self.dtype))
+        if not X.flags.writeable:
+            X = X.copy()
+        target, y_orig = self._encode_targets(y, first, incremental, classes)
+        n = X.shape[0]
+        sw = _check_sample_weight(sample_weight, n, np.dtype(self.dtype))
+        if first:
+            self._build(X.shape[1], self._output_width(target), _seed_from(self.random_state))
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.n_outputs_ = self._n_outputs_public(target)
+            self.n_layers_ = len(self._hidden()) + 2
+            self.out_activation_ = self._out_activation()
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self._optimizer = None
+            self._best_weights = None
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+        elif self._output_width(target) != self._n_outputs:
+            raise ValueError(f"y: has {self._output_width(target)} outputs but the fitted network has "
+                             f"{self._n_outputs}; fit it anew (warm_start=False)")
+        if not incremental or self._optimizer is None:
+            self._optimizer = self._new_optimizer()
+            self._model.compile(loss=self._loss_name(), optimizer=self._optimizer)
+        self._apply_freeze()
+
+        val = None
+        if self.early_stopping:
+            strat = target if (target.ndim == 1 and self._is_classifier()) else None
+            tr, va = self._split(n, strat)
+            if va.size < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+            val = (X[va], y_orig[va], None if sw is None else sw[va])
+            X, target = X[tr], target[tr]
+            sw = None if sw is None else sw[tr]
+            if self.best_validation_score_ is None:  # warm start after a fit without early stopping
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        elif self.best_loss_ is None:  # warm start after a fit with early stopping
+            self.best_loss_ = np.inf
+        n_train = X.shape[0]
+        batch = self._batch(n_train)
+        g = self._grad_scale()
+        self._optimizer.lr = self.learning_rate_init * (g if self.solver == "sgd" else 1.0)
+        self._optimizer.weight_decay = float(self.alpha) / (g * batch)
+
+        monitor = _Monitor(self, n_train, batch, val)
+        self.n_iter_ = 0
+        with _threads(self.n_threads), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a missing monitor key cannot happen here
+            try:
+                self._model.fit(X, target, epochs=1 if incremental else int(self.max_iter), batch_size=batch,
+                                shuffle=bool(self.shuffle), callbacks=[monitor], verbose=0, sample_weight=sw)
+            except KeyboardInterrupt:
+                warnings.warn("Training interrupted by user.")
+        if self.early_stopping and self._best_weights is not None:
+            self._model.set_weights(self._best_weights)
+        if not incremental and not monitor.stopped and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        return self
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) for up to max_iter epochs (from the current weights when warm_start)."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    # ---- prediction ------------------------------------------------------------------------------
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_model")
+
+    def _check_fitted(self):
+        if not hasattr(self, "_model"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+
+    def _forward(self, X):
+        """The network's output for X (probabilities for classifiers) as float64."""
+        self._check_fitted()
+        X = np.asarray(_validate(self, X, reset=False), dtype=np.dtype(self.dtype))
+        if not X.flags.writeable:  # see _fit
+            X = X.copy()
+        with _threads(self.n_threads):
+            return self._model.predict(X).astype(np.float64)
+
+
+class MLPClassifier(_ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier (scikit-learn's parameters; see the module docstring).
+
+    Softmax output and cross-entropy for more than two classes; one logistic output and binary
+    cross-entropy for two classes, and one per label for multilabel indicator targets.
+
+    Attributes after fit: classes_, n_features_in_ (feature_names_in_ for named columns), n_outputs_,
+    n_layers_, out_activation_, loss_, loss_curve_, best_loss_ (None with early stopping),
+    validation_scores_ and best_validation_score_ (None without), n_iter_, t_.
+    """
+
+    def _is_classifier(self):
+        return True
+
+    def _encode_targets(self, y, first, incremental, classes):
+        """(engine targets, labels as given) and, on a first fit, classes_."""
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
+                          "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=4)
+            y = y.ravel()
+        kind = _target_kind(y)
+        if kind == "continuous":
+            raise ValueError("Unknown label type: continuous. y: class labels are needed (use MLPRegressor "
+                             "for real-valued targets)")
+        if kind == "multilabel-indicator":
+            if first:
+                self.classes_ = np.arange(y.shape[1])
+                self._multilabel = True
+            elif not getattr(self, "_multilabel", False) or y.shape[1] != len(self.classes_):
+                raise ValueError(f"y: expected {len(self.classes_)} labels as in the first fit, got shape {y.shape}")
+            return y.astype(np.dtype(self.dtype)), y
+        if y.ndim != 1:
+            raise ValueError(f"y: expected a 1-D array of class labels or a 0/1 indicator matrix, got shape {y.shape}")
+        if first:
+            if incremental:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit.")
+                cls = np.unique(np.asarray(classes))
+            else:
+                cls = np.unique(y)
+            if len(cls) < 2:
+                raise ValueError(f"y: has 1 class ({cls[0]!r}); a classifier needs at least 2 classes")
+            self.classes_ = cls
+            self._multilabel = False
+        elif getattr(self, "_multilabel", False):
+            raise ValueError("y: the classifier was fitted on multilabel targets; got a 1-D array")
+        elif incremental and classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"`classes={np.unique(classes)!r}` is not the same as on last call to partial_fit, "
+                             f"was: {self.classes_!r}")
+        elif not incremental and not np.all(np.isin(np.unique(y), self.classes_)):
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                             f"call to fit. Previously got {self.classes_}, `y` has {np.unique(y)}")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.minimum(idx, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if np.any(bad):
+            raise ValueError(f"y: contains labels not in classes_ {self.classes_!r}: {np.unique(y[bad])!r}")
+        if len(self.classes_) == 2:
+            return idx.astype(np.dtype(self.dtype)), y
+        return idx.astype(np.int64), y
+
+    def _output_width(self, target):
+        if target.ndim == 2:
+            return target.shape[1]
+        return 1 if len(self.classes_) == 2 else len(self.classes_)
+
+    def _n_outputs_public(self, target):
+        return self._output_width(target)
+
+    def _out_activation(self):
+        return "softmax" if self._loss_name() == "cross_entropy" else "logistic"
+
+    def _loss_name(self):
+        return "cross_entropy" if (not self._multilabel and len(self.classes_) > 2) else "binary_cross_entropy"
+
+    def _grad_scale(self):
+        return float(self._n_outputs) if self._loss_name() == "binary_cross_entropy" else 1.0
+
+    @property
+    def _loss_scale(self):
+        return self._grad_scale()
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y) (one step when it fits in a batch), keeping the optimizer state.
+        `classes` (every label that will ever occur) is required on the first call."""
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities, (n_samples, n_classes) (for multilabel: per label)."""
+        p = self._forward(X)
+        if self._multilabel:
+            return p
+        if p.shape[1] == 1:
+            return np.hstack([1.0 - p, p])
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Class labels (for multilabel: a 0/1 indicator matrix)."""
+        p = self._forward(X)
+        if self._multilabel:
+            return (p > 0.5).astype(np.int64)
+        if p.shape[1] == 1:
+            return self.classes_[(p[:, 0] > 0.5).astype(np.int64)]
+        return self.classes_[np.argmax(p, axis=1)]
+
+    def _score_raw(self, X, y, sample_weight):
+        """Accuracy on already validated X (for early stopping)."""
+        with _threads(self.n_threads):
+            p = self._model.predict(X)
+        if self._multilabel:
+            hit = np.all((p > 0.5) == (y > 0.5), axis=1)
+        elif p.shape[1] == 1:
+            hit = self.classes_[(p[:, 0] > 0.5).astype(np.int64)] == y
+        else:
+            hit = self.classes_[np.argmax(p, axis=1)] == y
+        return float(np.average(hit, weights=sample_weight))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multilabel": True}
+
+
+class MLPRegressor(_RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor (scikit-learn's parameters; see the module docstring): identity
+    outputs, squared error.  Attributes after fit as MLPClassifier's, without classes_."""
+
+    def _is_classifier(self):
+        return False
+
+    def _encode_targets(self, y, first, incremental, classes):
+        y = np.asarray(y)
+        if y.dtype.kind not in "fiub":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"y: expected real-valued targets, got dtype {y.dtype}") from None
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
+                          "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=4)
+            y = y.ravel()
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y: contains NaN or infinity")
+        return y.astype(np.dtype(self.dtype)), y.astype(np.float64)
+
+    def _output_width(self, target):
+        return 1 if target.ndim == 1 else target.shape[1]
+
+    def _n_outputs_public(self, target):
+        return self._output_width(target)
+
+    def _out_activation(self):
+        return "identity"
+
+    def _loss_name(self):
+        return "mse"
+
+    def _grad_scale(self):
+        return self._n_outputs / 2.0
+
+    _loss_scale = 0.5
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y) (one step when it fits in a batch), keeping the optimizer state."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets: (n_samples,) for one output, else (n_samples, n_outputs)."""
+        p = self._forward(X)
+        return p[:, 0] if p.shape[1] == 1 else p
+
+    def _score_raw(self, X, y, sample_weight):
+        with _threads(self.n_threads):
+            p = self._model.predict(X).astype(np.float64)
+        return _r2(y, p, sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multioutput": True}
+
+
+def _target_kind(y):
+    """scikit-learn's type_of_target where available, else a NumPy version of the cases used here."""
+    if HAVE_SKLEARN:
+        return _type_of_target(y, input_name="y")
+    if y.ndim == 2 and y.shape[1] > 1:
+        if y.dtype.kind in "biuf" and np.all((y == 0) | (y == 1)):
+            return "multilabel-indicator"
+        return "multiclass-multioutput"
+    if y.dtype.kind == "f" and np.any(y != np.floor(y)):
+        return "continuous"
+    return "binary" if len(np.unique(y)) <= 2 else "multiclass"
