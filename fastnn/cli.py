@@ -40,34 +40,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
-    return v
+def _number(kind, low, high=None, what=None):
+    """An argparse type: text -> kind (int or float) within [low, high) (high None = no bound)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if v < low or (high is not None and not v < high):
+            raise argparse.ArgumentTypeError(f"expected {what or f'a number >= {low}'}, got {v}")
+        return v
+    return parse
 
 
-def _nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
-
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (0.0 <= v < 1.0):
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {v}")
-    return v
+_positive_int = _number(int, 1)
+_nonneg_int = _number(int, 0)
+_fraction = _number(float, 0.0, 1.0, "a number in [0, 1)")
 
 
 def _nonneg_float(text):
