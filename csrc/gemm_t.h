@@ -197,24 +197,31 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
     if ((size_t)nt > mt * ntl) nt = (int)(mt * ntl);
     if (nt < 1) nt = 1;
 
-    /* C is cut along tile boundaries into rectangles on a pm x pn grid, about four per thread, handed
-     * out on demand: a thread that the OS starves holds up only the rectangle it is working on.  The
-     * grid minimises the largest rectangle's work plus its packing.  Tile-aligned cuts keep every
-     * element's arithmetic the same as in the serial product, so results do not depend on nt.
-     * Each rectangle runs the whole loop nest with the thread's own packing buffers. */
+    /* C is cut along tile boundaries into rectangles on a pm x pn grid, handed out on demand; each
+     * runs the whole loop nest with its thread's own packing buffers, so each packs its own rows of
+     * A and columns of B.  The grid minimises an estimate of the slowest thread's time: per
+     * rectangle, its multiply-adds (32 per cycle) plus its packing (a strided copy of A as stored
+     * costs about a cycle per value, a contiguous one a quarter; B read in place costs nothing),
+     * times the rounds of rectangles a thread takes.  More rectangles than threads balance a
+     * thread that the OS starves, but only pay off where packing is cheap next to the arithmetic.
+     * Tile-aligned cuts keep every element's arithmetic the same as in the serial product, so
+     * results do not depend on nt. */
     size_t pm = 1, pn = 1;
     if (nt > 1) {
-        size_t want = 4 * (size_t)nt, best_n = 0;
+        const int direct_b = !tb && m <= (fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M);
+        const double pack_a = ta ? 0.25 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
         double best = -1;
-        for (size_t dm = 1; dm <= mt; dm++) {
-            size_t dn = (want + dm - 1) / dm;
-            if (dn > ntl) dn = ntl;
-            if (dm * dn < (size_t)nt) continue;
-            double rows = (double)((mt + dm - 1) / dm * pl.mr), cols = (double)((ntl + dn - 1) / dn * pl.nr);
-            /* the largest rectangle's compute (in units of k multiply-adds) and its packing */
-            double cost = rows * cols * (double)((dm * dn + nt - 1) / nt) + 16.0 * (rows + cols) * (double)((dm * dn + nt - 1) / nt);
-            if (best < 0 || cost < best || (cost == best && dm * dn < best_n)) { best = cost; pm = dm; pn = dn; best_n = dm * dn; }
-            if (dn == 1) break;
+        for (size_t per = 1; per <= 4; per *= 2) {
+            size_t want = per * (size_t)nt;
+            for (size_t dm = 1; dm <= mt && dm <= want; dm++) {
+                size_t dn = (want + dm - 1) / dm;
+                if (dn > ntl) dn = ntl;
+                if (dm * dn < (size_t)nt) continue;
+                double rows = (double)((mt + dm - 1) / dm * pl.mr), cols = (double)((ntl + dn - 1) / dn * pl.nr);
+                double one = rows * cols * (double)k / 32.0 + (rows * pack_a + cols * pack_b) * (double)k;
+                double cost = one * (double)((dm * dn + (size_t)nt - 1) / (size_t)nt);
+                if (best < 0 || cost < best * 0.999) { best = cost; pm = dm; pn = dn; }
+            }
         }
         if (best < 0) nt = 1;
     }
