@@ -132,11 +132,18 @@ typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, siz
                                  size_t ldc, double alpha, double beta);
 /* mr2/ukr2: an optional narrower tile (same nr) for products whose M is a poor multiple of mr
  * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none. */
-typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; int mr2; fnn_sgemm_ukr_fn ukr2; } fnn_sgemm_kernel;
-typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; int mr2; fnn_dgemm_ukr_fn ukr2; } fnn_dgemm_kernel;
+/* gemv: the small-M kernel (kernels/gemv_t.h) for m <= FNN_GEMV_MAX_M rows with A and B as stored. */
+#define FNN_GEMV_MAX_M 4
+typedef void (*fnn_sgemv_fn)(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                             const float *b, size_t ldb, float beta, float *c, size_t ldc, float *acc);
+typedef void (*fnn_dgemv_fn)(size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
+                             const double *b, size_t ldb, double beta, double *c, size_t ldc, double *acc);
+typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; int mr2; fnn_sgemm_ukr_fn ukr2; fnn_sgemv_fn gemv; } fnn_sgemm_kernel;
+typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; int mr2; fnn_dgemm_ukr_fn ukr2; fnn_dgemv_fn gemv; } fnn_dgemm_kernel;
 
-extern size_t fnn_gemm_blocks[5]; /* mc, kc, nc, tile (1 wide, 2 narrow), rows up to which B is read
-                                    * in place, plus one: tuning overrides, 0 = the default */
+extern size_t fnn_gemm_blocks[5]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,
+                                    * 2 narrow), and the rows up to which B is read in place plus one
+                                    * (any value also turns off the small-M kernel) */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);

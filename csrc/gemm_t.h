@@ -188,6 +188,16 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
         return;
     }
+    /* A few rows (one-row predictions): stream B once instead of padding A to a register tile. */
+    if (m <= FNN_GEMV_MAX_M && !ta && !tb && !fnn_gemm_blocks[4]) {
+        const KERNEL *kr = FNN_FN(gemm_kernel_active)();
+        T *acc = FNN_FN(gemm_workspace)(m * n);
+        if (kr->gemv && acc) {
+            kr->gemv(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, acc);
+            if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
+            return;
+        }
+    }
     const FNN_FN(gemm_plan) pl = FNN_FN(gemm_plan_for)(m, k);
     const size_t mt = (m + pl.mr - 1) / pl.mr, ntl = (n + pl.nr - 1) / pl.nr; /* tiles along M, N */
 

@@ -33,9 +33,23 @@
 #define UKR_NAME fnn_dgemm_ukr_avx2_4x8
 #include "ukr_t.h"
 
+
+#define GEMV_VBYTES 32
+#define GEMV_ATTR __attribute__((target("avx2,fma")))
+#define GEMV_T float
+#define GEMV_NAME fnn_sgemv_avx2
+#include "gemv_t.h"
+#undef GEMV_T
+#undef GEMV_NAME
+#define GEMV_T double
+#define GEMV_NAME fnn_dgemv_avx2
+#include "gemv_t.h"
+#undef GEMV_T
+#undef GEMV_NAME
+
 /*                                          mr  nr   mc   kc    nc   narrower tile */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {6, 16, 144, 256, 2048, fnn_sgemm_ukr_avx2_6x16,
-                                                4, fnn_sgemm_ukr_avx2_4x16};
+                                                4, fnn_sgemm_ukr_avx2_4x16, fnn_sgemv_avx2};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {6, 8, 96, 256, 2048, fnn_dgemm_ukr_avx2_6x8,
-                                                4, fnn_dgemm_ukr_avx2_4x8};
+                                                4, fnn_dgemm_ukr_avx2_4x8, fnn_dgemv_avx2};
 #endif

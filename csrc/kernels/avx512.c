@@ -33,9 +33,23 @@
 #define UKR_NAME fnn_dgemm_ukr_avx512_8x16
 #include "ukr_t.h"
 
+
+#define GEMV_VBYTES 64
+#define GEMV_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define GEMV_T float
+#define GEMV_NAME fnn_sgemv_avx512
+#include "gemv_t.h"
+#undef GEMV_T
+#undef GEMV_NAME
+#define GEMV_T double
+#define GEMV_NAME fnn_dgemv_avx512
+#include "gemv_t.h"
+#undef GEMV_T
+#undef GEMV_NAME
+
 /*                                            mr  nr   mc   kc    nc   narrower tile */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
-                                                  8, fnn_sgemm_ukr_avx512_8x32};
+                                                  8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 256, 2048, fnn_dgemm_ukr_avx512_14x16,
-                                                  8, fnn_dgemm_ukr_avx512_8x16};
+                                                  8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512};
 #endif

@@ -21,6 +21,20 @@
 #define UKR_NAME fnn_dgemm_ukr_ref_4x4
 #include "ukr_t.h"
 
+
+#define GEMV_VBYTES 16
+#define GEMV_ATTR 
+#define GEMV_T float
+#define GEMV_NAME fnn_sgemv_ref
+#include "gemv_t.h"
+#undef GEMV_T
+#undef GEMV_NAME
+#define GEMV_T double
+#define GEMV_NAME fnn_dgemv_ref
+#include "gemv_t.h"
+#undef GEMV_T
+#undef GEMV_NAME
+
 /*                                        mr nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL};
-const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL};
+const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL, fnn_sgemv_ref};
+const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL, fnn_dgemv_ref};
