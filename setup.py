@@ -54,11 +54,11 @@ def openmp_flags(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         omp = openmp_flags(self.compiler)
-        cflags = ["-O3", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno", "-fvisibility=hidden",
+        cflags = ["-O3", "-g0", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno", "-fvisibility=hidden",
                   "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]
         ldflags = []
         if os.environ.get("FASTNN_SANITIZE") == "1":
-            cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g", "-fsanitize=address,undefined",
+            cflags = [f for f in cflags if f not in ("-O3", "-g0")] + ["-O1", "-g", "-fsanitize=address,undefined",
                                                           "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
             ldflags += ["-fsanitize=address,undefined"]
         if os.environ.get("FASTNN_NATIVE") == "1":
