@@ -50,6 +50,6 @@
 /*                                            mr  nr   mc   kc    nc   narrower tile */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
                                                   8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512};
-const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 256, 2048, fnn_dgemm_ukr_avx512_14x16,
+const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 384, 2048, fnn_dgemm_ukr_avx512_14x16,
                                                   8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512};
 #endif
