@@ -55,6 +55,8 @@ cdef extern from "net.h" nogil:
     void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs)
     int fnn_snet_reserve(fnn_snet *net, size_t batch)
     int fnn_dnet_reserve(fnn_dnet *net, size_t batch)
+    size_t fnn_snet_workspace_bytes(fnn_snet *net, size_t batch)
+    size_t fnn_dnet_workspace_bytes(fnn_dnet *net, size_t batch)
     int fnn_snet_step_threads(const fnn_snet *net, size_t batch)
     int fnn_dnet_step_threads(const fnn_dnet *net, size_t batch)
     int fnn_snet_step(fnn_snet *net, const float *x, const int64_t *labels, const float *target,
@@ -250,10 +252,16 @@ cdef class Net:
     def step_threads(self, size_t batch):
         return fnn_dnet_step_threads(self.d, batch) if self.is_double else fnn_snet_step_threads(self.s, batch)
 
+    def workspace_bytes(self, size_t batch):
+        """Bytes of the workspace for `batch` rows (2**64 - 1 when that overflows)."""
+        return fnn_dnet_workspace_bytes(self.d, batch) if self.is_double else fnn_snet_workspace_bytes(self.s, batch)
+
     def reserve(self, size_t batch):
         cdef int rc
         with nogil:
             rc = fnn_dnet_reserve(self.d, batch) if self.is_double else fnn_snet_reserve(self.s, batch)
+        if rc == 1:
+            raise MemoryError(f"workspace: cannot allocate {self.workspace_bytes(batch):,} bytes for {batch:,} rows")
         check(rc, "workspace")
 
 
