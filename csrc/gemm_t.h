@@ -178,6 +178,18 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
     return 0;
 }
 
+/* gemm_block, or when its packing buffers cannot be allocated (gemm_block fails before it touches C)
+ * the unblocked loop, which needs none, over the same sub-block.  Per sub-block, so that the parts of
+ * C that other threads finished are not computed twice (beta and the epilogue would apply again). */
+static void FNN_FN(gemm_rect)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_t m, size_t n, size_t k,
+                              T alpha, const T *a, size_t lda, const T *b, size_t ldb, T beta, T *c,
+                              size_t ldc, const T *bias, int act, T act_alpha) {
+    if (FNN_FN(gemm_block)(pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha) == 0)
+        return;
+    FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (bias != NULL || act != FNN_ACT_LINEAR) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
+}
+
 void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
                      const T *b, size_t ldb, T beta, T *c, size_t ldc, const T *bias, int act,
                      T act_alpha, int nt) {
@@ -235,13 +247,11 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         }
         if (best < 0) nt = 1;
     }
-    int failed = 0;
     if (nt <= 1) {
-        failed = FNN_FN(gemm_block)(&pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act,
-                                    act_alpha) != 0;
+        FNN_FN(gemm_rect)(&pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
     } else {
         const long nrect = (long)(pm * pn);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : failed)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (long r = 0; r < nrect; r++) {
             size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
             size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
@@ -249,15 +259,10 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
             if (i1 > m) i1 = m;
             if (j1 > n) j1 = n;
             if (i0 < i1 && j0 < j1)
-                failed |= FNN_FN(gemm_block)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha,
-                                             ta ? a + i0 : a + i0 * lda, lda, tb ? b + j0 * ldb : b + j0, ldb,
-                                             beta, c + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
-                                             act_alpha) != 0;
+                FNN_FN(gemm_rect)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha, ta ? a + i0 : a + i0 * lda, lda,
+                                  tb ? b + j0 * ldb : b + j0, ldb, beta, c + i0 * ldc + j0, ldc,
+                                  bias ? bias + j0 : NULL, act, act_alpha);
         }
-    }
-    if (failed) { /* out of memory for packing buffers: the unblocked loop needs none */
-        FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
     }
 }
 

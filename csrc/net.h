@@ -71,6 +71,8 @@ typedef struct fnn_dnet fnn_dnet;
     void fnn_##P##net_get_counters(const fnn_##P##net *net, int64_t *step, int64_t *opt_step);     \
     void fnn_##P##net_set_counters(fnn_##P##net *net, int64_t step, int64_t opt_step);             \
     int  fnn_##P##net_reserve(fnn_##P##net *net, size_t batch);                                     \
+    /* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */ \
+    size_t fnn_##P##net_workspace_bytes(fnn_##P##net *net, size_t batch);                          \
     /* The rows the workspace holds and how many times it was allocated. */                        \
     void fnn_##P##net_workspace_info(const fnn_##P##net *net, size_t *rows, int *n_allocs);         \
     /* The thread count a training step on `batch` rows hands its kernels (1 = all serial). */     \

@@ -657,6 +657,13 @@ int FNN_FN(net_reserve)(struct NET *net, size_t batch) {
     mtx_unlock(&net->lock);
     return rc;
 }
+size_t FNN_FN(net_workspace_bytes)(struct NET *net, size_t batch) {
+    if (!net) return 0;
+    mtx_lock(&net->lock);
+    size_t bytes = FNN_FN(net_layout_)(net, batch, NULL);
+    mtx_unlock(&net->lock);
+    return bytes;
+}
 int FNN_FN(net_set_loss)(struct NET *net, int loss, double param) {
     if (!net) return FNN_ERR_ARG;
     mtx_lock(&net->lock);

@@ -55,6 +55,8 @@ cdef extern from "net.h" nogil:
     void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs)
     int fnn_snet_reserve(fnn_snet *net, size_t batch)
     int fnn_dnet_reserve(fnn_dnet *net, size_t batch)
+    size_t fnn_snet_workspace_bytes(fnn_snet *net, size_t batch)
+    size_t fnn_dnet_workspace_bytes(fnn_dnet *net, size_t batch)
     int fnn_snet_step_threads(const fnn_snet *net, size_t batch)
     int fnn_dnet_step_threads(const fnn_dnet *net, size_t batch)
     int fnn_snet_step(fnn_snet *net, const float *x, const int64_t *labels, const float *target,
@@ -250,28 +252,35 @@ cdef class Net:
     def step_threads(self, size_t batch):
         return fnn_dnet_step_threads(self.d, batch) if self.is_double else fnn_snet_step_threads(self.s, batch)
 
+    def workspace_bytes(self, size_t batch):
+        """Bytes of the workspace for `batch` rows (2**64 - 1 when that overflows)."""
+        return fnn_dnet_workspace_bytes(self.d, batch) if self.is_double else fnn_snet_workspace_bytes(self.s, batch)
+
     def reserve(self, size_t batch):
         cdef int rc
         with nogil:
             rc = fnn_dnet_reserve(self.d, batch) if self.is_double else fnn_snet_reserve(self.s, batch)
+        if rc == 1:
+            raise MemoryError(f"workspace: cannot allocate {self.workspace_bytes(batch):,} bytes for {batch:,} rows")
         check(rc, "workspace")
 
 
 # Data arguments: x (rows x n_in) and target (rows x n_out) C-contiguous in the net's dtype, labels
 # int64, sample_w 1-D; None where absent.  The caller (fastnn.models) has validated shapes and ranges.
+# Inputs are const views, so read-only arrays (np.frombuffer, read-only memmaps) are used in place.
 
 cdef inline const int64_t *lab_ptr(const int64_t[::1] a) noexcept nogil:
     return &a[0] if a is not None and a.shape[0] else NULL
 
 
-def net_step(Net net, floating[:, ::1] x, const int64_t[::1] labels, floating[:, ::1] target,
-             floating[::1] sample_w, bint update):
+def net_step(Net net, const floating[:, ::1] x, const int64_t[::1] labels, const floating[:, ::1] target,
+             const floating[::1] sample_w, bint update):
     """One training step (update) or gradient computation; returns (rc, loss)."""
     cdef double loss = 0
     cdef int rc
     cdef const int64_t *lp = lab_ptr(labels)
-    cdef floating *tp = &target[0, 0] if target is not None else NULL
-    cdef floating *wp = &sample_w[0] if sample_w is not None else NULL
+    cdef const floating *tp = &target[0, 0] if target is not None else NULL
+    cdef const floating *wp = &sample_w[0] if sample_w is not None else NULL
     with nogil:
         if floating is double:
             rc = fnn_dnet_step(net.d, &x[0, 0], lp, tp, wp, x.shape[0], update, &loss)
@@ -280,16 +289,16 @@ def net_step(Net net, floating[:, ::1] x, const int64_t[::1] labels, floating[:,
     return rc, loss
 
 
-def net_fit_chunk(Net net, floating[:, ::1] x, const int64_t[::1] labels, floating[:, ::1] target,
-                  floating[::1] sample_w, const int64_t[::1] perm, size_t batch, size_t first,
+def net_fit_chunk(Net net, const floating[:, ::1] x, const int64_t[::1] labels, const floating[:, ::1] target,
+                  const floating[::1] sample_w, const int64_t[::1] perm, size_t batch, size_t first,
                   double[::1] losses, floating[:, ::1] pred):
     """Batches [first, first + len(losses)) of the epoch; returns (rc, index of the failed batch)."""
     cdef int rc
     cdef size_t bad = 0
     cdef const int64_t *lp = lab_ptr(labels)
     cdef const int64_t *pp = lab_ptr(perm)
-    cdef floating *tp = &target[0, 0] if target is not None else NULL
-    cdef floating *wp = &sample_w[0] if sample_w is not None else NULL
+    cdef const floating *tp = &target[0, 0] if target is not None else NULL
+    cdef const floating *wp = &sample_w[0] if sample_w is not None else NULL
     cdef floating *op = &pred[0, 0] if pred is not None else NULL
     with nogil:
         if floating is double:
@@ -301,7 +310,7 @@ def net_fit_chunk(Net net, floating[:, ::1] x, const int64_t[::1] labels, floati
     return rc, bad
 
 
-def net_forward(Net net, floating[:, ::1] x, size_t batch, bint training, bint link, floating[:, ::1] out):
+def net_forward(Net net, const floating[:, ::1] x, size_t batch, bint training, bint link, floating[:, ::1] out):
     cdef int rc
     with nogil:
         if floating is double:
@@ -311,14 +320,14 @@ def net_forward(Net net, floating[:, ::1] x, size_t batch, bint training, bint l
     check(rc, "forward")
 
 
-def net_evaluate(Net net, floating[:, ::1] x, const int64_t[::1] labels, floating[:, ::1] target,
-                 floating[::1] sample_w, size_t batch, floating[:, ::1] pred):
+def net_evaluate(Net net, const floating[:, ::1] x, const int64_t[::1] labels, const floating[:, ::1] target,
+                 const floating[::1] sample_w, size_t batch, floating[:, ::1] pred):
     """Mean loss (plus penalties) in inference mode; pred receives the linked outputs when given."""
     cdef double loss = 0
     cdef int rc
     cdef const int64_t *lp = lab_ptr(labels)
-    cdef floating *tp = &target[0, 0] if target is not None else NULL
-    cdef floating *wp = &sample_w[0] if sample_w is not None else NULL
+    cdef const floating *tp = &target[0, 0] if target is not None else NULL
+    cdef const floating *wp = &sample_w[0] if sample_w is not None else NULL
     cdef floating *op = &pred[0, 0] if pred is not None else NULL
     with nogil:
         if floating is double:

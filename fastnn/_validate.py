@@ -1,5 +1,6 @@
 """Argument checks at the Python boundary: every error names the argument that was wrong."""
 import numbers
+import os
 
 import numpy as np
 
@@ -106,3 +107,66 @@ def class_labels(t, name, n_rows, n_classes):
         if lo < 0 or hi >= n_classes:
             raise ValueError(f"{name}: class labels must lie in [0, {n_classes}), got values from {lo} to {hi}")
     return np.ascontiguousarray(t, dtype=np.int64)
+
+
+# ---- memory -----------------------------------------------------------------------------------------
+# Linux overcommits: a huge np.zeros or malloc succeeds, and the process is killed later when the pages
+# are touched.  So allocations whose size comes from the user (layer widths, batch sizes, GEMM outputs)
+# are compared with the memory available first, and refused with a MemoryError that gives the size.
+
+MEMORY_CHECK_MIN = 64 << 20  # smaller requests are not checked (reading /proc/meminfo costs ~30 us)
+_CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),                    # v2
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def available_memory():
+    """Bytes of memory this process can still use without swapping or being killed: the kernel's
+    MemAvailable, or less when a cgroup limit leaves less room; None where it cannot be told."""
+    avail = None
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            pass
+    for limit_file, usage_file in _CGROUP_FILES:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            room = max(int(limit) - usage, 0)
+            avail = room if avail is None else min(avail, room)
+        break
+    return avail
+
+
+def format_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:,} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return None  # not reached
+
+
+def check_memory(nbytes, what):
+    """Raise MemoryError("{what}: needs ... bytes ...") when `nbytes` cannot be allocated: more than
+    the available memory, or beyond any address space.  Requests under MEMORY_CHECK_MIN pass."""
+    if nbytes < MEMORY_CHECK_MIN:
+        return
+    size = f"{format_bytes(nbytes)} ({nbytes:,} bytes)" if nbytes >= 1024 else format_bytes(nbytes)
+    if nbytes >= 2**63:
+        raise MemoryError(f"{what}: needs {size}, more than any address space holds")
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what}: needs {size}, more than the {format_bytes(avail)} of memory available")

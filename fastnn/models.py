@@ -17,7 +17,7 @@ from . import _core
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._errors import NonFiniteLossError, NotCompiledError, NotFittedError
-from ._validate import all_finite, integer, real_number
+from ._validate import all_finite, check_memory, integer, real_number
 from .layers import Activation, Dense, Dropout, Layer
 
 __all__ = ["Sequential"]
@@ -79,6 +79,7 @@ class Sequential:
         self._params = self._grads = self._state = None
         self._state_for = None  # the optimizer object the state belongs to
         self._epochs_seen = 0
+        self.history = None  # the History of the last (or current) fit, kept when fit is interrupted
         for layer in layers:
             self.add(layer)
         if input_dim is not None:
@@ -135,6 +136,7 @@ class Sequential:
                 d["p"] = layer.p
             descs.append(d)
             dims.append(d["out"])
+        self._check_param_memory(descs, off, input_dim)
         params = np.zeros(off, dtype=self.dtype)
         grads = np.zeros(off, dtype=self.dtype)
         for i, (layer, d) in enumerate(zip(self.layers, descs)):
@@ -150,6 +152,43 @@ class Sequential:
         self.input_dim = input_dim
         if self.loss is not None:
             self._configure()
+
+    def _check_param_memory(self, descs, n_params, input_dim):
+        """MemoryError naming the widest Dense layer when the parameters, their gradients and the
+        float64 draw that initialises the largest weight cannot fit in the memory available."""
+        dense = [(d["in"] * d["out"], i) for i, d in enumerate(descs) if d["kind"] == "dense"]
+        if not dense:
+            return
+        largest, i = max(dense)
+        layer, fan_in = self.layers[i], descs[i]["in"]
+        arg = "input_dim" if fan_in == input_dim and fan_in > layer.units else "units"
+        check_memory(2 * n_params * self.dtype.itemsize + 8 * largest,
+                     f"{arg}: Dense layer {layer.name!r} with {layer.units:,} units on {fan_in:,} inputs "
+                     f"({n_params:,} {self.dtype} parameters in the model, as many gradients)")
+
+    def _reserve(self, batch, what):
+        """Grow the workspace to `batch` rows, refusing a size the memory cannot hold."""
+        if batch > self._net.workspace[0]:
+            check_memory(self._net.workspace_bytes(batch), f"{what}: the workspace for batches of {batch:,} rows")
+        self._net.reserve(batch)
+
+    def _inference_batch(self, batch_size, rows):
+        """Rows per forward pass in predict/evaluate, with the workspace reserved for them.  The default
+        (_PREDICT_BATCH) shrinks for a model too wide for it to fit in memory; a batch_size given is
+        kept or refused."""
+        if batch_size is not None:
+            batch = min(batch_size, rows)
+            self._reserve(batch, "batch_size")
+            return batch
+        batch = min(_PREDICT_BATCH, rows)
+        while batch > 1 and batch > self._net.workspace[0]:
+            try:
+                check_memory(self._net.workspace_bytes(batch), "")
+                break
+            except MemoryError:
+                batch //= 2
+        self._reserve(batch, "X")
+        return batch
 
     def _require_built(self, what):
         if not self.built:
@@ -281,6 +320,8 @@ class Sequential:
         """Push the loss and a fresh optimizer state into the plan."""
         self._net.set_loss(self.loss, self.huber_delta)
         n_state = _core.optim_n_state(self.optimizer.describe(self._epochs_seen))
+        check_memory(n_state * self._params.nbytes, f"optimizer: the state of {type(self.optimizer).__name__} "
+                                                    f"({n_state} per parameter, {self._params.size:,} parameters)")
         self._state = np.zeros(n_state * self._params.size, dtype=self.dtype)
         self._state_for = self.optimizer
         self._net.set_optim(self.optimizer.describe(self._epochs_seen), self._state)
@@ -419,7 +460,11 @@ class Sequential:
         `loss` is the mean of the epoch's batch losses (weighted by rows) with the weights of the moment
         and dropout on, as in Keras; metrics likewise use the outputs seen during the epoch.  `time` is
         the epoch's wall time with validation, `samples_per_s` the training rows per training second.
-        Class weights multiply the sample weights; the batch loss is sum(w_i * loss_i) / rows."""
+        Class weights multiply the sample weights; the batch loss is sum(w_i * loss_i) / rows.
+        `model.history` is the same History, also while fit runs.  A KeyboardInterrupt (Ctrl-C, or raised
+        by a callback) ends fit within one chunk of batches: the weights are those of the last completed
+        step, `model.history` holds the epochs completed, callbacks get on_train_end, and the exception
+        propagates."""
         from .callbacks import CallbackList
 
         self._require_compiled("fit")
@@ -458,10 +503,12 @@ class Sequential:
         perm = np.empty(n, dtype=np.int64) if shuffle else None
         pred = np.empty((n, self._dims[-1]), dtype=self.dtype) if self.metrics else None
         y_true = labels if labels is not None else target
-        self._net.reserve(batch)
+        self._reserve(batch, "batch_size")
+        val_batch = None if val is None else self._inference_batch(max(batch, _PREDICT_BATCH), val[0].shape[0])
 
         cbs = CallbackList(callbacks, model=self, params={
             "epochs": epochs, "batch_size": batch, "steps": n_batches, "samples": n, "verbose": verbose})
+        self.history = cbs.history
         self.stop_training = False
         cbs.on_train_begin()
         try:
@@ -492,7 +539,7 @@ class Sequential:
                 for name, fn in self.metrics:
                     logs[name] = float(fn(y_true, self._metric_pred(pred, y_true)))
                 if val is not None:
-                    for k, v in self._evaluate(*val, batch).items():
+                    for k, v in self._evaluate(*val, val_batch).items():
                         logs["val_" + k] = v
                 logs["lr"] = lr
                 logs["time"] = time.perf_counter() - t0
@@ -514,7 +561,7 @@ class Sequential:
 
     def _evaluate(self, X, labels, target, w, batch):
         pred = np.empty((X.shape[0], self._dims[-1]), dtype=self.dtype) if self.metrics else None
-        loss = _core.net_evaluate(self._net, X, labels, target, w, max(batch, _PREDICT_BATCH), pred)
+        loss = _core.net_evaluate(self._net, X, labels, target, w, batch, pred)
         logs = {"loss": loss}
         y_true = labels if labels is not None else target
         for name, fn in self.metrics:
@@ -527,14 +574,15 @@ class Sequential:
         X = self._prepare_x(X)
         labels, target = self._prepare_y(y, X.shape[0])
         w = self._sample_weights(sample_weight, None, labels, target, X.shape[0])
-        batch = _PREDICT_BATCH if batch_size is None else integer(batch_size, "batch_size", low=1)
-        return self._evaluate(X, labels, target, w, batch)
+        batch_size = None if batch_size is None else integer(batch_size, "batch_size", low=1)
+        return self._evaluate(X, labels, target, w, self._inference_batch(batch_size, X.shape[0]))
 
     def predict(self, X, *, batch_size=None):
         """Outputs for X (rows x outputs), dropout off: probabilities for the cross-entropies (the
         loss's softmax/sigmoid applied), raw outputs otherwise."""
+        batch_size = None if batch_size is None else integer(batch_size, "batch_size", low=1)
         X = self._prepare_x(X)
-        batch = _PREDICT_BATCH if batch_size is None else integer(batch_size, "batch_size", low=1)
+        batch = self._inference_batch(batch_size, X.shape[0])
         out = np.empty((X.shape[0], self._dims[-1]), dtype=self.dtype)
         _core.net_forward(self._net, X, batch, False, True, out)
         return out

@@ -9,7 +9,7 @@ skip the scan and let NaN propagate as IEEE arithmetic does.
 import numpy as np
 
 from . import _core
-from ._validate import class_labels, float_array, real_number, row_major, target_array
+from ._validate import check_memory, class_labels, float_array, real_number, row_major, target_array
 
 __all__ = ["gemm", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "silu",
            "activation_grad", "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"]
@@ -32,6 +32,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, c
     if k != kb:
         raise ValueError(f"b: inner dimensions differ: op(a) is {m}x{k}, op(b) is {kb}x{n}")
     if out is None:
+        check_memory(m * n * a.dtype.itemsize, f"out: the {m:,} x {n:,} result of gemm")
         target = c = np.empty((m, n), dtype=a.dtype)
         beta = 0.0
     else:

@@ -454,11 +454,7 @@ class _BaseMLP(_Base):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X, y = _validate(self, X, y, reset=first)
-        # The engine's fit takes writable arrays only (a read-only memmap fails in its binding): copy
-        # those once, in the engine's dtype.
         X = np.asarray(X, dtype=np.dtype(self.dtype))
-        if not X.flags.writeable:
-            X = X.copy()
         target, y_orig = self._encode_targets(y, first, incremental, classes)
         n = X.shape[0]
         sw = _check_sample_weight(sample_weight, n, np.dtype(self.dtype))
@@ -543,8 +539,6 @@ class _BaseMLP(_Base):
         """The network's output for X (probabilities for classifiers) as float64."""
         self._check_fitted()
         X = np.asarray(_validate(self, X, reset=False), dtype=np.dtype(self.dtype))
-        if not X.flags.writeable:  # see _fit
-            X = X.copy()
         with _threads(self.n_threads):
             return self._model.predict(X).astype(np.float64)
 

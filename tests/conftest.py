@@ -1,4 +1,9 @@
-"""Shared fixtures: run a test under every SIMD level this CPU has, and under 1 and 2 threads."""
+"""Shared fixtures: run a test under every SIMD level this CPU has, and under 1 and 2 threads; the C
+embedding example built once per session."""
+import os
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -6,6 +11,9 @@ import fastnn as fnn
 from fastnn import _core
 
 SIMD_LEVELS = _core.simd_available()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+SANITIZED = os.environ.get("FASTNN_SANITIZED") == "1"  # set by tools/sanitize.sh
 
 
 @pytest.fixture(params=SIMD_LEVELS)
@@ -41,3 +49,28 @@ def with_threads(n, fn, *args, **kwargs):
 
 
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+@pytest.fixture(scope="session")
+def embed(tmp_path_factory):
+    """examples/embed/embed built as its Makefile documents: libfastnn.a from `make -C csrc`, then cc.
+    Under tools/sanitize.sh (FASTNN_SANITIZED=1) the library is built with the sanitizer flags too: the
+    extension then runs at -O1, and bitwise equality holds between builds with the same flags only."""
+    if not CC or not shutil.which("make"):
+        pytest.skip("no C compiler or make")
+    build = tmp_path_factory.mktemp("cbuild")
+    sanitize = ["SANITIZE=1"] if SANITIZED else []
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "csrc"), f"BUILD={build}"] + sanitize,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert (build / "libfastnn.a").exists() and (build / "libfastnn.so").exists()
+    exe = build / "embed"
+    src = os.path.join(ROOT, "examples", "embed", "embed.c")
+    san = ["-fsanitize=address,undefined"] if SANITIZED else []
+    for omp in (["-fopenmp"], []):  # the library is built with OpenMP when the compiler has it
+        r = subprocess.run([CC, "-O2", "-g", "-std=c11", "-Wall", "-I", os.path.join(ROOT, "csrc"), src,
+                            str(build / "libfastnn.a")] + omp + san + ["-lm", "-o", str(exe)],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode == 0:
+            return str(exe)
+    pytest.fail(f"building examples/embed failed:\n{r.stderr}")

@@ -1,5 +1,7 @@
 """Calls from several Python threads at once: the GIL is released in C, so the engine must not share
-mutable state between concurrent calls on one model."""
+mutable state between concurrent calls on one model, and ops and set_num_threads must be safe from any
+thread."""
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -42,3 +44,102 @@ def test_fit_while_another_thread_predicts_on_a_different_model():
             assert b.predict(X).tobytes() == want.tobytes()
         hist = fut.result()
     assert len(hist.history["loss"]) == 3
+
+
+# ---- ops --------------------------------------------------------------------------------------------
+
+def _op_calls(rng):
+    """(name, thunk) pairs over both dtypes, transposes and sizes big enough to run threaded kernels."""
+    calls = []
+    for dt in (np.float32, np.float64):
+        a = rng.standard_normal((150, 90)).astype(dt)
+        b = rng.standard_normal((90, 70)).astype(dt)
+        big = rng.standard_normal((300, 257)).astype(dt)
+        y = rng.integers(0, 257, 300)
+        calls += [
+            (f"gemm {dt.__name__}", lambda a=a, b=b: fnn.ops.gemm(a, b)),
+            (f"gemm_tt {dt.__name__}", lambda a=a, b=b: fnn.ops.gemm(b, a, trans_a=True, trans_b=True, alpha=0.5)),
+            (f"gemm big {dt.__name__}", lambda big=big: fnn.ops.gemm(big, big, trans_b=True)),
+            (f"softmax {dt.__name__}", lambda big=big: fnn.ops.softmax(big)),
+            (f"gelu {dt.__name__}", lambda big=big: fnn.ops.gelu(big)),
+            (f"elu grad {dt.__name__}", lambda big=big: fnn.ops.activation_grad("elu", big, big)),
+            (f"cross_entropy {dt.__name__}", lambda big=big, y=y: fnn.ops.cross_entropy(big, y)),
+            (f"huber {dt.__name__}", lambda a=a: fnn.ops.huber(a, a[::-1], delta=0.5)),
+        ]
+    return calls
+
+
+def _bits(result):
+    if isinstance(result, tuple):
+        return tuple(_bits(r) for r in result)
+    return np.asarray(result).tobytes()
+
+
+def test_ops_from_several_threads_equal_serial():
+    rng = np.random.default_rng(2)
+    calls = _op_calls(rng)
+    serial = {name: _bits(fn()) for name, fn in calls}
+    jobs = [calls[i % len(calls)] for i in range(8 * len(calls))]
+    rng.shuffle(jobs)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: (job[0], _bits(job[1]())), jobs))
+    for name, got in results:
+        assert got == serial[name], name
+
+
+def test_set_num_threads_between_and_during_calls():
+    """Results are bitwise the same for any thread count, so changing the count while other threads
+    are idle between calls, or even in the middle of their calls, must change no bit and crash nothing."""
+    rng = np.random.default_rng(3)
+    calls = _op_calls(rng)
+    model = make_model(3)
+    X = rng.standard_normal((700, 20)).astype(np.float32)
+    model.fit(X, rng.integers(0, 5, 700), epochs=1, verbose=0)
+    calls.append(("predict", lambda: model.predict(X)))
+    calls.append(("evaluate", lambda: model.evaluate(X, np.zeros(700, dtype=np.int64))["loss"]))
+    before = fnn.get_num_threads()
+    try:
+        fnn.set_num_threads(1)
+        serial = {name: _bits(fn()) for name, fn in calls}
+        # while idle: every worker waits at a barrier while the main thread changes the count
+        barrier = threading.Barrier(5)
+        results = []
+
+        def worker(k):
+            for rep in range(6):
+                barrier.wait()
+                name, fn = calls[(k + rep) % len(calls)]
+                results.append((name, _bits(fn())))
+                barrier.wait()
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for rep in range(6):
+            fnn.set_num_threads(1 + rep % 2)  # all four workers are idle at the barrier
+            barrier.wait()
+            barrier.wait()
+        for t in threads:
+            t.join()
+        assert len(results) == 24
+        # during calls: one thread flips the count as fast as it can while the others compute
+        stop = threading.Event()
+
+        def flipper():
+            n = 0
+            while not stop.is_set():
+                fnn.set_num_threads(1 + n % 2)
+                n += 1
+
+        f = threading.Thread(target=flipper)
+        f.start()
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                results += list(pool.map(lambda job: (job[0], _bits(job[1]())), calls * 3))
+        finally:
+            stop.set()
+            f.join()
+    finally:
+        fnn.set_num_threads(before)
+    for name, got in results:
+        assert got == serial[name], name

@@ -1,7 +1,7 @@
-"""The C inference library from outside Python: examples/embed built with the system C compiler
-against `make -C csrc`, run on model files written from Python; and concurrent predict on one model."""
+"""The C inference library from outside Python: examples/embed (built by the `embed` fixture of
+conftest.py with the system C compiler against `make -C csrc`) run on model files written from
+Python; and concurrent predict on one model."""
 import os
-import shutil
 import subprocess
 import threading
 
@@ -11,30 +11,6 @@ import pytest
 import fastnn as fnn
 from fastnn import _core
 from _io_util import activation, architecture, dense, dropout, model_bytes
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-
-
-@pytest.fixture(scope="module")
-def embed(tmp_path_factory):
-    """examples/embed/embed built as its Makefile documents: libfastnn.a from `make -C csrc`, then cc."""
-    if not CC or not shutil.which("make"):
-        pytest.skip("no C compiler or make")
-    build = tmp_path_factory.mktemp("cbuild")
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "csrc"), f"BUILD={build}"], capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    assert (build / "libfastnn.a").exists() and (build / "libfastnn.so").exists()
-    exe = build / "embed"
-    src = os.path.join(ROOT, "examples", "embed", "embed.c")
-    for omp in (["-fopenmp"], []):  # the library is built with OpenMP when the compiler has it
-        r = subprocess.run([CC, "-O2", "-std=c11", "-Wall", "-I", os.path.join(ROOT, "csrc"), src,
-                            str(build / "libfastnn.a")] + omp + ["-lm", "-o", str(exe)],
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode == 0:
-            return str(exe)
-    pytest.fail(f"building examples/embed failed:\n{r.stderr}")
 
 
 def run(exe, *args, env=None, stdin=None):

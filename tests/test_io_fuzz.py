@@ -1,7 +1,9 @@
 """Fuzzing the model-file reader: mutated valid files must give a clean ModelFormatError or a model
-that predicts, never a crash.  Two levels: hypothesis against the Python binding (bounded to a few
-seconds), and a generated corpus through the C reader under AddressSanitizer + UBSan
-(csrc/tests/fuzz_reader.c; by hand: `make -C csrc fuzz && csrc/build-asan/fuzz_reader DIR`)."""
+that predicts, never a crash.  Three levels: hypothesis against the Python binding (bounded to a few
+seconds); a generated corpus through the C reader under AddressSanitizer + UBSan
+(csrc/tests/fuzz_reader.c; by hand: `make -C csrc fuzz && csrc/build-asan/fuzz_reader DIR`); and a
+short coverage-guided libFuzzer run of the same target where clang is installed (the long runs:
+`bash tools/fuzz_reader.sh 3000000`)."""
 import json
 import os
 import random
@@ -163,3 +165,24 @@ def test_corpus_under_address_sanitizer(fuzz_reader, tmp_path):
     assert r.stdout.startswith(f"{n} inputs:"), r.stdout
     loaded = int(r.stdout.split()[2])
     assert 3 <= loaded < n
+
+
+# ---- coverage-guided: libFuzzer (clang) ---------------------------------------------------------------
+
+def test_libfuzzer_short_run(tmp_path):
+    """A bounded run of tools/fuzz_reader.sh (20 000 inputs, a few seconds; the long runs are by hand).
+    Skipped where clang has no libFuzzer."""
+    cc = shutil.which("clang") or shutil.which("clang-14")
+    if not cc or not shutil.which("make"):
+        pytest.skip("no clang (libFuzzer) or make")
+    probe = subprocess.run([cc, "-fsanitize=fuzzer", "-x", "c", "-", "-o", str(tmp_path / "probe")],
+                           input="int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }",
+                           capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
+        pytest.skip(f"{cc} cannot link libFuzzer: {probe.stderr[-200:]}")
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(FUZZ_CC=cc, FUZZ_WORK=str(tmp_path / "work"))  # clang's own sanitizer runtime, not gcc's
+    r = subprocess.run(["bash", os.path.join(ROOT, "tools", "fuzz_reader.sh"), "20000"], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "stat::number_of_executed_units: 20000" in r.stdout, r.stdout

@@ -378,3 +378,27 @@ def test_workspace_is_sized_once_per_batch_size():
     assert n == 2 and rows >= 100
     m.fit(X, y, epochs=2, batch_size=64, validation_split=0.2, verbose=0)
     assert m._net.workspace == (rows, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_data_is_used_in_place(dtype):
+    """Data that cannot be written (np.frombuffer of bytes, a read-only memmap) trains and predicts
+    exactly as a writable copy does: the binding takes const views of the inputs."""
+    X, y = blobs(n=90, dtype=dtype)
+    w = np.linspace(0.5, 1.5, 90).astype(dtype)
+
+    def frozen(a):
+        r = np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape)
+        assert not r.flags.writeable
+        return r
+
+    results = []
+    for data in ((X, y, w), tuple(frozen(a) for a in (X, y, w))):
+        m = classifier(dtype=np.dtype(dtype).name)
+        h = m.fit(data[0], data[1], sample_weight=data[2], epochs=2, batch_size=16, validation_split=0.2,
+                  verbose=0)
+        m.train_on_batch(data[0][:10], data[1][:10])
+        m.compute_gradients(data[0], data[1])
+        results.append((m.predict(data[0]).tobytes(), m.evaluate(data[0], data[1])["loss"], h.history["loss"],
+                        m._params.tobytes()))
+    assert results[0] == results[1]

@@ -7,7 +7,9 @@
  *   csrc/build-asan/fuzz_reader CORPUS_DIR_OR_FILE...  # prints "N inputs: K loaded, E rejected"
  *
  * tests/test_io_fuzz.py writes a corpus of mutated model files and runs this.  Built with
- * -DFNN_LIBFUZZER (and -fsanitize=fuzzer, clang) the same file is a libFuzzer target instead.
+ * -DFNN_LIBFUZZER (and -fsanitize=fuzzer, clang) the same file is a libFuzzer target instead:
+ * `make -C csrc libfuzzer`, or `bash tools/fuzz_reader.sh [RUNS]` (seeds and dictionary from
+ * fuzz_seeds.py beside this file).
  */
 #include <dirent.h>
 #include <stdio.h>
