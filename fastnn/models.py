@@ -526,7 +526,9 @@ class Sequential:
         pred = np.empty((n, self._dims[-1]), dtype=self.dtype) if self.metrics else None
         y_true = labels if labels is not None else target
         self._reserve(batch, "batch_size")
-        val_batch = None if val is None else self._inference_batch(max(batch, _PREDICT_BATCH), val[0].shape[0])
+        val_batch = None  # validation in blocks of max(batch, _PREDICT_BATCH) rows, fewer if memory is short
+        if val is not None:
+            val_batch = self._inference_batch(batch if batch > _PREDICT_BATCH else None, val[0].shape[0])
 
         cbs = CallbackList(callbacks, model=self, params={
             "epochs": epochs, "batch_size": batch, "steps": n_batches, "samples": n, "verbose": verbose})
