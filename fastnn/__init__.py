@@ -1,4 +1,5 @@
 """fastnn: dense neural networks on the CPU, with C kernels (SIMD, OpenMP) under a small Python API."""
+import numbers as _numbers
 import os as _os
 
 # OpenMP worker threads that spin long between parallel regions lose the CPU when another process
@@ -32,11 +33,13 @@ def build_info():
 
 def set_num_threads(n):
     """Threads used by every parallel kernel from now on (at least 1). Without OpenMP this is 1."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or not isinstance(n, _numbers.Integral):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n: expected at least 1 thread, got {n}")
-    _core.set_num_threads(n)
+    if n > 65536:
+        raise ValueError(f"n: expected at most 65536 threads, got {n}")
+    _core.set_num_threads(int(n))
 
 
 def get_num_threads():

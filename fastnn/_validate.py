@@ -37,8 +37,10 @@ def float_array(x, name, *, ndim=None, dtype=None, check_finite=True, min_rows=0
 
 def all_finite(x):
     """No NaN/Inf in `x` (a float array); a C scan with the GIL released, no temporary arrays."""
-    if x.size == 0:
+    if x.size == 0 or x.dtype.kind in "biu":
         return True
+    if x.dtype not in FLOAT_DTYPES:  # float16, longdouble, complex: rare, let NumPy scan them
+        return bool(np.isfinite(x).all())
     flat = x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1)
     return _core.all_finite(flat)
 

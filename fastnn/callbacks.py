@@ -150,7 +150,10 @@ class CallbackList:
             callbacks = ()
         if isinstance(callbacks, Callback):
             callbacks = (callbacks,)
-        callbacks = list(callbacks)
+        try:
+            callbacks = list(callbacks)
+        except TypeError:
+            raise TypeError(f"callbacks: expected a list of fastnn Callbacks, got {type(callbacks).__name__}") from None
         for i, cb in enumerate(callbacks):
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks[{i}]: expected a fastnn Callback, got {type(cb).__name__}")

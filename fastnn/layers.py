@@ -128,6 +128,8 @@ class Dense(Layer):
         self.l2 = real_number(l2, "l2", low=0.0)
         self.l1 = real_number(l1, "l1", low=0.0)
         self.use_bias = bool(use_bias)
+        if not isinstance(kernel_init, str):
+            raise TypeError(f"kernel_init: expected a name, got {type(kernel_init).__name__}")
         if kernel_init != "auto" and kernel_init not in INITIALIZERS:
             raise ValueError(f"kernel_init: expected 'auto' or one of {', '.join(INITIALIZERS)}, got {kernel_init!r}")
         self.kernel_init = kernel_init
@@ -158,8 +160,10 @@ class Dense(Layer):
         value = np.asarray(value)
         if value.shape != dst.shape:
             raise ValueError(f"{self.name}: {what}: expected shape {dst.shape}, got {value.shape}")
-        if value.dtype.kind not in "fiu" or not np.all(np.isfinite(value)):
-            raise ValueError(f"{self.name}: {what}: expected finite numbers")
+        if value.dtype.kind not in "fiu":
+            raise TypeError(f"{self.name}: {what}: expected real numbers, got dtype {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{self.name}: {what}: contains NaN or Inf")
         np.copyto(dst, value, casting="unsafe")
 
     def _bind(self, weight, weight_grad):

@@ -56,6 +56,10 @@ class Sequential:
     def __init__(self, layers=(), *, input_dim=None, dtype="float32", seed=None):
         if isinstance(layers, Layer):
             layers = [layers]
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(f"layers: expected a list of fastnn layers, got {type(layers).__name__}") from None
         self.layers = []
         try:
             dtype = np.dtype(dtype)
@@ -83,7 +87,7 @@ class Sequential:
         for layer in layers:
             self.add(layer)
         if input_dim is not None:
-            self.build(integer(input_dim, "input_dim", low=1))
+            self.build(input_dim)
 
     # ---- structure ------------------------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class Sequential:
 
     def build(self, input_dim):
         """Allocate and initialise the parameters for `input_dim` input features."""
+        input_dim = integer(input_dim, "input_dim", low=1)
         if self.built:
             if input_dim != self.input_dim:
                 raise ValueError(f"X: the model takes {self.input_dim} features, got {input_dim}")
@@ -201,6 +206,8 @@ class Sequential:
     def freeze(self, up_to=None):
         """Freeze layers [0, up_to) (all when None; negative counts from the end, as in a slice):
         `freeze(-1)` trains only the last layer, `freeze(-2)` the last two, `unfreeze()` all."""
+        if up_to is not None:
+            up_to = integer(up_to, "up_to")
         for layer in self.layers[:up_to]:
             layer.trainable = False
 
@@ -257,7 +264,10 @@ class Sequential:
         """Copy `weights` (the layout of get_weights) into the parameters."""
         self._require_built("set_weights")
         arrays = self._param_arrays()
-        weights = list(weights)
+        try:
+            weights = list(weights)
+        except TypeError:
+            raise TypeError(f"weights: expected a list of arrays, got {type(weights).__name__}") from None
         if len(weights) != len(arrays):
             raise ValueError(f"weights: expected {len(arrays)} arrays, got {len(weights)}")
         checked = []
@@ -306,11 +316,21 @@ class Sequential:
             raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
         self.huber_delta = real_number(huber_delta, "huber_delta", low=0.0, low_open=True)
         opt = _optimizers.get(optimizer)
+        if metrics is None:
+            metrics = ()
         if isinstance(metrics, str) or callable(metrics):
             metrics = [metrics]
+        try:
+            metrics = list(metrics)
+        except TypeError:
+            raise TypeError(f"metrics: expected a list of metric names or callables, got "
+                            f"{type(metrics).__name__}") from None
         ms = []
-        for m in metrics:
-            fn = _metrics.get(m)
+        for i, m in enumerate(metrics):
+            try:
+                fn = _metrics.get(m)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"metrics[{i}]: {str(e).removeprefix('metric: ')}") from None
             ms.append((m if isinstance(m, str) else getattr(fn, "__name__", "metric"), fn))
         self.loss, self.optimizer, self.metrics = loss, opt, ms
         if self.built:
@@ -345,6 +365,8 @@ class Sequential:
     def _prepare_x(self, X, name="X"):
         X = _as_dtype(X, name, self.dtype, 2)
         if not self.built:
+            if X.shape[1] == 0:
+                raise ValueError(f"{name}: has no features (columns), shape {X.shape}")
             self.build(X.shape[1])
         if X.shape[1] != self.input_dim:
             raise ValueError(f"{name}: expected {self.input_dim} features (columns), got shape {X.shape}")
@@ -504,7 +526,9 @@ class Sequential:
         pred = np.empty((n, self._dims[-1]), dtype=self.dtype) if self.metrics else None
         y_true = labels if labels is not None else target
         self._reserve(batch, "batch_size")
-        val_batch = None if val is None else self._inference_batch(max(batch, _PREDICT_BATCH), val[0].shape[0])
+        val_batch = None  # validation in blocks of max(batch, _PREDICT_BATCH) rows, fewer if memory is short
+        if val is not None:
+            val_batch = self._inference_batch(batch if batch > _PREDICT_BATCH else None, val[0].shape[0])
 
         cbs = CallbackList(callbacks, model=self, params={
             "epochs": epochs, "batch_size": batch, "steps": n_batches, "samples": n, "verbose": verbose})

@@ -74,8 +74,19 @@ def dumps(model):
     return _format.encode(architecture(model), _tensors(model))
 
 
+def _path(path):
+    """`path` as a str or bytes path; TypeError naming it otherwise."""
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path: expected a str or path-like object, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("path: is empty")
+    return path
+
+
 def save(model, path):
     """Write the model file atomically: `path` holds the old file or the new one, never a torn one."""
+    path = _path(path)
     _format.write_atomic(path, dumps(model))
 
 
@@ -126,11 +137,15 @@ def _from_model_file(mf, settings=None):
 def load(path):
     """The model saved in `path`; OSError if it cannot be read, ModelFormatError if it is not a valid
     model file (the message says what is wrong and where)."""
-    return _from_model_file(_core.ModelFile.from_path(path))
+    return _from_model_file(_core.ModelFile.from_path(_path(path)))
 
 
 def loads(data):
     """The model whose file bytes are `data`."""
+    try:
+        memoryview(data)
+    except TypeError:
+        raise TypeError(f"data: expected the bytes of a model file, got {type(data).__name__}") from None
     return _from_model_file(_core.ModelFile.from_buffer(data))
 
 
@@ -182,7 +197,7 @@ _ST_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "U8": "u1", 
 
 def read_safetensors(path):
     """{name: array} of a safetensors file, in header order, checked by the C reader."""
-    path = os.fspath(path)
+    path = _path(path)
     with open(path, "rb") as f:
         data = f.read()
     entries, _ = _core.read_safetensors(data, path)

@@ -28,6 +28,7 @@ what they mean in scikit-learn):
   weighted mean (exact when a batch holds the whole data set).
 """
 import contextlib
+import math
 import numbers
 import warnings
 
@@ -143,8 +144,8 @@ def _seed_from(random_state):
     if random_state is None:
         return int(np.random.default_rng().integers(0, 2**63))
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state: expected an int >= 0, got {random_state}")
+        if not 0 <= random_state < 2**64:
+            raise ValueError(f"random_state: expected an int in [0, 2**64), got {random_state}")
         return int(random_state)
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1)) * 2**31 + int(random_state.randint(0, 2**31 - 1))
@@ -191,7 +192,11 @@ def _validate(est, X, y=None, *, reset, multi_output=True):
             kwargs.update(multi_output=multi_output, y_numeric=False)
         fn = _sk_validate_data if _sk_validate_data is not None else \
             (lambda e, *a, **k: type(e)._validate_data(e, *a, **k))
-        return fn(est, X, y, **kwargs) if y is not None else fn(est, X, **kwargs)
+        try:
+            return fn(est, X, y, **kwargs) if y is not None else fn(est, X, **kwargs)
+        except (TypeError, ValueError) as e:
+            _name_the_argument(e, X, y, dtype)
+            raise
     X = _check_X_numpy(est, X, reset)
     if y is None:
         return X
@@ -199,6 +204,27 @@ def _validate(est, X, y=None, *, reset, multi_output=True):
     if y.ndim == 0 or y.ndim > 2 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} rows (one per sample of X), got shape {y.shape}")
     return X, y
+
+
+def _name_the_argument(error, X, y, dtype):
+    """Prefix scikit-learn's validation message (\"Found array with dim 3 ...\") with the argument it
+    is about, found by checking X alone, then the lengths; the exception keeps its type."""
+    msg = str(error)
+    if not error.args or msg.startswith(("X", "y", "Input X", "Input y")):
+        return
+    from sklearn.utils import check_array, check_consistent_length
+    name = "y"
+    try:
+        check_array(X, dtype=dtype, accept_sparse=False)
+    except (TypeError, ValueError):
+        name = "X"
+    else:
+        if y is not None:
+            try:
+                check_consistent_length(X, y)
+            except (TypeError, ValueError):
+                name = "X, y"
+    error.args = (f"{name}: {msg}",) + tuple(error.args[1:])
 
 
 def _check_sample_weight(sample_weight, n, dtype):
@@ -339,7 +365,7 @@ class _BaseMLP(_Base):
     def _check_params(self):
         def real(name, low=None, high=None, low_open=False, high_open=False):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise ValueError(f"{name}: expected a finite real number, got {v!r}")
             if low is not None and (v < low or (low_open and v == low)):
                 raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low}, got {v}")
@@ -352,9 +378,9 @@ class _BaseMLP(_Base):
                 raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
 
         self._hidden()
-        if self.activation not in _ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {', '.join(map(repr, _ACTIVATIONS))}, got {self.activation!r}")
-        if self.solver not in _SOLVERS:
+        if not isinstance(self.solver, str) or self.solver not in _SOLVERS:
             raise ValueError(f"solver: expected 'sgd' or 'adam', got {self.solver!r}"
                              + (" (fastnn trains with stochastic solvers only)" if self.solver == "lbfgs" else ""))
         real("alpha", low=0.0)
@@ -374,10 +400,12 @@ class _BaseMLP(_Base):
             integer("freeze", 0)
             if self.freeze > len(self._hidden()) + 1:
                 raise ValueError(f"freeze: the network has {len(self._hidden()) + 1} layers, got freeze={self.freeze}")
-        if self.dtype not in ("float32", "float64", np.float32, np.float64):
+        if not isinstance(self.dtype, (str, type)) or self.dtype not in ("float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {self.dtype!r}")
         if self.n_threads is not None:
             integer("n_threads", 1)
+            if self.n_threads > 65536:
+                raise ValueError(f"n_threads: expected at most 65536, got {self.n_threads}")
 
     # ---- the network -----------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ def run_cycles(cycle, n):
 
 
 @linux_only
-@pytest.mark.skipif(SANITIZED, reason="AddressSanitizer's allocator keeps its own reserve: RSS does not show a leak")
+@pytest.mark.skipif(SANITIZED, reason="AddressSanitizer's allocator: RSS is not what this measures")
 def test_rss_detector_sees_a_small_c_leak():
     """The RSS measurement used below catches 1 000 leaked 4 KiB blocks of C memory (4 MiB)."""
     libc = ctypes.CDLL(None)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build fastnn (the extension and csrc/) with AddressSanitizer + UndefinedBehaviorSanitizer in a scratch
 # copy of this checkout and run the test suite under it.  Any sanitizer report fails the run.
+# CI (.ci/run) runs the whole suite this way: about 2 minutes on 2 cores (30 s of build).
+# Committed files only: the copy is made from `git ls-files`.
 #   bash tools/sanitize.sh                 # whole suite
 #   bash tools/sanitize.sh tests/test_gemm.py -k relu    # pytest arguments
 set -euo pipefail
