@@ -1,5 +1,5 @@
 """Shared fixtures: run a test under every SIMD level this CPU has, and under 1 and 2 threads; the C
-embedding example built once per session."""
+embedding example built once per test run."""
 import os
 import shutil
 import subprocess

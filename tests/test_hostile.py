@@ -368,7 +368,7 @@ def _array_params():
             yield pytest.param(case, arg, mutation, expected, id=f"{case.name}-{arg}-{mutation}")
 
 
-@pytest.mark.parametrize("case, arg, mutation, expected", _array_params())
+@pytest.mark.parametrize("case, arg, mutation, expected", list(_array_params()))
 def test_hostile_arrays(case, arg, mutation, expected):
     bad = MUTATIONS[mutation](case.args[arg])
     args = dict(case.args, **{arg: bad})
