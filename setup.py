@@ -3,7 +3,6 @@
 Environment switches (all optional):
   FASTNN_NO_OPENMP=1   build without OpenMP even if the compiler has it (serial kernels)
   FASTNN_SANITIZE=1    build with -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
-  FASTNN_NATIVE=1      add -march=native (a local experiment only: never for a distributed build)
 """
 import glob
 import os
@@ -61,8 +60,6 @@ class BuildExt(build_ext):
             cflags = [f for f in cflags if f not in ("-O3", "-g0")] + ["-O1", "-g", "-fsanitize=address,undefined",
                                                           "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
             ldflags += ["-fsanitize=address,undefined"]
-        if os.environ.get("FASTNN_NATIVE") == "1":
-            cflags.append("-march=native")
         if omp:
             cflags += omp[0]
             ldflags += omp[1]
