@@ -54,15 +54,19 @@ def fastnn_model(dims):
     return model
 
 
-def reference(dims, x):
-    h = x.astype(np.float64)
-    ws = weights(dims)
+def numpy_forward(ws, x):
+    """ReLU layers, softmax output, in NumPy: the reference (in float64) and the NumPy peer."""
+    h = x
     for i, (w, b) in enumerate(ws):
         h = h @ w + b
         if i < len(ws) - 1:
             h = np.maximum(h, 0)
     e = np.exp(h - h.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def reference(dims, x):
+    return numpy_forward(weights(dims), x.astype(np.float64))
 
 
 def latency_us(fn):
@@ -121,13 +125,7 @@ def worker(lib, net, threads):
         ws = weights(dims)
 
         def predict(a):
-            h = a
-            for i, (w, b) in enumerate(ws):
-                h = h @ w + b
-                if i < len(ws) - 1:
-                    h = np.maximum(h, 0)
-            e = np.exp(h - h.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
+            return numpy_forward(ws, a)
     got = predict(x)
     if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
         raise SystemExit(f"{lib} {net}: wrong predictions (max error {np.abs(got - want).max():.2e})")

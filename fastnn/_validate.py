@@ -79,16 +79,35 @@ def row_major(x):
     return x, False, x.shape[1]
 
 
+def real_array(x, name, kinds="biuf", what="real numbers"):
+    """`x` as an ndarray (no copy when it is one) whose dtype kind is in `kinds`; ValueError when it
+    cannot be read as an array, TypeError for another dtype, both naming `name`."""
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as e:
+            raise ValueError(f"{name}: cannot be read as an array ({e})") from None
+    if x.dtype.kind not in kinds:
+        raise TypeError(f"{name}: expected {what}, got dtype {x.dtype}")
+    return x
+
+
+def replacement(value, shape, name, what="real numbers"):
+    """A value about to be copied into a parameter buffer of `shape`: numbers of kind f/i/u (`what`
+    names them in the error), that shape, finite."""
+    value = np.asarray(value)
+    if value.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {value.shape}")
+    value = real_array(value, name, "fiu", what)
+    if value.dtype.kind == "f" and not all_finite(value if value.dtype in FLOAT_DTYPES else value.astype(np.float64)):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return value
+
+
 def target_array(t, name, like, *, check_finite=True):
     """Loss targets as an array of `like`'s dtype: they are data, so any real dtype (bool, int, float)
     is converted.  TypeError for complex/object/str, ValueError for NaN/Inf (when check_finite)."""
-    if not isinstance(t, np.ndarray):
-        try:
-            t = np.asarray(t)
-        except Exception as e:
-            raise ValueError(f"{name}: cannot be read as an array ({e})") from None
-    if t.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected real numbers, got dtype {t.dtype}")
+    t = real_array(t, name)
     t = t.astype(like.dtype, copy=False)
     if check_finite and not all_finite(t):
         raise ValueError(f"{name}: contains NaN or Inf")

@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from ._validate import integer, real_number
+from ._validate import integer, real_number, replacement
 
 __all__ = ["Layer", "Dense", "Dropout", "Activation", "ACTIVATIONS", "INITIALIZERS"]
 
@@ -157,14 +157,7 @@ class Dense(Layer):
     def _assign(self, dst, value, what):
         if dst is None:
             raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
-        value = np.asarray(value)
-        if value.shape != dst.shape:
-            raise ValueError(f"{self.name}: {what}: expected shape {dst.shape}, got {value.shape}")
-        if value.dtype.kind not in "fiu":
-            raise TypeError(f"{self.name}: {what}: expected real numbers, got dtype {value.dtype}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{self.name}: {what}: contains NaN or Inf")
-        np.copyto(dst, value, casting="unsafe")
+        np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
 
     def _bind(self, weight, weight_grad):
         self._weight, self.weight_grad = weight, weight_grad

@@ -17,7 +17,7 @@ from . import _core
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._errors import NonFiniteLossError, NotCompiledError, NotFittedError
-from ._validate import all_finite, check_memory, integer, real_number
+from ._validate import all_finite, check_memory, integer, real_array, real_number, replacement
 from .layers import Activation, Dense, Dropout, Layer
 
 __all__ = ["Sequential"]
@@ -29,13 +29,7 @@ _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the tr
 
 def _as_dtype(x, name, dtype, ndim):
     """`x` as a C-contiguous array of `dtype` (one conversion at most), checked for NaN/Inf."""
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except Exception as e:
-            raise ValueError(f"{name}: cannot be read as an array ({e})") from None
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+    x = real_array(x, name, "fiub", "a numeric array")
     if x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
     x = np.ascontiguousarray(x, dtype=dtype)
@@ -272,14 +266,7 @@ class Sequential:
             raise ValueError(f"weights: expected {len(arrays)} arrays, got {len(weights)}")
         checked = []
         for i, (dst, w) in enumerate(zip(arrays, weights)):
-            w = np.asarray(w)
-            if w.shape != dst.shape:
-                raise ValueError(f"weights[{i}]: expected shape {dst.shape}, got {w.shape}")
-            if w.dtype.kind not in "fiu":
-                raise TypeError(f"weights[{i}]: expected a numeric array, got dtype {w.dtype}")
-            if not np.all(np.isfinite(w)):
-                raise ValueError(f"weights[{i}]: contains NaN or Inf")
-            checked.append(w)
+            checked.append(replacement(w, dst.shape, f"weights[{i}]", "a numeric array"))
         for dst, w in zip(arrays, checked):
             np.copyto(dst, w, casting="unsafe")
 
