@@ -138,8 +138,25 @@ typedef void (*fnn_sgemv_fn)(size_t m, size_t n, size_t k, float alpha, const fl
                              const float *b, size_t ldb, float beta, float *c, size_t ldc, float *acc);
 typedef void (*fnn_dgemv_fn)(size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
                              const double *b, size_t ldb, double beta, double *c, size_t ldc, double *acc);
-typedef struct { int mr, nr, mc, kc, nc; fnn_sgemm_ukr_fn ukr; int mr2; fnn_sgemm_ukr_fn ukr2; fnn_sgemv_fn gemv; } fnn_sgemm_kernel;
-typedef struct { int mr, nr, mc, kc, nc; fnn_dgemm_ukr_fn ukr; int mr2; fnn_dgemm_ukr_fn ukr2; fnn_dgemv_fn gemv; } fnn_dgemm_kernel;
+/* packt: the transposing copy of packing (kernels/packt_t.h), dst[p*dstride + r] = src[r*ld + p]. */
+typedef void (*fnn_spackt_fn)(size_t rows, size_t k, const float *src, size_t ld, float *dst, size_t dstride);
+typedef void (*fnn_dpackt_fn)(size_t rows, size_t k, const double *src, size_t ld, double *dst, size_t dstride);
+typedef struct {
+    int mr, nr, mc, kc, nc;
+    fnn_sgemm_ukr_fn ukr;
+    int mr2;
+    fnn_sgemm_ukr_fn ukr2;
+    fnn_sgemv_fn gemv;
+    fnn_spackt_fn packt;
+} fnn_sgemm_kernel;
+typedef struct {
+    int mr, nr, mc, kc, nc;
+    fnn_dgemm_ukr_fn ukr;
+    int mr2;
+    fnn_dgemm_ukr_fn ukr2;
+    fnn_dgemv_fn gemv;
+    fnn_dpackt_fn packt;
+} fnn_dgemm_kernel;
 
 extern size_t fnn_gemm_blocks[5]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,
                                     * 2 narrow), and the rows up to which B is read in place plus one

@@ -59,21 +59,25 @@ static double *fnn_dgemm_workspace(size_t n) {
 #define FNN_P s
 #define KERNEL fnn_sgemm_kernel
 #define UKR_FN fnn_sgemm_ukr_fn
+#define PACKT_FN fnn_spackt_fn
 #include "gemm_t.h"
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
 #undef UKR_FN
+#undef PACKT_FN
 
 #define FNN_T double
 #define FNN_P d
 #define KERNEL fnn_dgemm_kernel
 #define UKR_FN fnn_dgemm_ukr_fn
+#define PACKT_FN fnn_dpackt_fn
 #include "gemm_t.h"
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
 #undef UKR_FN
+#undef PACKT_FN
 
 /* ---- public entry points ------------------------------------------------------------ */
 void fnn_sgemm(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,

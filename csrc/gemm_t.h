@@ -9,7 +9,7 @@
 #define T FNN_T
 
 /* op(A)[i][p] for the panel starting at row i0: dst[p*mr + r], zero rows past `rows`. */
-static void FNN_FN(pack_a)(int mr, size_t rows, size_t kc, const T *a, size_t lda, int ta, T *dst) {
+static void FNN_FN(pack_a)(PACKT_FN packt, int mr, size_t rows, size_t kc, const T *a, size_t lda, int ta, T *dst) {
     if (ta) { /* op(A)[i][p] = a[p*lda + i]: each p is a contiguous run of rows */
         for (size_t p = 0; p < kc; p++) {
             const T *src = a + p * lda;
@@ -18,19 +18,15 @@ static void FNN_FN(pack_a)(int mr, size_t rows, size_t kc, const T *a, size_t ld
             for (; r < rows; r++) d[r] = src[r];
             for (; r < (size_t)mr; r++) d[r] = 0;
         }
-    } else { /* op(A)[i][p] = a[i*lda + p] */
-        size_t r = 0;
-        for (; r < rows; r++) {
-            const T *src = a + r * lda;
-            for (size_t p = 0; p < kc; p++) dst[p * (size_t)mr + r] = src[p];
-        }
-        for (; r < (size_t)mr; r++)
-            for (size_t p = 0; p < kc; p++) dst[p * (size_t)mr + r] = 0;
+    } else { /* op(A)[i][p] = a[i*lda + p]: a transposing copy */
+        packt(rows, kc, a, lda, dst, (size_t)mr);
+        for (size_t p = 0; p < kc && rows < (size_t)mr; p++)
+            for (size_t r = rows; r < (size_t)mr; r++) dst[p * (size_t)mr + r] = 0;
     }
 }
 
 /* op(B)[p][j] for the panel starting at column j0: dst[p*nr + j], zero columns past `cols`. */
-static void FNN_FN(pack_b)(int nr, size_t cols, size_t kc, const T *b, size_t ldb, int tb, T *dst) {
+static void FNN_FN(pack_b)(PACKT_FN packt, int nr, size_t cols, size_t kc, const T *b, size_t ldb, int tb, T *dst) {
     if (!tb) { /* op(B)[p][j] = b[p*ldb + j]: each p is a contiguous run of columns */
         for (size_t p = 0; p < kc; p++) {
             const T *src = b + p * ldb;
@@ -39,14 +35,10 @@ static void FNN_FN(pack_b)(int nr, size_t cols, size_t kc, const T *b, size_t ld
             for (; j < cols; j++) d[j] = src[j];
             for (; j < (size_t)nr; j++) d[j] = 0;
         }
-    } else { /* op(B)[p][j] = b[j*ldb + p] */
-        size_t j = 0;
-        for (; j < cols; j++) {
-            const T *src = b + j * ldb;
-            for (size_t p = 0; p < kc; p++) dst[p * (size_t)nr + j] = src[p];
-        }
-        for (; j < (size_t)nr; j++)
-            for (size_t p = 0; p < kc; p++) dst[p * (size_t)nr + j] = 0;
+    } else { /* op(B)[p][j] = b[j*ldb + p]: a transposing copy */
+        packt(cols, kc, b, ldb, dst, (size_t)nr);
+        for (size_t p = 0; p < kc && cols < (size_t)nr; p++)
+            for (size_t j = cols; j < (size_t)nr; j++) dst[p * (size_t)nr + j] = 0;
     }
 }
 
@@ -86,11 +78,11 @@ void FNN_FN(gemm_ref)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, con
 
 /* Cache blocks of the active kernel for a product with M = m: the register tile (the narrower one
  * when the wide one would pad M by more than ~12% beyond it) and MC/KC/NC as whole tiles. */
-typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; } FNN_FN(gemm_plan);
+typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; PACKT_FN packt; } FNN_FN(gemm_plan);
 
 static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
-    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr};
+    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt};
     if (kr->mr2) {
         size_t mr2 = (size_t)kr->mr2;
         int narrow = (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
@@ -139,14 +131,14 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
                 size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
                 if (direct_b && cols == nr) continue;
                 const T *src = tb ? b + (jc + j0) * ldb + pc : b + pc * ldb + jc + j0;
-                FNN_FN(pack_b)((int)nr, cols, kcur, src, ldb, tb, pb + j0 * kcur);
+                FNN_FN(pack_b)(pl->packt, (int)nr, cols, kcur, src, ldb, tb, pb + j0 * kcur);
             }
             for (size_t ic = 0; ic < m; ic += mc) {
                 size_t mcur = m - ic < mc ? m - ic : mc;
                 for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                     size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
                     const T *src = ta ? a + pc * lda + ic + i0 : a + (ic + i0) * lda + pc;
-                    FNN_FN(pack_a)((int)mr, rows, kcur, src, lda, ta, pa + i0 * kcur);
+                    FNN_FN(pack_a)(pl->packt, (int)mr, rows, kcur, src, lda, ta, pa + i0 * kcur);
                 }
                 for (size_t j0 = 0; j0 < ncur; j0 += nr) {
                     size_t cols = ncur - j0 < nr ? ncur - j0 : nr;

@@ -47,6 +47,18 @@ def test_gemm_matches_numpy(simd, threads, rng, dtype, ta, tb):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposing_packs_every_remainder(simd, rng, dtype):
+    """A as stored and B transposed go through the transposing copy of packing: every count of rows
+    and of K below, at and past the vector blocks (2, 4, 8 values), and past one register tile."""
+    for m in list(range(5, 20)) + [29, 33]:
+        for k in list(range(1, 20)) + [31, 40]:
+            for n in (1, 9, 33):
+                a, b = operands(rng, m, n, k, False, True, dtype)
+                got = fnn.ops.gemm(a, b, trans_b=True)
+                assert_close(got, reference(a, b, False, True), dtype, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_alpha_beta_and_out(simd, rng, dtype):
     for ta, tb in TRANS:
         a, b = operands(rng, 29, 45, 70, ta, tb, dtype)

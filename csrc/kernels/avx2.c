@@ -47,9 +47,25 @@
 #undef GEMV_T
 #undef GEMV_NAME
 
+#define PACKT_ATTR __attribute__((target("avx2,fma")))
+#define PACKT_T float
+#define PACKT_W 8
+#define PACKT_NAME fnn_spackt_avx2
+#include "packt_t.h"
+#undef PACKT_T
+#undef PACKT_W
+#undef PACKT_NAME
+#define PACKT_T double
+#define PACKT_W 4
+#define PACKT_NAME fnn_dpackt_avx2
+#include "packt_t.h"
+#undef PACKT_T
+#undef PACKT_W
+#undef PACKT_NAME
+
 /*                                          mr  nr   mc   kc    nc   narrower tile */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {6, 16, 144, 256, 2048, fnn_sgemm_ukr_avx2_6x16,
-                                                4, fnn_sgemm_ukr_avx2_4x16, fnn_sgemv_avx2};
+                                                4, fnn_sgemm_ukr_avx2_4x16, fnn_sgemv_avx2, fnn_spackt_avx2};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {6, 8, 96, 256, 2048, fnn_dgemm_ukr_avx2_6x8,
-                                                4, fnn_dgemm_ukr_avx2_4x8, fnn_dgemv_avx2};
+                                                4, fnn_dgemm_ukr_avx2_4x8, fnn_dgemv_avx2, fnn_dpackt_avx2};
 #endif

@@ -47,9 +47,25 @@
 #undef GEMV_T
 #undef GEMV_NAME
 
+#define PACKT_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define PACKT_T float
+#define PACKT_W 8
+#define PACKT_NAME fnn_spackt_avx512
+#include "packt_t.h"
+#undef PACKT_T
+#undef PACKT_W
+#undef PACKT_NAME
+#define PACKT_T double
+#define PACKT_W 4
+#define PACKT_NAME fnn_dpackt_avx512
+#include "packt_t.h"
+#undef PACKT_T
+#undef PACKT_W
+#undef PACKT_NAME
+
 /*                                            mr  nr   mc   kc    nc   narrower tile */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
-                                                  8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512};
+                                                  8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512, fnn_spackt_avx512};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 384, 2048, fnn_dgemm_ukr_avx512_14x16,
-                                                  8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512};
+                                                  8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512, fnn_dpackt_avx512};
 #endif

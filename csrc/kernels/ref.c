@@ -35,6 +35,22 @@
 #undef GEMV_T
 #undef GEMV_NAME
 
+#define PACKT_ATTR 
+#define PACKT_T float
+#define PACKT_W 4
+#define PACKT_NAME fnn_spackt_ref
+#include "packt_t.h"
+#undef PACKT_T
+#undef PACKT_W
+#undef PACKT_NAME
+#define PACKT_T double
+#define PACKT_W 2
+#define PACKT_NAME fnn_dpackt_ref
+#include "packt_t.h"
+#undef PACKT_T
+#undef PACKT_W
+#undef PACKT_NAME
+
 /*                                        mr nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL, fnn_sgemv_ref};
-const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL, fnn_dgemv_ref};
+const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL, fnn_sgemv_ref, fnn_spackt_ref};
+const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL, fnn_dgemv_ref, fnn_dpackt_ref};
