@@ -165,5 +165,7 @@ extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_s
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);
 const fnn_dgemm_kernel *fnn_dgemm_kernel_active(void);
+/* GFLOP/s of the active float micro-kernel on operands in L1 (tile 0 wide, 1 narrow; gemm.c). */
+double fnn_sgemm_ukr_rate(int tile, size_t k, double seconds);
 
 #endif /* FNN_IMPL_H */

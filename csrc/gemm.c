@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <threads.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -90,4 +91,40 @@ void fnn_dgemm(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const
                const double *b, size_t ldb, double beta, double *c, size_t ldc) {
     fnn_dgemm_ex(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, FNN_ACT_LINEAR, 0,
                  fnn_get_num_threads());
+}
+
+/* ---- the micro-kernel's own ceiling ------------------------------------------------------------
+ * GFLOP/s of the active float micro-kernel (tile: 0 wide, 1 narrow) on operands that stay in L1:
+ * one packed B panel (k x nr) against 16 packed A panels, repeated for about `seconds`.  What the
+ * blocked GEMM could reach if packing and memory cost nothing; the benchmarks print it beside the
+ * FMA peak.  Returns 0 when the buffers cannot be allocated. */
+double fnn_sgemm_ukr_rate(int tile, size_t k, double seconds) {
+    const fnn_sgemm_kernel *kr = fnn_sgemm_kernel_active();
+    const int narrow = tile == 1 && kr->mr2;
+    const size_t mr = (size_t)(narrow ? kr->mr2 : kr->mr), nr = (size_t)kr->nr, panels = 16;
+    fnn_sgemm_ukr_fn ukr = narrow ? kr->ukr2 : kr->ukr;
+    if (k == 0) k = 1;
+    float *a = fnn_aligned_alloc(panels * mr * k * sizeof(float));
+    float *b = fnn_aligned_alloc(k * nr * sizeof(float));
+    float *c = fnn_aligned_alloc(panels * mr * nr * sizeof(float));
+    double rate = 0;
+    if (a && b && c) {
+        for (size_t i = 0; i < panels * mr * k; i++) a[i] = (float)(i % 7) * 1e-3f;
+        for (size_t i = 0; i < k * nr; i++) b[i] = (float)(i % 5) * 1e-3f;
+        struct timespec t0, t1;
+        long reps = 0;
+        double dt = 0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do {
+            for (size_t p = 0; p < panels; p++) ukr(k, a + p * mr * k, b, nr, c + p * mr * nr, nr, 1.0f, 0.0f);
+            reps++;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        } while (dt < seconds);
+        rate = 2.0 * (double)(mr * nr * k * panels) * (double)reps / dt / 1e9;
+    }
+    fnn_aligned_free(a);
+    fnn_aligned_free(b);
+    fnn_aligned_free(c);
+    return rate;
 }

@@ -9,6 +9,7 @@ cdef extern from "fnn_impl.h" nogil:
                       size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc,
                       const double *bias, int act, double act_alpha, int nt)
     size_t fnn_gemm_blocks[5]
+    double fnn_sgemm_ukr_rate(int tile, size_t k, double seconds)
     void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
                        size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
     void fnn_dgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
@@ -46,3 +47,12 @@ def _set_gemm_blocks(size_t mc=0, size_t kc=0, size_t nc=0, size_t tile=0, size_
     fnn_gemm_blocks[2] = nc
     fnn_gemm_blocks[3] = tile
     fnn_gemm_blocks[4] = direct_b
+
+
+def _ukr_rate(int tile=0, size_t k=256, double seconds=0.3):
+    """GFLOP/s of the active float32 micro-kernel with its operands in L1 (tile 0 wide, 1 narrow):
+    the ceiling of the blocked GEMM on one core, for the benchmarks."""
+    cdef double r
+    with nogil:
+        r = fnn_sgemm_ukr_rate(tile, k, seconds)
+    return r

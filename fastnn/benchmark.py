@@ -14,7 +14,8 @@ tables show medians over rounds and fastnn's ratio to each peer measured in the 
   on 60 000 synthetic float32 samples, in fastnn, PyTorch, plain NumPy and scikit-learn (those that
   are installed).  Each worker first checks that its training lowers the loss.  Also reported: the
   fraction of the CPU's FP32 peak that the epoch's exact GEMM work reaches, the peak being measured
-  by fastnn/data/fma_probe.c (FMA throughput per core x cores used) when a C compiler is there.
+  by fastnn/data/fma_probe.c (FMA throughput per core x cores used) when a C compiler is there, and
+  in parentheses the fraction of the micro-kernel's own ceiling (its rate with operands in L1).
 
     python -m fastnn.benchmark gemm [--quick] ...     (or: fastnn bench --only gemm)
     python -m fastnn.benchmark train [--batches 128 --threads 1 --rounds 2] ...
@@ -376,6 +377,13 @@ def peak_per_core():
     return (float(kv["gflops"]), float(kv["ghz"])) if float(kv["gflops"]) > 0 else (None, None)
 
 
+def kernel_ceiling():
+    """GFLOP/s per core of fastnn's float32 micro-kernel with its operands in L1, best of its tiles."""
+    from . import _core
+
+    return max(_core._ukr_rate(tile, 256, 0.3) for tile in (0, 1))
+
+
 def available(lib):
     try:
         __import__(lib)
@@ -406,6 +414,7 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
         if lib not in LIBS:
             raise ValueError(f"--libs: unknown library {lib!r}; expected some of {', '.join(LIBS)}")
     per_core, ghz = peak_per_core()
+    ceiling = kernel_ceiling()
     libs = [lib for lib in libs if available(lib)]
     info = fnn.build_info()
     flop = EXACT_FLOP_PER_SAMPLE * n
@@ -414,11 +423,13 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
     if per_core:
         out(f"FP32 peak {per_core:.1f} GFLOP/s per core, measured by fma_probe.c (independent FMA chains); "
             f"clock {ghz:.2f} GHz if the core has 2 FMA pipes of that width")
+        out(f"micro-kernel ceiling {ceiling:.1f} GFLOP/s per core with its operands in L1 "
+            f"({100 * ceiling / per_core:.0f}% of that peak): no blocked GEMM on this core goes faster")
     out(f"model {'-'.join(map(str, LAYERS))} ReLU, SGD momentum, {n:,} samples; exact GEMM work "
         f"{flop / 1e9:.1f} GFLOP per epoch\n")
     peers = [lib for lib in libs if lib != "fastnn"]
     head = "| threads | batch | " + "".join(f"{lib} s/epoch | " for lib in libs) + \
-        "".join(f"fastnn / {lib} | " for lib in peers) + "fastnn % of peak |"
+        "".join(f"fastnn / {lib} | " for lib in peers) + "fastnn % of peak (of kernel ceiling) |"
     out(head)
     out("|" + "---|" * (head.count("|") - 1))
     rows = []
@@ -437,7 +448,8 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
             frac = "–"
             if per_core and "fastnn" in med:
                 achieved = flop / med["fastnn"] / 1e9
-                frac = f"{100 * achieved / (per_core * th):.0f}% ({achieved:.0f} GFLOP/s)"
+                frac = (f"{100 * achieved / (per_core * th):.0f}% ({100 * achieved / (ceiling * th):.0f}%), "
+                        f"{achieved:.0f} GFLOP/s")
             rows.append({"threads": th, "batch": batch, "seconds": med, "samples": n})
             out(f"| {th} | {batch} | " + "".join(c + " | " for c in cells + ratios) + f"{frac} |")
     out("\nfastnn / peer: fastnn's epoch time over the peer's (below 1: fastnn is faster).")

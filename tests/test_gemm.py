@@ -206,3 +206,9 @@ def test_read_only_inputs(rng):
     a.flags.writeable = False
     b.flags.writeable = False
     assert_close(fnn.ops.gemm(a, b), reference(a, b, False, False), np.float32, 13)
+
+
+def test_micro_kernel_ceiling_probe(simd):
+    """The benchmarks' micro-kernel ceiling runs the active kernel (both tiles) and reports a rate."""
+    for tile in (0, 1):
+        assert _core._ukr_rate(tile, 16, 0.01) > 0
