@@ -21,15 +21,15 @@ typedef PACKT_T PACKT_VU __attribute__((vector_size(PACKT_W * sizeof(PACKT_T)), 
 
 PACKT_ATTR void PACKT_NAME(size_t rows, size_t k, const PACKT_T *FNN_RESTRICT src, size_t ld,
                            PACKT_T *FNN_RESTRICT dst, size_t dstride) {
-#if !defined(__clang__) && defined(__GNUC__) && __GNUC__ < 12 /* no __builtin_shufflevector */
-    if (1) {
-#else
-    if (rows < PACKT_W || k < PACKT_W) {
+#if defined(__clang__) || !defined(__GNUC__) || __GNUC__ >= 12 /* __builtin_shufflevector */
+    if (rows < PACKT_W || k < PACKT_W)
 #endif
+    {
         for (size_t p = 0; p < k; p++)
             for (size_t r = 0; r < rows; r++) dst[p * dstride + r] = src[r * ld + p];
         return;
     }
+#if defined(__clang__) || !defined(__GNUC__) || __GNUC__ >= 12
     for (size_t r0 = 0; r0 < rows; r0 += PACKT_W) {
         if (r0 + PACKT_W > rows) r0 = rows - PACKT_W;
         for (size_t p0 = 0; p0 < k; p0 += PACKT_W) {
@@ -74,6 +74,7 @@ PACKT_ATTR void PACKT_NAME(size_t rows, size_t k, const PACKT_T *FNN_RESTRICT sr
 #endif
         }
     }
+#endif
 }
 
 #undef PACKT_V
