@@ -212,3 +212,20 @@ def test_micro_kernel_ceiling_probe(simd):
     """The benchmarks' micro-kernel ceiling runs the active kernel (both tiles) and reports a rate."""
     for tile in (0, 1):
         assert _core._ukr_rate(tile, 16, 0.01) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leading_dimensions_wider_than_the_operands(simd, threads, rng, dtype):
+    """The C entry point on sub-blocks of wider buffers (lda, ldb, ldc past the operands' widths): every
+    transpose case and packing path reads only the sub-blocks and writes only C's sub-block."""
+    for m, n, k in [(37, 70, 300), (9, 33, 17), (130, 45, 19), (3, 40, 64)]:
+        for ta, tb in TRANS:
+            ar, ac = (k, m) if ta else (m, k)
+            br, bc = (n, k) if tb else (k, n)
+            a = rng.standard_normal((ar, ac + 5)).astype(dtype)
+            b = rng.standard_normal((br, bc + 3)).astype(dtype)
+            c = np.full((m, n + 7), 123.0, dtype)
+            _core.gemm(ta, tb, m, n, k, 1.0, a, ac + 5, b, bc + 3, 0.0, c, n + 7)
+            want = reference(a[:, :ac], b[:, :bc], ta, tb)
+            assert_close(c[:, :n], want, dtype, k)
+            assert (c[:, n:] == 123.0).all()
