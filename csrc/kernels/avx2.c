@@ -1,5 +1,6 @@
-/* avx2.c - GEMM micro-kernels for AVX2 + FMA (256-bit, 16 registers).  Compiled with a target
- * attribute only; chosen at run time when the CPU has AVX2 and FMA.  Empty on other architectures.
+/* avx2.c - GEMM micro-kernels and the transposing pack for AVX2 + FMA (256-bit, 16 registers).
+ * Compiled with a target attribute only; chosen at run time when the CPU has AVX2 and FMA.  Empty on
+ * other architectures.
  * 6 rows x 2 vectors (12 accumulators), or 4 rows when M is a multiple of 4 that 6 would pad. */
 #include "../fnn_impl.h"
 

@@ -1,5 +1,6 @@
-/* avx512.c - GEMM micro-kernels for AVX-512 F/BW/DQ/VL (512-bit, 32 registers).  Compiled with a
- * target attribute only; chosen at run time when the CPU has AVX-512.  Empty on other architectures.
+/* avx512.c - GEMM micro-kernels and the transposing pack for AVX-512 F/BW/DQ/VL (512-bit, 32
+ * registers).  Compiled with a target attribute only; chosen at run time when the CPU has AVX-512.
+ * Empty on other architectures.
  * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad. */
 #include "../fnn_impl.h"
 
@@ -65,7 +66,9 @@
 
 /*                                            mr  nr   mc   kc    nc   narrower tile */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
-                                                  8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512, fnn_spackt_avx512};
+                                                  8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512,
+                                                  fnn_spackt_avx512};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 384, 2048, fnn_dgemm_ukr_avx512_14x16,
-                                                  8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512, fnn_dpackt_avx512};
+                                                  8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512,
+                                                  fnn_dpackt_avx512};
 #endif

@@ -46,10 +46,12 @@ PACKT_ATTR void PACKT_NAME(size_t rows, size_t k, const PACKT_T *FNN_RESTRICT sr
             for (int i = 0; i < 8; i += 4)
                 for (int h = 0; h < 2; h++) {
                     u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-                    u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+                    u[i + 2 * h + 1] =
+                        __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
                 }
             for (int j = 0; j < 4; j++) {
-                *(PACKT_VU *)(d + j * dstride) = __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+                *(PACKT_VU *)(d + j * dstride) =
+                    __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
                 *(PACKT_VU *)(d + (j + 4) * dstride) =
                     __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
             }

@@ -1,5 +1,5 @@
-/* ref.c - the generic GEMM micro-kernels: portable C with 16-byte vectors (SSE2 on x86-64, NEON on
- * aarch64, scalar code elsewhere).  Always compiled and always registered first. */
+/* ref.c - the generic GEMM micro-kernels and transposing pack: portable C with 16-byte vectors (SSE2
+ * on x86-64, NEON on aarch64, scalar code elsewhere).  Always compiled and always registered first. */
 #include "../fnn_impl.h"
 
 #define UKR_VBYTES 16
@@ -52,5 +52,7 @@
 #undef PACKT_NAME
 
 /*                                        mr nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL, fnn_sgemv_ref, fnn_spackt_ref};
-const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL, fnn_dgemv_ref, fnn_dpackt_ref};
+const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL, fnn_sgemv_ref,
+                                               fnn_spackt_ref};
+const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL, fnn_dgemv_ref,
+                                               fnn_dpackt_ref};
