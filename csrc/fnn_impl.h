@@ -54,6 +54,10 @@
 int   fnn_threads_for(size_t work, size_t grain); /* min(num_threads, work / grain), at least 1 */
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
 void  fnn_aligned_free(void *p);
+/* A buffer of at least `bytes` (FNN_ALIGN-aligned) owned by the calling thread, one per slot; it only
+ * grows and lives until the thread ends.  NULL on failure.  Separate slots for users that nest. */
+enum { FNN_TBUF_GEMM, FNN_TBUF_MODEL, FNN_TBUF__COUNT };
+void *fnn_thread_buffer(int slot, size_t bytes);
 
 /* ---- input checks (check.c) ---------------------------------------------- */
 int fnn_sall_finite(const float *x, size_t n); /* 1 if no NaN or Inf among n values */

@@ -7,7 +7,6 @@
 #include "fnn_impl.h"
 
 #include <stdlib.h>
-#include <threads.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -22,38 +21,12 @@
 /* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
 size_t fnn_gemm_blocks[5]; /* mc, kc, nc, tile (1 wide, 2 narrow), direct-B rows + 1 */
 
-/* ---- per-thread packing workspace ----------------------------------------------- */
-typedef struct { void *p; size_t bytes; } workspace;
-static tss_t ws_key;
-static once_flag ws_once = ONCE_FLAG_INIT;
-static int ws_ok;
-
-static void ws_free(void *w) {
-    if (w) { fnn_aligned_free(((workspace *)w)->p); free(w); }
-}
-static void ws_init(void) { ws_ok = tss_create(&ws_key, ws_free) == thrd_success; }
-
-static void *gemm_workspace_bytes(size_t bytes) {
-    call_once(&ws_once, ws_init);
-    if (!ws_ok) return NULL;
-    workspace *w = tss_get(ws_key);
-    if (!w) {
-        w = calloc(1, sizeof *w);
-        if (!w || tss_set(ws_key, w) != thrd_success) { free(w); return NULL; }
-    }
-    if (w->bytes < bytes) {
-        fnn_aligned_free(w->p);
-        w->p = fnn_aligned_alloc(bytes);
-        w->bytes = w->p ? bytes : 0;
-    }
-    return w->p;
-}
-
+/* ---- per-thread packing workspace (repeated shapes allocate nothing) ---------------- */
 static float *fnn_sgemm_workspace(size_t n) {
-    return n > SIZE_MAX / sizeof(float) ? NULL : gemm_workspace_bytes(n * sizeof(float));
+    return n > SIZE_MAX / sizeof(float) ? NULL : fnn_thread_buffer(FNN_TBUF_GEMM, n * sizeof(float));
 }
 static double *fnn_dgemm_workspace(size_t n) {
-    return n > SIZE_MAX / sizeof(double) ? NULL : gemm_workspace_bytes(n * sizeof(double));
+    return n > SIZE_MAX / sizeof(double) ? NULL : fnn_thread_buffer(FNN_TBUF_GEMM, n * sizeof(double));
 }
 
 #define FNN_T float

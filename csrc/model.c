@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <threads.h>
 
 #define FNN_MODEL_CHUNK 1024                 /* rows per pass, at most */
 #define FNN_MODEL_WS_MAX ((size_t)32 << 20)  /* bytes of scratch a pass aims to stay under */
@@ -34,34 +33,6 @@ void fnn_io_set_error(const char *fmt, ...) {
 void fnn_io_clear_error(void) { last_detail[0] = '\0'; }
 
 const char *fnn_last_error_detail(void) { return last_detail; }
-
-/* ---- per-thread scratch ------------------------------------------------------------------------ */
-
-typedef struct { void *p; size_t bytes; } scratch;
-static tss_t scratch_key;
-static once_flag scratch_once = ONCE_FLAG_INIT;
-static int scratch_ok;
-
-static void scratch_free(void *s) {
-    if (s) { fnn_aligned_free(((scratch *)s)->p); free(s); }
-}
-static void scratch_init(void) { scratch_ok = tss_create(&scratch_key, scratch_free) == thrd_success; }
-
-static void *thread_scratch(size_t bytes) {
-    call_once(&scratch_once, scratch_init);
-    if (!scratch_ok) return NULL;
-    scratch *s = tss_get(scratch_key);
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s || tss_set(scratch_key, s) != thrd_success) { free(s); return NULL; }
-    }
-    if (s->bytes < bytes) {
-        fnn_aligned_free(s->p);
-        s->p = fnn_aligned_alloc(bytes);
-        s->bytes = s->p ? bytes : 0;
-    }
-    return s->p;
-}
 
 /* ---- forward, per dtype ----------------------------------------------------------------------- */
 
@@ -102,7 +73,7 @@ static int model_run(const fnn_model *m, const void *x, size_t rows, void *out, 
     const int dbl = m->dtype == (int)sizeof(double), convert = dbl && !native;
     size_t bytes, chunk = model_chunk(m, rows, convert, &bytes);
     _Alignas(FNN_ALIGN) unsigned char stack[FNN_MODEL_STACK];
-    void *ws = bytes <= sizeof stack ? (void *)stack : thread_scratch(bytes);
+    void *ws = bytes <= sizeof stack ? (void *)stack : fnn_thread_buffer(FNN_TBUF_MODEL, bytes);
     if (!ws) {
         fnn_io_set_error("fnn_model_predict: out of memory for %zu bytes of scratch", bytes);
         return FNN_ERR_NOMEM;

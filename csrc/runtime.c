@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -150,3 +151,36 @@ void *fnn_aligned_alloc(size_t bytes) {
 }
 
 void fnn_aligned_free(void *p) { free(p); }
+
+/* ---- per-thread buffers ------------------------------------------------------- */
+/* One key for all slots: each calling thread owns FNN_TBUF__COUNT buffers that only grow (freed
+ * when the thread ends), so that calls repeating the same sizes allocate nothing. */
+typedef struct { void *p; size_t bytes; } tbuf;
+static tss_t tbuf_key;
+static once_flag tbuf_once = ONCE_FLAG_INIT;
+static int tbuf_ok;
+
+static void tbuf_free(void *v) {
+    tbuf *b = v;
+    if (!b) return;
+    for (int i = 0; i < FNN_TBUF__COUNT; i++) fnn_aligned_free(b[i].p);
+    free(b);
+}
+static void tbuf_init(void) { tbuf_ok = tss_create(&tbuf_key, tbuf_free) == thrd_success; }
+
+void *fnn_thread_buffer(int slot, size_t bytes) {
+    if (slot < 0 || slot >= FNN_TBUF__COUNT) return NULL;
+    call_once(&tbuf_once, tbuf_init);
+    if (!tbuf_ok) return NULL;
+    tbuf *b = tss_get(tbuf_key);
+    if (!b) {
+        b = calloc(FNN_TBUF__COUNT, sizeof *b);
+        if (!b || tss_set(tbuf_key, b) != thrd_success) { free(b); return NULL; }
+    }
+    if (b[slot].bytes < bytes) {
+        fnn_aligned_free(b[slot].p);
+        b[slot].p = fnn_aligned_alloc(bytes);
+        b[slot].bytes = b[slot].p ? bytes : 0;
+    }
+    return b[slot].p;
+}
