@@ -4,6 +4,7 @@
  *   act_backward  dx = dy * act'(x)                x, y = act(x), dy, dx: rows x cols; dx may equal dy
  *   bias_add      y[i][j] += bias[j]               y: rows x cols, bias: cols
  *   colsum        out[j] = beta*out[j] + sum_i x[i][j]   (out not read when beta == 0)
+ *   act_backward_from_output   g *= act'(x) given only y = act(x) (training keeps no input then)
  *
  * Formulas (alpha is the activation's parameter):
  *   linear      x                                  1
@@ -142,7 +143,7 @@ static void FNN_FN(log_softmax_bwd_row)(const T *y, const T *dy, T *dx, size_t n
 void FNN_FN(act_forward)(int act, T alpha, const T *x, T *y, size_t rows, size_t cols, int nt) {
     size_t n = rows * cols;
     if (n == 0 || (act == FNN_ACT_LINEAR && x == y)) return;
-    nt = act_threads(n, nt);
+    nt = fnn_threads_for(n, FNN_ACT_GRAIN, nt);
     if (FNN_ACT_IS_ROWWISE(act)) {
         int soft = act == FNN_ACT_SOFTMAX;
         FNN_PARALLEL_FOR(i, rows, {
@@ -164,7 +165,7 @@ void FNN_FN(act_backward)(int act, T alpha, const T *x, const T *y, const T *dy,
                           size_t cols, int nt) {
     size_t n = rows * cols;
     if (n == 0 || (act == FNN_ACT_LINEAR && dx == dy)) return;
-    nt = act_threads(n, nt);
+    nt = fnn_threads_for(n, FNN_ACT_GRAIN, nt);
     if (FNN_ACT_IS_ROWWISE(act)) {
         int soft = act == FNN_ACT_SOFTMAX;
         FNN_PARALLEL_FOR(i, rows, {
@@ -181,9 +182,38 @@ void FNN_FN(act_backward)(int act, T alpha, const T *x, const T *y, const T *dy,
     });
 }
 
+/* g *= act'(x) from y = act(x) alone (fnn_act_grad_from_output says for which activations). */
+static void FNN_FN(act_bwd_out_n)(int act, T alpha, const T *FNN_RESTRICT y, T *FNN_RESTRICT g, size_t n) {
+    switch (act) {
+    case FNN_ACT_RELU:
+        for (size_t i = 0; i < n; i++) g[i] = y[i] > 0 ? g[i] : (T)0;
+        break;
+    case FNN_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++) g[i] = y[i] > 0 ? g[i] : alpha * g[i];
+        break;
+    case FNN_ACT_ELU: /* x <= 0: y = alpha (e^x - 1), y' = alpha e^x = y + alpha */
+        for (size_t i = 0; i < n; i++) g[i] = y[i] > 0 ? g[i] : g[i] * (y[i] + alpha);
+        break;
+    case FNN_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) g[i] *= y[i] * (1 - y[i]);
+        break;
+    case FNN_ACT_TANH:
+        for (size_t i = 0; i < n; i++) g[i] *= 1 - y[i] * y[i];
+        break;
+    default: /* linear */
+        break;
+    }
+}
+
+void FNN_FN(act_backward_from_output)(int act, T alpha, const T *y, T *g, size_t n, int nt) {
+    if (act == FNN_ACT_LINEAR || n == 0) return;
+    nt = fnn_threads_for(n, FNN_ACT_GRAIN, nt);
+    FNN_PARALLEL_RANGES(lo, hi, n, { FNN_FN(act_bwd_out_n)(act, alpha, y + lo, g + lo, hi - lo); });
+}
+
 void FNN_FN(bias_add)(T *y, const T *bias, size_t rows, size_t cols, int nt) {
     if (rows == 0 || cols == 0) return;
-    nt = act_threads(rows * cols, nt);
+    nt = fnn_threads_for(rows * cols, FNN_ACT_GRAIN, nt);
     FNN_PARALLEL_FOR(i, rows, {
         T *FNN_RESTRICT yi = y + (size_t)i * cols;
         const T *FNN_RESTRICT b = bias;
@@ -194,7 +224,7 @@ void FNN_FN(bias_add)(T *y, const T *bias, size_t rows, size_t cols, int nt) {
 void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt) {
     if (cols == 0) return;
     long nblk = (long)((cols + FNN_COLSUM_BLOCK - 1) / FNN_COLSUM_BLOCK);
-    nt = act_threads(rows * cols, nt);
+    nt = fnn_threads_for(rows * cols, FNN_ACT_GRAIN, nt);
     if (nt > nblk) nt = (int)nblk;
     FNN_PARALLEL_FOR(b, nblk, {
         size_t j0 = (size_t)b * FNN_COLSUM_BLOCK;

@@ -37,21 +37,49 @@
 #define FNN_PARALLEL_FOR(I, N, ...)                                                                \
     do {                                                                                           \
         if (nt <= 1) {                                                                             \
-            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                              \
+            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                       \
         } else {                                                                                   \
             _Pragma("omp parallel for num_threads(nt) schedule(static)")                           \
-            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                              \
+            for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                       \
         }                                                                                          \
     } while (0)
 #else
-#define FNN_PARALLEL_FOR(I, N, ...)                                                               \
+#define FNN_PARALLEL_FOR(I, N, ...)                                                                \
     do {                                                                                           \
-        for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                                  \
+        for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                           \
+    } while (0)
+#endif
+
+/* { ... } (the body, the last argument) run once per thread on [LO, HI), the k-th of `nt` contiguous
+ * ranges of [0, N).  The bounds depend on nt: only for elementwise work, whose results do not
+ * depend on the range an element falls in.  With nt <= 1, one range and no OpenMP region. */
+#ifdef _OPENMP
+#define FNN_PARALLEL_RANGES(LO, HI, N, ...)                                                        \
+    do {                                                                                           \
+        if (nt <= 1) {                                                                             \
+            const size_t LO = 0, HI = (size_t)(N);                                                 \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")                           \
+            for (int k_ = 0; k_ < nt; k_++) {                                                      \
+                const size_t LO = (size_t)(N) * (size_t)k_ / (size_t)nt;                           \
+                const size_t HI = (size_t)(N) * (size_t)(k_ + 1) / (size_t)nt;                     \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+#else
+#define FNN_PARALLEL_RANGES(LO, HI, N, ...)                                                        \
+    do {                                                                                           \
+        const size_t LO = 0, HI = (size_t)(N);                                                     \
+        __VA_ARGS__                                                                                \
     } while (0)
 #endif
 
 /* ---- runtime: threads, SIMD, memory (runtime.c) ------------------------- */
-int   fnn_threads_for(size_t work, size_t grain); /* min(num_threads, work / grain), at least 1 */
+/* The threads worth starting for `work` units at `grain` units per thread at least: min(nt, work /
+ * grain), at least 1.  The one rule every kernel uses to go serial on small work. */
+int   fnn_threads_for(size_t work, size_t grain, int nt);
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
 void  fnn_aligned_free(void *p);
 /* A buffer of at least `bytes` (FNN_ALIGN-aligned) owned by the calling thread, one per slot; it only
@@ -63,7 +91,9 @@ void *fnn_thread_buffer(int slot, size_t bytes);
 int fnn_sall_finite(const float *x, size_t n); /* 1 if no NaN or Inf among n values */
 int fnn_dall_finite(const double *x, size_t n);
 
-/* ---- activations --------------------------------------------------------- */
+/* ---- activations (act.c) -------------------------------------------------------------------------
+ * The codes are private to the library; names cross every boundary (files, Python) through
+ * fnn_act_name/fnn_act_from_name, so the order of this enum may change without breaking anything. */
 enum fnn_act {
     FNN_ACT_LINEAR = 0,
     FNN_ACT_RELU,
@@ -74,13 +104,17 @@ enum fnn_act {
     FNN_ACT_GELU,       /* exact (erf) form */
     FNN_ACT_SILU,
     FNN_ACT_SOFTMAX,    /* row-wise */
-    FNN_ACT_LOG_SOFTMAX,/* row-wise */
+    FNN_ACT_LOG_SOFTMAX,/* row-wise; a kernel of fnn.ops, not a layer activation */
     FNN_ACT__COUNT
 };
 /* Elementwise activations need only the input; softmax/log_softmax are row-wise. */
 #define FNN_ACT_IS_ROWWISE(a) ((a) == FNN_ACT_SOFTMAX || (a) == FNN_ACT_LOG_SOFTMAX)
+const char *fnn_act_name(int act);        /* "relu", ...; NULL for a code out of range */
+int fnn_act_from_name(const char *name);  /* the code, or -1 */
+double fnn_act_default_alpha(int act);    /* leaky_relu 0.01, elu 1, others 0 */
+int fnn_act_is_layer(int act);            /* may a layer use it (every activation but log_softmax)? */
 
-/* ---- losses ---------------------------------------------------------------- */
+/* ---- losses (loss.c) ------------------------------------------------------------------------------ */
 enum fnn_loss {
     FNN_LOSS_CROSS_ENTROPY = 0, /* softmax fused; int labels or probability targets */
     FNN_LOSS_BCE,               /* sigmoid fused, mean over every element */
@@ -89,41 +123,61 @@ enum fnn_loss {
     FNN_LOSS_HUBER,             /* delta */
     FNN_LOSS__COUNT
 };
+const char *fnn_loss_name(int loss);      /* "cross_entropy", ...; NULL out of range */
+int fnn_loss_from_name(const char *name); /* the code, or -1 */
+int fnn_loss_link(int loss);              /* the activation predict applies: softmax, sigmoid or linear */
 
-/* ---- per-dtype kernels ----------------------------------------------------- */
-#define FNN_DECLARE_KERNELS(T, P)                                                                    \
-    /* GEMM with an optional fused epilogue applied to each finished tile of C:                      \
-     *   C = act(alpha*op(A)*op(B) + beta*C + bias)   (bias: n values or NULL; act elementwise)       \
-     * ta/tb: 0 = as stored, 1 = transposed.  nt: threads.  Deterministic for any nt. */             \
-    void fnn_##P##gemm_ex(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a,         \
-                          size_t lda, const T *b, size_t ldb, T beta, T *c, size_t ldc,               \
-                          const T *bias, int act, T act_alpha, int nt);                               \
-    /* Naive triple loop, the test oracle. */                                                        \
-    void fnn_##P##gemm_ref(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a,        \
-                           size_t lda, const T *b, size_t ldb, T beta, T *c, size_t ldc);            \
-    /* y = act(x) over rows x cols (contiguous).  Row-wise for softmax/log_softmax. y may equal x. */ \
-    void fnn_##P##act_forward(int act, T alpha, const T *x, T *y, size_t rows, size_t cols, int nt); \
-    /* dx = dy * act'(x), given the input x and the output y = act(x) (both always passed).          \
-     * For softmax/log_softmax the row-wise vector-Jacobian product.  dx may equal dy. */            \
-    void fnn_##P##act_backward(int act, T alpha, const T *x, const T *y, const T *dy, T *dx,         \
-                               size_t rows, size_t cols, int nt);                                    \
-    /* y[i][j] += bias[j] */                                                                         \
-    void fnn_##P##bias_add(T *y, const T *bias, size_t rows, size_t cols, int nt);                   \
-    /* out[j] = beta*out[j] + sum_i x[i][j], summed in row order (deterministic for any nt). */      \
-    void fnn_##P##colsum(const T *x, size_t rows, size_t cols, T beta, T *out, int nt);              \
-    /* Fused loss and gradient in one pass over rows x cols predictions.                             \
-     *   labels: int class per row (cross-entropy only) or NULL; target: rows x cols or NULL.        \
-     *   sample_w: per-row weights or NULL (= 1).  param: huber delta.                               \
-     *   Returns sum_i w_i * loss_i, where loss_i is the row's loss (cross-entropy: summed over       \
-     *   classes; bce/mse/mae/huber: mean over the row's cols).                                      \
-     *   If grad != NULL: grad = grad_scale * w_i * d loss_i / d pred (pred = logits for ce/bce).    \
-     *   Summation order is fixed (serial over rows). */                                            \
-    double fnn_##P##loss(int loss, const T *pred, const int64_t *labels, const T *target,            \
-                         const T *sample_w, size_t rows, size_t cols, T param, T grad_scale,          \
-                         T *grad);
+/* ---- per-dtype kernels --------------------------------------------------------------------------
+ * Each exists for float (fnn_s...) and double (fnn_d...), from one body (*_t.h) per file. */
 
-FNN_DECLARE_KERNELS(float, s)
-FNN_DECLARE_KERNELS(double, d)
+/* GEMM with an optional fused epilogue applied to each finished tile of C (gemm.c):
+ *   C = act(alpha*op(A)*op(B) + beta*C + bias)   (bias: n values or NULL; act elementwise)
+ * ta/tb: 0 = as stored, 1 = transposed.  nt: threads.  Deterministic for any nt. */
+void fnn_sgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc, const float *bias, int act,
+                  float act_alpha, int nt);
+void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
+                  const double *b, size_t ldb, double beta, double *c, size_t ldc, const double *bias, int act,
+                  double act_alpha, int nt);
+/* The naive triple loop: the test oracle, and the fallback when packing buffers cannot be had. */
+void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                   const float *b, size_t ldb, float beta, float *c, size_t ldc);
+void fnn_dgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
+                   const double *b, size_t ldb, double beta, double *c, size_t ldc);
+
+/* y = act(x) over rows x cols (contiguous), row-wise for softmax/log_softmax; y may equal x (act.c). */
+void fnn_sact_forward(int act, float alpha, const float *x, float *y, size_t rows, size_t cols, int nt);
+void fnn_dact_forward(int act, double alpha, const double *x, double *y, size_t rows, size_t cols, int nt);
+/* dx = dy * act'(x), given the input x and the output y = act(x) (both always passed); for
+ * softmax/log_softmax the row-wise vector-Jacobian product.  dx may equal dy. */
+void fnn_sact_backward(int act, float alpha, const float *x, const float *y, const float *dy, float *dx,
+                       size_t rows, size_t cols, int nt);
+void fnn_dact_backward(int act, double alpha, const double *x, const double *y, const double *dy, double *dx,
+                       size_t rows, size_t cols, int nt);
+/* g[0, n) *= act'(x) in place from the output y = act(x) alone, for the elementwise activations whose
+ * derivative is a function of the output (relu, sigmoid, tanh; leaky_relu and elu with alpha >= 0);
+ * fnn_act_grad_from_output(act, alpha) says which. */
+int fnn_act_grad_from_output(int act, double alpha);
+void fnn_sact_backward_from_output(int act, float alpha, const float *y, float *g, size_t n, int nt);
+void fnn_dact_backward_from_output(int act, double alpha, const double *y, double *g, size_t n, int nt);
+/* y[i][j] += bias[j] */
+void fnn_sbias_add(float *y, const float *bias, size_t rows, size_t cols, int nt);
+void fnn_dbias_add(double *y, const double *bias, size_t rows, size_t cols, int nt);
+/* out[j] = beta*out[j] + sum_i x[i][j], summed in row order (deterministic for any nt). */
+void fnn_scolsum(const float *x, size_t rows, size_t cols, float beta, float *out, int nt);
+void fnn_dcolsum(const double *x, size_t rows, size_t cols, double beta, double *out, int nt);
+
+/* Fused loss and gradient in one pass over rows x cols predictions (loss.c).
+ *   labels: int class per row (cross-entropy only) or NULL; target: rows x cols or NULL.
+ *   sample_w: per-row weights or NULL (= 1).  param: huber delta.
+ *   Returns sum_i w_i * loss_i, where loss_i is the row's loss (cross-entropy: summed over
+ *   classes; bce/mse/mae/huber: mean over the row's cols).
+ *   If grad != NULL: grad = grad_scale * w_i * d loss_i / d pred (pred = logits for ce/bce).
+ *   Summation order is fixed (serial over rows). */
+double fnn_sloss(int loss, const float *pred, const int64_t *labels, const float *target, const float *sample_w,
+                 size_t rows, size_t cols, float param, float grad_scale, float *grad);
+double fnn_dloss(int loss, const double *pred, const int64_t *labels, const double *target,
+                 const double *sample_w, size_t rows, size_t cols, double param, double grad_scale, double *grad);
 
 /* ---- GEMM micro-kernel registry (gemm.c, kernels/) ------------------------
  * A micro-kernel computes one full MR x NR tile:  C = alpha * Apanel * Bpanel + beta*C,

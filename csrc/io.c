@@ -12,9 +12,11 @@
  * size has been bounded by the file's own length; the JSON parser (json.c) bounds depth and count.
  * The checks run in order: container (sizes, header JSON, tensor entries, tiling of the data
  * section), metadata (format, schema version), architecture, then tensors against architecture.
- * The first failure is reported with a specific message (fnn_last_error_detail) and its code.
+ * The first failure is reported with a specific message (fnn_last_error_detail, the thread's error
+ * channel, which lives here) and its code.  A model that passes is planned by the engine's own plan
+ * function (plan.c), as a training net is.
  */
-#include "io.h"
+#include "model.h"
 #include "json.h"
 
 #include <errno.h>
@@ -28,7 +30,22 @@
 #define FNN_HAVE_FSTAT 1
 #endif
 
-/* ---- errors --------------------------------------------------------------------------------- */
+/* ---- errors ---------------------------------------------------------------------------------
+ * Each check that fails writes one message into the reader's context; the entry points hand it to the
+ * calling thread's error channel, which fnn_last_error_detail reads (every fnn_model_* call sets it). */
+
+static _Thread_local char last_detail[512];
+
+void fnn_io_set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_detail, sizeof last_detail, fmt, ap);
+    va_end(ap);
+}
+
+void fnn_io_clear_error(void) { last_detail[0] = '\0'; }
+
+const char *fnn_last_error_detail(void) { return last_detail; }
 
 typedef struct {
     char msg[512];
@@ -50,46 +67,7 @@ static int fail(ctx *c, int rc, const char *fmt, ...) {
     return rc;
 }
 
-/* `s` (len bytes) for a message: printable ASCII kept, other bytes escaped, cut after 60. */
-static const char *quoted(char *buf, size_t cap, const char *s, size_t len) {
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 8 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (i == 60) { o += (size_t)snprintf(buf + o, cap - o, "..."); break; }
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') buf[o++] = (char)ch;
-        else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
-    }
-    buf[o < cap ? o : cap - 1] = '\0';
-    return buf;
-}
-#define Q(buf, s, len) quoted(buf, sizeof buf, s, len)
-
-/* ---- names ------------------------------------------------------------------------------------- */
-
-static const char *const act_names[FNN_ACT__COUNT] = {
-    [FNN_ACT_LINEAR] = "linear", [FNN_ACT_RELU] = "relu", [FNN_ACT_LEAKY_RELU] = "leaky_relu",
-    [FNN_ACT_ELU] = "elu", [FNN_ACT_SIGMOID] = "sigmoid", [FNN_ACT_TANH] = "tanh", [FNN_ACT_GELU] = "gelu",
-    [FNN_ACT_SILU] = "silu", [FNN_ACT_SOFTMAX] = "softmax", [FNN_ACT_LOG_SOFTMAX] = "log_softmax"};
-
-int fnn_act_from_name(const char *name) {
-    for (int a = 0; a < FNN_ACT__COUNT; a++)
-        if (a != FNN_ACT_LOG_SOFTMAX && act_names[a] && strcmp(name, act_names[a]) == 0) return a;
-    return -1; /* log_softmax is a kernel, not a layer activation of the public API */
-}
-
-const char *fnn_act_name(int act) { return act >= 0 && act < FNN_ACT__COUNT ? act_names[act] : NULL; }
-
-static const char *const loss_names[FNN_LOSS__COUNT] = {
-    [FNN_LOSS_CROSS_ENTROPY] = "cross_entropy", [FNN_LOSS_BCE] = "binary_cross_entropy",
-    [FNN_LOSS_MSE] = "mse", [FNN_LOSS_MAE] = "mae", [FNN_LOSS_HUBER] = "huber"};
-
-int fnn_loss_from_name(const char *name) {
-    for (int l = 0; l < FNN_LOSS__COUNT; l++)
-        if (strcmp(name, loss_names[l]) == 0) return l;
-    return -1;
-}
-
-const char *fnn_loss_name(int loss) { return loss >= 0 && loss < FNN_LOSS__COUNT ? loss_names[loss] : NULL; }
+#define Q(buf, s, len) fnn_json_quote(buf, sizeof buf, s, len)
 
 /* ---- the container --------------------------------------------------------------------------- */
 
@@ -312,6 +290,23 @@ typedef struct {
     int lenient; /* a newer minor schema: unknown keys are ignored */
 } arch_reader;
 
+/* What the architecture says, before the tensors are attached and the plan is made. */
+typedef struct {
+    size_t n_in;
+    int dtype;            /* 4 or 8 */
+    int loss;             /* enum fnn_loss or -1 */
+    double loss_param;
+    int nl;
+    fnn_layer_desc *L;    /* nl descriptors (offsets set by attach_tensors) */
+    char **names;         /* nl names, NULL where none */
+} arch;
+
+static void arch_free(arch *a) {
+    for (int l = 0; a->names && l < a->nl; l++) free(a->names[l]);
+    free(a->names);
+    free(a->L);
+}
+
 static int arch_number(arch_reader *r, const fnn_json_node *n, const char *where, double lo, int lo_open, double hi,
                        int hi_open, double *out) {
     double v;
@@ -355,13 +350,13 @@ static int layer_key_ok(int kind, const char *key) {
     static const char *const dense[] = {"type", "units", "activation", "alpha", "use_bias", "l1", "l2", "trainable", "name", NULL};
     static const char *const dropout[] = {"type", "p", "trainable", "name", NULL};
     static const char *const act[] = {"type", "activation", "alpha", "trainable", "name", NULL};
-    const char *const *keys = kind == FNN_MODEL_DENSE ? dense : kind == FNN_MODEL_DROPOUT ? dropout : act;
+    const char *const *keys = kind == FNN_LAYER_DENSE ? dense : kind == FNN_LAYER_DROPOUT ? dropout : act;
     for (; *keys; keys++)
         if (strcmp(*keys, key) == 0) return 1;
     return 0;
 }
 
-static int parse_activation(arch_reader *r, const fnn_json_node *layer, const char *where, fnn_model_layer *L,
+static int parse_activation(arch_reader *r, const fnn_json_node *layer, const char *where, fnn_layer_desc *L,
                             int required) {
     char q[256], w[96];
     const fnn_json_node *a = fnn_json_get(r->doc, layer, "activation");
@@ -370,36 +365,29 @@ static int parse_activation(arch_reader *r, const fnn_json_node *layer, const ch
         if (required) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no activation", where);
     } else if (a->type != FNN_JSON_STRING) {
         return fail(r->c, FNN_ERR_FORMAT, "architecture: %s activation is not a string", where);
-    } else if ((L->act = fnn_act_from_name(a->str)) < 0) {
+    } else if (!fnn_act_is_layer(L->act = fnn_act_from_name(a->str))) {
         return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown activation \"%s\"", where,
                     Q(q, a->str, a->len));
     }
     const fnn_json_node *al = fnn_json_get(r->doc, layer, "alpha");
-    L->act_alpha = L->act == FNN_ACT_LEAKY_RELU ? 0.01 : L->act == FNN_ACT_ELU ? 1.0 : 0.0;
-    L->has_alpha = 0;
+    L->act_alpha = fnn_act_default_alpha(L->act);
     if (al && al->type != FNN_JSON_NULL) {
         double v;
         snprintf(w, sizeof w, "%s alpha", where);
         if (arch_number(r, al, w, -HUGE_VAL, 0, HUGE_VAL, 0, &v)) return r->c->rc;
-        if (L->act == FNN_ACT_LEAKY_RELU || L->act == FNN_ACT_ELU) {
-            L->act_alpha = v;
-            L->has_alpha = 1;
-        }
+        if (L->act == FNN_ACT_LEAKY_RELU || L->act == FNN_ACT_ELU) L->act_alpha = v;
     }
     return 0;
 }
 
-static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t width, fnn_model_layer *L) {
+static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t width, fnn_layer_desc *L, char **name) {
     char where[64], w[96], q[256];
     snprintf(where, sizeof where, "layers[%d]", i);
     if (n->type != FNN_JSON_OBJECT) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not an object", where);
     const fnn_json_node *type = fnn_json_get(r->doc, n, "type");
     if (!type) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no type", where);
     if (type->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s type is not a string", where);
-    if (strcmp(type->str, "dense") == 0) L->kind = FNN_MODEL_DENSE;
-    else if (strcmp(type->str, "dropout") == 0) L->kind = FNN_MODEL_DROPOUT;
-    else if (strcmp(type->str, "activation") == 0) L->kind = FNN_MODEL_ACTIVATION;
-    else return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown type \"%s\"", where, Q(q, type->str, type->len));
+    if ((L->kind = fnn_layer_kind_from_name(type->str)) < 0) return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown type \"%s\"", where, Q(q, type->str, type->len));
     for (const fnn_json_node *m = fnn_json_child(r->doc, n); m; m = fnn_json_next(r->doc, m))
         if (!r->lenient && !layer_key_ok(L->kind, m->key))
             return fail(r->c, FNN_ERR_FORMAT, "architecture: %s (%s) has an unknown key \"%s\"", where, type->str,
@@ -414,10 +402,10 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
     }
     if ((v = fnn_json_get(r->doc, n, "name")) && v->type != FNN_JSON_NULL) {
         if (v->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s name is not a string", where);
-        if (!(L->name = dup_str(v->str, v->len))) return fail(r->c, FNN_ERR_NOMEM, "out of memory");
+        if (!(*name = dup_str(v->str, v->len))) return fail(r->c, FNN_ERR_NOMEM, "out of memory");
     }
     switch (L->kind) {
-    case FNN_MODEL_DENSE:
+    case FNN_LAYER_DENSE:
         if (!(v = fnn_json_get(r->doc, n, "units"))) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no units", where);
         snprintf(w, sizeof w, "%s units", where);
         if (arch_size(r, v, w, &L->out)) return r->c->rc;
@@ -436,7 +424,7 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
             if (arch_number(r, v, w, 0, 0, HUGE_VAL, 0, &L->l2)) return r->c->rc;
         }
         break;
-    case FNN_MODEL_DROPOUT:
+    case FNN_LAYER_DROPOUT:
         if (!(v = fnn_json_get(r->doc, n, "p"))) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no p", where);
         snprintf(w, sizeof w, "%s p", where);
         if (arch_number(r, v, w, 0, 0, 1, 1, &L->p)) return r->c->rc;
@@ -448,7 +436,7 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
     return 0;
 }
 
-static int parse_architecture(ctx *c, fnn_model *m, const char *text, size_t len, int lenient) {
+static int parse_architecture(ctx *c, arch *m, const char *text, size_t len, int lenient) {
     fnn_json doc;
     char jerr[256];
     int rc = fnn_json_parse(&doc, text, len, jerr, sizeof jerr);
@@ -488,7 +476,7 @@ static int parse_architecture(ctx *c, fnn_model *m, const char *text, size_t len
     m->loss_param = 1.0;
     if ((v = fnn_json_get(&doc, root, "huber_delta")) && v->type != FNN_JSON_NULL)
         if (arch_number(&r, v, "huber_delta", 0, 1, HUGE_VAL, 0, &m->loss_param)) goto done;
-    m->link = m->loss == FNN_LOSS_CROSS_ENTROPY ? FNN_ACT_SOFTMAX : m->loss == FNN_LOSS_BCE ? FNN_ACT_SIGMOID : FNN_ACT_LINEAR;
+    const int want_link = m->loss < 0 ? FNN_ACT_LINEAR : fnn_loss_link(m->loss);
     if ((v = fnn_json_get(&doc, root, "link")) && v->type != FNN_JSON_NULL) {
         if (v->type != FNN_JSON_STRING) { fail(c, FNN_ERR_FORMAT, "architecture: link is not a string"); goto done; }
         int link = fnn_act_from_name(v->str);
@@ -496,9 +484,9 @@ static int parse_architecture(ctx *c, fnn_model *m, const char *text, size_t len
             fail(c, FNN_ERR_FORMAT, "architecture: link \"%s\" (expected softmax, sigmoid or linear)", Q(q, v->str, v->len));
             goto done;
         }
-        if (link != m->link) {
+        if (link != want_link) {
             fail(c, FNN_ERR_FORMAT, "architecture: link \"%s\" does not match loss %s (its link is %s)", v->str,
-                 m->loss < 0 ? "null" : fnn_loss_name(m->loss), fnn_act_name(m->link));
+                 m->loss < 0 ? "null" : fnn_loss_name(m->loss), fnn_act_name(want_link));
             goto done;
         }
     }
@@ -510,19 +498,16 @@ static int parse_architecture(ctx *c, fnn_model *m, const char *text, size_t len
         fail(c, FNN_ERR_FORMAT, "architecture: %u layers (expected 1 to %d)", (unsigned)layers->count, FNN_IO_MAX_LAYERS);
         goto done;
     }
-    m->layers = calloc(layers->count, sizeof *m->layers);
-    if (!m->layers) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
-    m->n_layers = (int)layers->count;
+    m->L = calloc(layers->count, sizeof *m->L);
+    m->names = calloc(layers->count, sizeof *m->names);
+    if (!m->L || !m->names) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
+    m->nl = (int)layers->count;
     size_t width = m->n_in;
-    m->max_width = width;
     int i = 0;
     for (const fnn_json_node *n = fnn_json_child(&doc, layers); n; n = fnn_json_next(&doc, n), i++) {
-        if (parse_layer(&r, n, i, width, &m->layers[i])) goto done;
-        width = m->layers[i].out;
-        if (width > m->max_width) m->max_width = width;
+        if (parse_layer(&r, n, i, width, &m->L[i], &m->names[i])) goto done;
+        width = m->L[i].out;
     }
-    m->n_out = width;
-    if (!(m->arch_json = dup_str(text, len))) fail(c, FNN_ERR_NOMEM, "out of memory");
 done:
     fnn_json_free(&doc);
     return c->rc;
@@ -559,15 +544,17 @@ static void store_le(void *dst, const unsigned char *src, size_t n, size_t elem)
 #endif
 }
 
-static int attach_tensors(ctx *c, fnn_model *m, const container *f) {
-    const tensor **w = calloc((size_t)m->n_layers * 2, sizeof *w); /* [2l] weight, [2l+1] bias */
+/* Check every tensor against the architecture, set the layers' offsets and copy the tensors into one
+ * parameter buffer (*params, n_params values). */
+static int attach_tensors(ctx *c, arch *m, const container *f, void **params, size_t *n_params_out) {
+    const tensor **w = calloc((size_t)m->nl * 2, sizeof *w); /* [2l] weight, [2l+1] bias */
     if (!w) return fail(c, FNN_ERR_NOMEM, "out of memory");
     char q[256];
     for (size_t i = 0; i < f->n_t && !c->rc; i++) {
         const tensor *t = &f->t[i];
         int l, is_bias;
-        if (param_name(t->name, t->name_len, &l, &is_bias) || l >= m->n_layers || m->layers[l].kind != FNN_MODEL_DENSE ||
-            (is_bias && !m->layers[l].use_bias)) {
+        if (param_name(t->name, t->name_len, &l, &is_bias) || l >= m->nl || m->L[l].kind != FNN_LAYER_DENSE ||
+            (is_bias && !m->L[l].use_bias)) {
             fail(c, FNN_ERR_FORMAT, "unexpected tensor \"%s\": the architecture has no such parameter",
                  Q(q, t->name, t->name_len));
             break;
@@ -575,9 +562,9 @@ static int attach_tensors(ctx *c, fnn_model *m, const container *f) {
         w[2 * l + is_bias] = t;
     }
     size_t n_params = 0;
-    for (int l = 0; l < m->n_layers && !c->rc; l++) {
-        fnn_model_layer *L = &m->layers[l];
-        if (L->kind != FNN_MODEL_DENSE) continue;
+    for (int l = 0; l < m->nl && !c->rc; l++) {
+        fnn_layer_desc *L = &m->L[l];
+        if (L->kind != FNN_LAYER_DENSE) continue;
         for (int b = 0; b <= L->use_bias && !c->rc; b++) {
             const tensor *t = w[2 * l + b];
             const char *what = b ? "bias" : "weight";
@@ -611,43 +598,21 @@ static int attach_tensors(ctx *c, fnn_model *m, const container *f) {
         }
     }
     if (!c->rc) {
-        m->n_params = n_params;
-        m->params = fnn_aligned_alloc(n_params * (size_t)m->dtype);
-        if (!m->params) fail(c, FNN_ERR_NOMEM, "out of memory for %zu parameters", n_params);
+        *n_params_out = n_params;
+        *params = fnn_aligned_alloc(n_params * (size_t)m->dtype);
+        if (!*params) fail(c, FNN_ERR_NOMEM, "out of memory for %zu parameters", n_params);
     }
-    for (int l = 0; l < m->n_layers && !c->rc; l++) {
-        const fnn_model_layer *L = &m->layers[l];
-        for (int b = 0; L->kind == FNN_MODEL_DENSE && b <= L->use_bias; b++) {
+    for (int l = 0; l < m->nl && !c->rc; l++) {
+        const fnn_layer_desc *L = &m->L[l];
+        for (int b = 0; L->kind == FNN_LAYER_DENSE && b <= L->use_bias; b++) {
             const tensor *t = w[2 * l + b];
             size_t off = b ? L->b_off : L->w_off;
-            store_le((char *)m->params + off * (size_t)m->dtype, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem),
+            store_le((char *)*params + off * (size_t)m->dtype, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem),
                      t->elem);
         }
     }
     free(w);
     return c->rc;
-}
-
-/* ---- the inference plan ------------------------------------------------------------------------- */
-
-/* As the training engine plans a network (net_t.h): Activation layers fold into a linear Dense
- * directly below them; a final softmax (cross-entropy) or sigmoid (binary cross-entropy) merges
- * into the link, so that predict applies it once. */
-void fnn_model_plan(fnn_model *m) {
-    const fnn_model_layer *L = m->layers;
-    for (int l = 0; l < m->n_layers; l++) {
-        m->act[l] = L[l].kind == FNN_MODEL_DROPOUT ? FNN_ACT_LINEAR : L[l].act;
-        m->folded[l] = 0;
-        if (l > 0 && L[l].kind == FNN_MODEL_ACTIVATION && L[l - 1].kind == FNN_MODEL_DENSE && !m->folded[l - 1] &&
-            m->act[l - 1] == FNN_ACT_LINEAR) {
-            m->act[l - 1] = L[l].act;
-            m->folded[l] = 1;
-        }
-    }
-    int last = m->n_layers - 1;
-    while (last > 0 && m->folded[last]) last--;
-    if (L[last].kind != FNN_MODEL_DROPOUT && m->link != FNN_ACT_LINEAR && m->act[last] == m->link)
-        m->act[last] = FNN_ACT_LINEAR;
 }
 
 /* ---- plain safetensors files (weights from elsewhere: load_weights) ------------------------------ */
@@ -714,6 +679,7 @@ void fnn_st_close(fnn_st_file *s) {
 
 static int build_model(ctx *c, const unsigned char *buf, size_t len, fnn_model **out) {
     container f;
+    arch a = {0};
     fnn_model *m = NULL;
     char q[256];
     if (parse_container(c, buf, len, &f)) goto done;
@@ -742,23 +708,32 @@ static int build_model(ctx *c, const unsigned char *buf, size_t len, fnn_model *
     if (!m) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
     m->schema_major = major;
     m->schema_minor = minor;
-    if (parse_architecture(c, m, arch->str, arch->len, minor > FNN_IO_SCHEMA_MINOR)) goto done;
-    if (attach_tensors(c, m, &f)) goto done;
-    m->act = malloc((size_t)m->n_layers * sizeof *m->act);
-    m->folded = malloc((size_t)m->n_layers);
+    if (parse_architecture(c, &a, arch->str, arch->len, minor > FNN_IO_SCHEMA_MINOR)) goto done;
+    size_t n_params = 0;
+    if (attach_tensors(c, &a, &f, &m->params, &n_params)) goto done;
+    m->dtype = a.dtype;
+    int rc = fnn_plan_init(&m->plan, a.L, a.nl, a.n_in, n_params);
+    if (!rc) rc = fnn_plan_set_loss(&m->plan, a.loss, a.loss_param);
+    if (rc) { /* the reader checked everything the plan checks: only memory can fail here */
+        fail(c, rc, rc == FNN_ERR_NOMEM ? "out of memory" : "the architecture cannot be planned");
+        goto done;
+    }
+    m->names = a.names;
+    a.names = NULL;
+    m->arch_json = dup_str(arch->str, arch->len);
     m->n_meta = (int)f.meta->count;
     m->meta_keys = calloc(f.meta->count ? f.meta->count : 1, sizeof *m->meta_keys);
     m->meta_values = calloc(f.meta->count ? f.meta->count : 1, sizeof *m->meta_values);
-    if (!m->act || !m->folded || !m->meta_keys || !m->meta_values) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
+    if (!m->arch_json || !m->meta_keys || !m->meta_values) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
     int i = 0;
     for (const fnn_json_node *n = fnn_json_child(&f.header, f.meta); n; n = fnn_json_next(&f.header, n), i++)
         if (!(m->meta_keys[i] = dup_str(n->key, n->key_len)) || !(m->meta_values[i] = dup_str(n->str, n->len))) {
             fail(c, FNN_ERR_NOMEM, "out of memory");
             goto done;
         }
-    fnn_model_plan(m);
 done:
     container_free(&f);
+    arch_free(&a);
     if (c->rc) {
         fnn_model_free(m);
         m = NULL;

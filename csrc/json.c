@@ -223,8 +223,7 @@ static int keyref_cmp(const void *a, const void *b) {
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
-/* Print at most 60 bytes of `s` with non-printable bytes escaped, for messages. */
-static void quote_key(char *buf, size_t cap, const char *s, size_t len) {
+const char *fnn_json_quote(char *buf, size_t cap, const char *s, size_t len) {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 8 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -233,6 +232,7 @@ static void quote_key(char *buf, size_t cap, const char *s, size_t len) {
         else o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
     }
     buf[o < cap ? o : cap - 1] = '\0';
+    return buf;
 }
 
 static int check_duplicates(parser *p, uint32_t obj) {
@@ -260,7 +260,7 @@ static int check_duplicates(parser *p, uint32_t obj) {
     }
     if (dup) {
         char q[256];
-        quote_key(q, sizeof q, dup->k, dup->len);
+        fnn_json_quote(q, sizeof q, dup->k, dup->len);
         rc = fail(p, FNN_ERR_FORMAT, dup->pos, "duplicate key \"%s\"", q);
     }
     if (keys != small) free(keys);

@@ -56,4 +56,8 @@ int fnn_json_uint(const fnn_json_node *n, uint64_t *out);
 /* A NUMBER node as a double, correctly rounded whatever the C locale; -1 if it overflows. */
 int fnn_json_double(const fnn_json_node *n, double *out);
 
+/* `s` (len bytes) for a message, in buf (cap bytes): printable ASCII kept, other bytes (and quotes and
+ * backslashes) escaped as \xHH, cut after 60 bytes.  Returns buf. */
+const char *fnn_json_quote(char *buf, size_t cap, const char *s, size_t len);
+
 #endif /* FNN_JSON_H */

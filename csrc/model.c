@@ -1,17 +1,16 @@
 /* model.c - the C inference API of fastnn.h: predict with a model loaded by io.c, query, free.
  *
+ * Predict runs the engine's forward pass (layer.c) over the model's plan (plan.c): the code that
+ * Sequential.predict runs, so the two give the same bits.
  * Threads: a loaded model is read-only, so any number of threads may call fnn_model_predict on
  * it at once.  Each call works in its own scratch memory: on the stack when it is small (one row of
  * a small network: no allocation at all), else in a per-calling-thread buffer that only grows (as
  * the GEMM's packing buffers do), so a service predicting batches of the same size allocates
  * nothing after its first call.  Rows go through the network FNN_MODEL_CHUNK at a time; each row's
  * result does not depend on the others or on the chunking, nor on the thread count.
- * Errors: each fnn_model_* call sets this thread's detail text (fnn_last_error_detail).
  */
-#include "io.h"
+#include "model.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,45 +18,17 @@
 #define FNN_MODEL_WS_MAX ((size_t)32 << 20)  /* bytes of scratch a pass aims to stay under */
 #define FNN_MODEL_STACK 16384                /* bytes of scratch taken on the stack */
 
-/* ---- error detail ------------------------------------------------------------------------------ */
-
-static _Thread_local char last_detail[512];
-
-void fnn_io_set_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_detail, sizeof last_detail, fmt, ap);
-    va_end(ap);
-}
-
-void fnn_io_clear_error(void) { last_detail[0] = '\0'; }
-
-const char *fnn_last_error_detail(void) { return last_detail; }
-
-/* ---- forward, per dtype ----------------------------------------------------------------------- */
-
-#define FNN_T float
-#define FNN_P s
-#include "model_t.h"
-#undef FNN_T
-#undef FNN_P
-
-#define FNN_T double
-#define FNN_P d
-#include "model_t.h"
-#undef FNN_T
-#undef FNN_P
-
-/* Rows per pass and the scratch bytes of one pass: two ping-pong buffers of max_width values per
- * row, plus the converted inputs (n_in doubles per row) when a float64 model takes float rows. */
+/* Rows per pass and the scratch bytes of one pass: the plan's inference layout, plus the converted
+ * inputs (n_in doubles per row) when a float64 model takes float rows. */
 static size_t model_chunk(const fnn_model *m, size_t rows, int convert, size_t *bytes) {
-    size_t per_row = 2 * m->max_width + (convert ? m->n_in : 0); /* widths <= 2^31: no overflow */
+    const fnn_plan *p = &m->plan;
+    size_t per_row = p->icols + (convert ? p->n_in : 0) + 1; /* widths <= 2^31 per layer: no overflow */
     per_row *= (size_t)m->dtype;
     size_t chunk = FNN_MODEL_WS_MAX / per_row;
     if (chunk > FNN_MODEL_CHUNK) chunk = FNN_MODEL_CHUNK;
     if (chunk < 1) chunk = 1;
     if (chunk > rows) chunk = rows;
-    *bytes = chunk * per_row + FNN_ALIGN; /* + room to align the second buffer's successor */
+    *bytes = chunk * per_row + FNN_ALIGN; /* + room to align the converted inputs */
     return chunk;
 }
 
@@ -70,6 +41,7 @@ static int model_run(const fnn_model *m, const void *x, size_t rows, void *out, 
     }
     fnn_io_clear_error();
     if (rows == 0) return FNN_OK;
+    const fnn_plan *p = &m->plan;
     const int dbl = m->dtype == (int)sizeof(double), convert = dbl && !native;
     size_t bytes, chunk = model_chunk(m, rows, convert, &bytes);
     _Alignas(FNN_ALIGN) unsigned char stack[FNN_MODEL_STACK];
@@ -79,28 +51,27 @@ static int model_run(const fnn_model *m, const void *x, size_t rows, void *out, 
         return FNN_ERR_NOMEM;
     }
     const int nt = fnn_get_num_threads();
-    const size_t ni = m->n_in, no = m->n_out;
+    const size_t ni = p->n_in, no = p->n_out;
     for (size_t start = 0; start < rows; start += chunk) {
         size_t r = rows - start < chunk ? rows - start : chunk;
         if (!dbl) {
-            const float *xs = (const float *)x + start * ni;
             float *os = (float *)out + start * no;
-            const float *y = fnn_smodel_forward_(m, xs, r, ws, nt);
+            const float *y = fnn_sforward(p, m->params, (const float *)x + start * ni, r, ws, chunk, NULL, NULL, nt);
             memcpy(os, y, r * no * sizeof *os);
-            if (m->link != FNN_ACT_LINEAR) fnn_sact_forward(m->link, 0, os, os, r, no, nt);
+            if (p->link != FNN_ACT_LINEAR) fnn_sact_forward(p->link, 0, os, os, r, no, nt);
         } else if (native) {
-            const double *xs = (const double *)x + start * ni;
             double *os = (double *)out + start * no;
-            const double *y = fnn_dmodel_forward_(m, xs, r, ws, nt);
+            const double *y = fnn_dforward(p, m->params, (const double *)x + start * ni, r, ws, chunk, NULL, NULL, nt);
             memcpy(os, y, r * no * sizeof *os);
-            if (m->link != FNN_ACT_LINEAR) fnn_dact_forward(m->link, 0, os, os, r, no, nt);
+            if (p->link != FNN_ACT_LINEAR) fnn_dact_forward(p->link, 0, os, os, r, no, nt);
         } else {
-            double *xd = (double *)ws + 2 * chunk * m->max_width;
+            /* the float rows converted after the layer buffers; the output may be them (no layer at all
+             * writes) or a layer buffer: the link is applied in place there, then converted out */
+            double *xd = (double *)ws + chunk * p->icols;
             const float *xs = (const float *)x + start * ni;
             for (size_t i = 0; i < r * ni; i++) xd[i] = xs[i];
-            /* the output lies in the scratch (at worst in xd itself): apply the link there */
-            double *y = (double *)fnn_dmodel_forward_(m, xd, r, ws, nt);
-            if (m->link != FNN_ACT_LINEAR) fnn_dact_forward(m->link, 0, y, y, r, no, nt);
+            double *y = (double *)fnn_dforward(p, m->params, xd, r, ws, chunk, NULL, NULL, nt);
+            if (p->link != FNN_ACT_LINEAR) fnn_dact_forward(p->link, 0, y, y, r, no, nt);
             float *os = (float *)out + start * no;
             for (size_t i = 0; i < r * no; i++) os[i] = (float)y[i];
         }
@@ -118,28 +89,21 @@ int fnn_model_predict_native(const fnn_model *m, const void *x, size_t rows, voi
 
 /* ---- queries ---------------------------------------------------------------------------------- */
 
-size_t fnn_model_n_inputs(const fnn_model *m) { return m ? m->n_in : 0; }
-size_t fnn_model_n_outputs(const fnn_model *m) { return m ? m->n_out : 0; }
+size_t fnn_model_n_inputs(const fnn_model *m) { return m ? m->plan.n_in : 0; }
+size_t fnn_model_n_outputs(const fnn_model *m) { return m ? m->plan.n_out : 0; }
 int fnn_model_dtype(const fnn_model *m) { return m ? m->dtype : 0; }
-int fnn_model_n_layers(const fnn_model *m) { return m ? m->n_layers : 0; }
+const fnn_plan *fnn_model_plan(const fnn_model *m) { return m ? &m->plan : NULL; }
 
-const fnn_model_layer *fnn_model_layer_at(const fnn_model *m, int i) {
-    return m && i >= 0 && i < m->n_layers ? &m->layers[i] : NULL;
+const char *fnn_model_layer_name(const fnn_model *m, int i) {
+    return m && m->names && i >= 0 && i < m->plan.nl ? m->names[i] : NULL;
 }
 
 const void *fnn_model_params(const fnn_model *m, size_t *n_params) {
-    if (n_params) *n_params = m ? m->n_params : 0;
+    if (n_params) *n_params = m ? m->plan.n_params : 0;
     return m ? m->params : NULL;
 }
 
 const char *fnn_model_architecture(const fnn_model *m) { return m ? m->arch_json : NULL; }
-
-int fnn_model_loss(const fnn_model *m, double *param) {
-    if (param) *param = m ? m->loss_param : 0;
-    return m ? m->loss : -1;
-}
-
-int fnn_model_link(const fnn_model *m) { return m ? m->link : FNN_ACT_LINEAR; }
 
 int fnn_model_n_metadata(const fnn_model *m) { return m ? m->n_meta : 0; }
 
@@ -152,11 +116,10 @@ int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const cha
 
 void fnn_model_free(fnn_model *m) {
     if (!m) return;
-    for (int l = 0; m->layers && l < m->n_layers; l++) free(m->layers[l].name);
-    free(m->layers);
+    for (int l = 0; m->names && l < m->plan.nl; l++) free(m->names[l]);
+    free(m->names);
+    fnn_plan_free(&m->plan);
     fnn_aligned_free(m->params);
-    free(m->act);
-    free(m->folded);
     free(m->arch_json);
     for (int i = 0; i < m->n_meta; i++) {
         if (m->meta_keys) free(m->meta_keys[i]);

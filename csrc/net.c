@@ -1,13 +1,17 @@
-/* net.c - the training engine: a Sequential network as a plan of layer descriptors over one flat
- * parameter buffer, run one training step (or one chunk of an epoch) per call.  See net.h for the
- * interface and net_t.h for the buffers of a step.
+/* net.c - training networks: a plan (plan.c) over the caller's parameter, gradient and optimizer-state
+ * buffers, trained one step (or one chunk of an epoch's batches) per call.  See net.h for the
+ * interface and net_t.h for the workspace.
  *
- * Step: forward (GEMM with the bias and elementwise activation fused in its epilogue; Philox
- * dropout), the loss fused with its gradient (and with a final softmax/sigmoid), backward
- * (dZ = dY*act'(.) in one pass; dW = X^T dZ, db = column sums, dX = dZ W^T, none of them for frozen
- * layers or below the lowest trainable layer, no dX for the first layer), L1/L2 penalties, and the
- * optimizer update of every trainable parameter range.  Nothing is allocated after the workspace
- * has been sized for the batch.
+ * Step: the forward pass of layer.c (dropout on), the loss fused with its gradient (and with a final
+ * softmax/sigmoid), the backward pass of layer.c (none of it for frozen layers or below the lowest
+ * trainable layer, no dX for the first layer), L1/L2 penalties, and the optimizer update of every
+ * trainable parameter range.  Nothing is allocated after the workspace has been sized for the batch.
+ *
+ * The names the per-dtype body defines (FNN_FN(x) is fnn_s<x> or fnn_d<x>): fnn_snet_new,
+ * fnn_snet_free, fnn_snet_plan, fnn_snet_link, fnn_snet_set_loss, fnn_snet_set_optim,
+ * fnn_snet_set_trainable, fnn_snet_get_counters, fnn_snet_set_counters, fnn_snet_workspace_info,
+ * fnn_snet_step_threads, fnn_snet_reserve, fnn_snet_workspace_bytes, fnn_snet_step,
+ * fnn_snet_fit_chunk, fnn_snet_forward, fnn_snet_evaluate, and the same with fnn_dnet_.
  */
 #include "net.h"
 #include "rng.h"

@@ -1,23 +1,30 @@
-/* net.h - private interface of the training engine (net.c, optim.c), used by the Python binding.
+/* net.h - private interface of the network engine: the one layer descriptor, the one plan, the one
+ * forward pass, and training (plan.c, layer.c, net.c, optim.c).  Used by the C model API (model.c)
+ * and by the Python binding.
  *
- * A network is a plan: an array of layer descriptors over ONE parameter buffer, ONE gradient buffer
- * (same layout) and ONE optimizer-state buffer (n_state copies of that layout).  The caller owns the
- * three buffers (the Python layer allocates them as NumPy arrays so that every layer's weights are
- * views); the plan owns only its workspace, sized for a batch size and grown, never per batch.
+ * One engine.  A network is a plan over an array of layer descriptors (fnn_layer_desc).  The same
+ * plan type and the same forward pass (fnn_sforward/fnn_dforward) serve training, Sequential.predict
+ * and evaluate, and fnn_model_predict on a loaded file, so their results agree by construction.
  *
- * Layout: Dense layer l has W at params + w_off (in x out, row-major: y = act(x W + b)) and b at
- * params + b_off (out values).  Gradients and each optimizer-state copy use the same offsets.
+ * Parameters live in ONE flat buffer; Dense layer l has W at params + w_off (in x out, row-major:
+ * y = act(x W + b)) and b at params + b_off (out values).  Gradients and each optimizer-state copy
+ * use the same offsets.  The caller owns the buffers (Python allocates them as NumPy arrays so that
+ * every layer's weights are views; a loaded model owns its own); a training net owns only its workspace,
+ * sized for a batch size and grown, never per batch.
  *
- * Threads: every call reads fnn_get_num_threads() once, picks the count for its work (small
- * steps run serial) and passes it down explicitly.  Results are bitwise identical for any count.
- * Every function returns FNN_OK or an error code; none aborts.
+ * Threads: every call reads fnn_get_num_threads() once, picks the count for its work (small steps run
+ * serial) and passes it down explicitly.  Results are bitwise identical for any count.  Every
+ * function returns FNN_OK or an error code; none aborts.
  */
 #ifndef FNN_NET_H
 #define FNN_NET_H
 
 #include "fnn_impl.h"
 
-enum fnn_layer_kind { FNN_LAYER_DENSE = 0, FNN_LAYER_DROPOUT = 1, FNN_LAYER_ACTIVATION = 2 };
+/* ---- layers (plan.c) -------------------------------------------------------------------------- */
+enum fnn_layer_kind { FNN_LAYER_DENSE = 0, FNN_LAYER_DROPOUT, FNN_LAYER_ACTIVATION, FNN_LAYER__COUNT };
+const char *fnn_layer_kind_name(int kind);       /* "dense", "dropout", "activation"; NULL out of range */
+int fnn_layer_kind_from_name(const char *name);  /* the code, or -1 */
 
 typedef struct {
     int kind;          /* enum fnn_layer_kind */
@@ -31,7 +38,75 @@ typedef struct {
     double p;          /* Dropout: probability of dropping a unit, in [0, 1) */
 } fnn_layer_desc;
 
+/* ---- the plan (plan.c) ------------------------------------------------------------------------
+ * What a pass over the layers does, decided once: Activation layers folded into a linear Dense
+ * directly below them (the GEMM's epilogue applies them), the final softmax/sigmoid fused into the
+ * matching cross-entropy (and applied by predict as the link), which Dense layers keep their
+ * pre-activation for the backward pass, the lowest trainable layer (backprop stops there), and
+ * where each layer's output lives in a workspace of `cap` rows: at ws + cap * col[l] (training,
+ * dropout and pre-activations included) or ws + cap * icol[l] (inference).  A layer that is the
+ * identity in a pass (dropout at inference or with p = 0, a linear Activation) has no buffer: its
+ * output is its input. */
+#define FNN_PLAN_NONE ((size_t)-1)
+typedef struct {
+    int nl;
+    fnn_layer_desc *L;       /* a copy of the descriptors */
+    size_t n_in, n_out, max_width, n_params;
+    int loss;                /* enum fnn_loss, or -1: no loss, the output is the last layer's */
+    double loss_param;       /* huber delta */
+    int link;                /* FNN_ACT_LINEAR, _SOFTMAX or _SIGMOID: what predict applies */
+    int *act;                /* effective activation per layer (FNN_ACT_LINEAR for dropout, folded) */
+    double *alpha;           /* its parameter (a folded Activation brings its own) */
+    unsigned char *folded;   /* Activation layer whose function runs in the Dense below it */
+    unsigned char *needs_z;  /* Dense layer that keeps its pre-activation in training */
+    int lowest;              /* lowest trainable Dense layer, -1 if none */
+    size_t *col, *zcol, *icol; /* per layer: columns of y (training), z (training), y (inference) */
+    size_t cols, icols;      /* columns per row of a training / inference workspace */
+} fnn_plan;
+
+/* Validate `nl` descriptors for n_in inputs over a parameter buffer of n_params values (offsets in
+ * range, widths chained, codes known) and plan them with no loss.  FNN_ERR_ARG when invalid. */
+int  fnn_plan_init(fnn_plan *p, const fnn_layer_desc *L, int nl, size_t n_in, size_t n_params);
+void fnn_plan_free(fnn_plan *p);
+/* loss: enum fnn_loss or -1; param: huber delta (> 0).  Re-plans folding, link and layout. */
+int  fnn_plan_set_loss(fnn_plan *p, int loss, double param);
+int  fnn_plan_set_trainable(fnn_plan *p, int layer, int trainable);
+/* GEMM flops of one training step on `rows` rows (6 per weight per row): what sizes its threads. */
+double fnn_plan_step_flops(const fnn_plan *p, size_t rows);
+
+/* Dropout masks of a training pass: Philox(key; step, layer, element).  NULL = inference. */
+typedef struct {
+    uint32_t key[2];
+    uint64_t step;
+} fnn_dropout;
+
+/* ---- the forward pass and the layer steps (layer.c) -------------------------------------------
+ * fnn_{s,d}forward: rows x n_in inputs through every layer into the buffers of a workspace of
+ * cap >= rows rows laid out by the plan: a training pass (dropout on, pre-activations kept, the
+ * training layout) when drop != NULL, else an inference pass (the inference layout).  Returns the
+ * output (rows x n_out, without the link), which is x itself when every layer is an identity.  With
+ * in != NULL, in[l] receives the input of layer l and in[nl] the output (what backward reads).
+ * No allocation. */
+const float *fnn_sforward(const fnn_plan *p, const float *params, const float *x, size_t rows, float *ws,
+                          size_t cap, const fnn_dropout *drop, const float **in, int nt);
+const double *fnn_dforward(const fnn_plan *p, const double *params, const double *x, size_t rows, double *ws,
+                           size_t cap, const fnn_dropout *drop, const double **in, int nt);
+/* From dL/d(output) in *g (rows x n_out), after a training forward that filled `in` from the same
+ * workspace: the gradients of every trainable layer down to the lowest one.  g[0] and g[1] hold
+ * rows x max_width values each and ping-pong.  Returns the L1/L2 penalties of the trainable
+ * layers, whose gradients it adds. */
+double fnn_sbackward(const fnn_plan *p, const float *params, float *grads, const float *const *in,
+                     const float *ws, size_t cap, const fnn_dropout *drop, size_t rows, float *g[2], int nt);
+double fnn_dbackward(const fnn_plan *p, const double *params, double *grads, const double *const *in,
+                     const double *ws, size_t cap, const fnn_dropout *drop, size_t rows, double *g[2], int nt);
+/* The L1/L2 penalty of the frozen Dense layers (all != 0: of every layer), summed in layer order. */
+double fnn_spenalty(const fnn_plan *p, const float *params, int all);
+double fnn_dpenalty(const fnn_plan *p, const double *params, int all);
+
+/* ---- optimizers (optim.c) ---------------------------------------------------------------------- */
 enum fnn_optim_kind { FNN_OPT_SGD = 0, FNN_OPT_ADAM, FNN_OPT_ADAMW, FNN_OPT_RMSPROP, FNN_OPT__COUNT };
+const char *fnn_optim_name(int kind);        /* "sgd", "adam", "adamw", "rmsprop"; NULL out of range */
+int fnn_optim_from_name(const char *name);   /* the code, or -1 */
 
 /* The formulas are PyTorch's (torch.optim.SGD with dampening 0, Adam, AdamW, RMSprop), except that
  * weight_decay applies to weights only, never to biases. */
@@ -48,59 +123,98 @@ typedef struct {
 
 /* How many parameter-sized state buffers the optimizer needs (0 to 3), or -1 if invalid. */
 int fnn_optim_n_state(const fnn_optim_desc *o);
+/* Update params[off, off+len) from grads with state copies at state + s*stride (s < n_state).
+ * t: the step number, from 1 (Adam's bias correction).  decay: apply weight_decay. */
+void fnn_soptim_update(const fnn_optim_desc *o, int64_t t, float *params, const float *grads, float *state,
+                       size_t stride, size_t off, size_t len, int decay, int nt);
+void fnn_doptim_update(const fnn_optim_desc *o, int64_t t, double *params, const double *grads, double *state,
+                       size_t stride, size_t off, size_t len, int decay, int nt);
+
+/* ---- training networks (net.c) ------------------------------------------------------------------
+ * A net is a plan, the caller's parameter, gradient and optimizer-state buffers, the counters of
+ * training, and a workspace.  Each entry point holds the net's mutex: concurrent calls on one net
+ * take turns instead of sharing the workspace.
+ *
+ * Input rows come as fnn_rows: dense (x: rows x n_in, row-major) or CSR (indptr[n+1], indices and
+ * values of the non-zeros; a row's indices in [0, n_in)), which the engine densifies a batch at a time
+ * into its workspace.  Labels (int64 class per row, cross-entropy) or targets (rows x n_out), and
+ * optional per-row sample weights, are dense. */
+typedef struct {
+    const void *x;              /* dense rows, or NULL for CSR */
+    const int64_t *indptr;      /* CSR: n + 1 offsets into indices/values */
+    const int64_t *indices;     /* CSR: column of each stored value */
+    const void *values;         /* CSR: the stored values, in the net's dtype */
+} fnn_rows;
 
 typedef struct fnn_snet fnn_snet;
 typedef struct fnn_dnet fnn_dnet;
 
-#define FNN_DECLARE_NET(T, P)                                                                       \
-    /* Update params[off, off+len) from grads with state copies at state + s*stride (s < n_state).  \
-     * t: the step number, from 1 (Adam's bias correction).  decay: apply weight_decay. */          \
-    void fnn_##P##optim_update(const fnn_optim_desc *o, int64_t t, T *params, const T *grads,      \
-                               T *state, size_t stride, size_t off, size_t len, int decay, int nt); \
-    int  fnn_##P##net_new(fnn_##P##net **out, const fnn_layer_desc *layers, int n_layers,         \
-                          size_t n_in, T *params, T *grads, size_t n_params, uint64_t seed);       \
-    void fnn_##P##net_free(fnn_##P##net *net);                                                      \
-    /* loss: enum fnn_loss, or -1 for none (then nothing is fused and the output is the last       \
-     * layer's).  A final softmax (cross-entropy) or sigmoid (binary cross-entropy) is fused into  \
-     * the loss and becomes the prediction link. */                                                 \
-    int  fnn_##P##net_set_loss(fnn_##P##net *net, int loss, double param);                          \
-    int  fnn_##P##net_link(const fnn_##P##net *net); /* FNN_ACT_SOFTMAX, _SIGMOID or _LINEAR */     \
-    int  fnn_##P##net_set_optim(fnn_##P##net *net, const fnn_optim_desc *o, T *state, size_t n_state); \
-    int  fnn_##P##net_set_trainable(fnn_##P##net *net, int layer, int trainable);                   \
-    /* step: dropout/training steps taken; opt_step: optimizer steps (Adam's t) */                 \
-    void fnn_##P##net_get_counters(const fnn_##P##net *net, int64_t *step, int64_t *opt_step);     \
-    void fnn_##P##net_set_counters(fnn_##P##net *net, int64_t step, int64_t opt_step);             \
-    int  fnn_##P##net_reserve(fnn_##P##net *net, size_t batch);                                     \
-    /* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */ \
-    size_t fnn_##P##net_workspace_bytes(fnn_##P##net *net, size_t batch);                          \
-    /* The rows the workspace holds and how many times it was allocated. */                        \
-    void fnn_##P##net_workspace_info(const fnn_##P##net *net, size_t *rows, int *n_allocs);         \
-    /* The thread count a training step on `batch` rows hands its kernels (1 = all serial). */     \
-    int  fnn_##P##net_step_threads(const fnn_##P##net *net, size_t batch);                          \
-    /* One training step on rows x n_in inputs: forward (dropout on), loss, backward, penalties,   \
-     * and, when update, the optimizer step.  labels (cross-entropy with class indices) or target  \
-     * (rows x n_out); sample_w per row or NULL.  *loss = weighted mean loss + penalties.          \
-     * A non-finite loss returns FNN_ERR_NONFINITE before any gradient or update. */               \
-    int  fnn_##P##net_step(fnn_##P##net *net, const T *x, const int64_t *labels, const T *target,  \
-                           const T *sample_w, size_t rows, int update, double *loss);               \
-    /* Batches [first, first+count) of an epoch over n rows taken in the order perm (NULL =        \
-     * identity), batch rows each (the last may be short): one step each.  losses[i] receives      \
-     * the loss of batch first+i; pred (n x n_out, optional) receives each row's linked output at its own      \
-     * row.  On a non-finite loss, stops before that update with *bad = its batch index. */         \
-    int  fnn_##P##net_fit_chunk(fnn_##P##net *net, const T *x, const int64_t *labels,              \
-                                const T *target, const T *sample_w, const int64_t *perm, size_t n, \
-                                size_t batch, size_t first, size_t count, double *losses, T *pred,  \
-                                size_t *bad);                                                       \
-    /* out (rows x n_out) = the network's output, batch rows at a time; link: apply the loss's     \
-     * link.  training: dropout on, with the masks of the current step. */                         \
-    int  fnn_##P##net_forward(fnn_##P##net *net, const T *x, size_t rows, size_t batch,            \
-                              int training, int link, T *out);                                      \
-    /* *loss = weighted mean loss over n rows + penalties (inference mode); pred optional. */       \
-    int  fnn_##P##net_evaluate(fnn_##P##net *net, const T *x, const int64_t *labels,               \
-                               const T *target, const T *sample_w, size_t n, size_t batch,          \
-                               double *loss, T *pred);
-
-FNN_DECLARE_NET(float, s)
-FNN_DECLARE_NET(double, d)
+/* A net over the caller's params/grads (n_params values each; they must outlive it). */
+int  fnn_snet_new(fnn_snet **out, const fnn_layer_desc *layers, int n_layers, size_t n_in, float *params,
+                  float *grads, size_t n_params, uint64_t seed);
+int  fnn_dnet_new(fnn_dnet **out, const fnn_layer_desc *layers, int n_layers, size_t n_in, double *params,
+                  double *grads, size_t n_params, uint64_t seed);
+void fnn_snet_free(fnn_snet *net);
+void fnn_dnet_free(fnn_dnet *net);
+/* The net's plan (read-only; valid until the next set_loss/set_trainable). */
+const fnn_plan *fnn_snet_plan(const fnn_snet *net);
+const fnn_plan *fnn_dnet_plan(const fnn_dnet *net);
+/* loss: enum fnn_loss, or -1 for none (then nothing is fused and the output is the last layer's).
+ * A final softmax (cross-entropy) or sigmoid (binary cross-entropy) is fused into the loss and
+ * becomes the prediction link. */
+int  fnn_snet_set_loss(fnn_snet *net, int loss, double param);
+int  fnn_dnet_set_loss(fnn_dnet *net, int loss, double param);
+int  fnn_snet_link(const fnn_snet *net); /* FNN_ACT_SOFTMAX, _SIGMOID or _LINEAR */
+int  fnn_dnet_link(const fnn_dnet *net);
+/* The optimizer and its state: n_state values, fnn_optim_n_state(o) copies of the parameter layout.
+ * The state buffer is the caller's and must outlive the net (or the next set_optim). */
+int  fnn_snet_set_optim(fnn_snet *net, const fnn_optim_desc *o, float *state, size_t n_state);
+int  fnn_dnet_set_optim(fnn_dnet *net, const fnn_optim_desc *o, double *state, size_t n_state);
+int  fnn_snet_set_trainable(fnn_snet *net, int layer, int trainable);
+int  fnn_dnet_set_trainable(fnn_dnet *net, int layer, int trainable);
+/* step: dropout/training steps taken; opt_step: optimizer steps (Adam's t) */
+void fnn_snet_get_counters(const fnn_snet *net, int64_t *step, int64_t *opt_step);
+void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step);
+void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step);
+void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step);
+int  fnn_snet_reserve(fnn_snet *net, size_t batch);
+int  fnn_dnet_reserve(fnn_dnet *net, size_t batch);
+/* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */
+size_t fnn_snet_workspace_bytes(fnn_snet *net, size_t batch);
+size_t fnn_dnet_workspace_bytes(fnn_dnet *net, size_t batch);
+/* The rows the workspace holds and how many times it was allocated. */
+void fnn_snet_workspace_info(const fnn_snet *net, size_t *rows, int *n_allocs);
+void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs);
+/* The thread count a training step on `batch` rows hands its kernels (1 = all serial). */
+int  fnn_snet_step_threads(const fnn_snet *net, size_t batch);
+int  fnn_dnet_step_threads(const fnn_dnet *net, size_t batch);
+/* One training step on `rows` rows: forward (dropout on), loss, backward, penalties, and, when
+ * update, the optimizer step.  *loss = weighted mean loss + penalties.  A non-finite loss returns
+ * FNN_ERR_NONFINITE before any gradient or update. */
+int  fnn_snet_step(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
+                   const float *sample_w, size_t rows, int update, double *loss);
+int  fnn_dnet_step(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
+                   const double *sample_w, size_t rows, int update, double *loss);
+/* Batches [first, first+count) of an epoch over n rows taken in the order perm (NULL = identity),
+ * batch rows each (the last may be short): one step each.  losses[i] receives the loss of batch
+ * first+i; pred (n x n_out, optional) receives each row's linked output at its own row.  On a
+ * non-finite loss, stops before that update with *bad = its batch index. */
+int  fnn_snet_fit_chunk(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
+                        const float *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
+                        size_t count, double *losses, float *pred, size_t *bad);
+int  fnn_dnet_fit_chunk(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
+                        const double *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
+                        size_t count, double *losses, double *pred, size_t *bad);
+/* out (rows x n_out) = the network's output, batch rows at a time; link: apply the loss's link.
+ * training: dropout on, with the masks of the current step. */
+int  fnn_snet_forward(fnn_snet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
+                      float *out);
+int  fnn_dnet_forward(fnn_dnet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
+                      double *out);
+/* *loss = weighted mean loss over n rows + penalties (inference mode); pred optional (linked). */
+int  fnn_snet_evaluate(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
+                       const float *sample_w, size_t n, size_t batch, double *loss, float *pred);
+int  fnn_dnet_evaluate(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
+                       const double *sample_w, size_t n, size_t batch, double *loss, double *pred);
 
 #endif /* FNN_NET_H */

@@ -94,14 +94,7 @@ void FNN_FN(optim_update)(const fnn_optim_desc *o, int64_t t, T *params, const T
                           size_t off, size_t len, int decay, int nt) {
     T *p = params + off;
     const T *g = grads + off;
-    if (nt <= 1) { /* no OpenMP region at all: even a serial one costs a team allocation */
-        FNN_FN(optim_range_)(o, t, p, g, state, stride, off, decay, 0, len);
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int k = 0; k < nt; k++)
-        FNN_FN(optim_range_)(o, t, p, g, state, stride, off, decay, len * (size_t)k / (size_t)nt,
-                             len * (size_t)(k + 1) / (size_t)nt);
+    FNN_PARALLEL_RANGES(lo, hi, len, { FNN_FN(optim_range_)(o, t, p, g, state, stride, off, decay, lo, hi); });
 }
 
 #undef T

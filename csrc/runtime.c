@@ -135,11 +135,11 @@ int fnn_get_num_threads(void) {
 #endif
 }
 
-int fnn_threads_for(size_t work, size_t grain) {
-    size_t nt = (size_t)fnn_get_num_threads();
-    size_t by_work = grain ? work / grain : nt;
-    if (by_work < nt) nt = by_work;
-    return nt < 1 ? 1 : (int)nt;
+int fnn_threads_for(size_t work, size_t grain, int nt) {
+    size_t by_work = grain ? work / grain : (size_t)nt;
+    if (nt < 1) return 1;
+    if (by_work < (size_t)nt) nt = (int)by_work;
+    return nt < 1 ? 1 : nt;
 }
 
 /* ---- aligned memory ----------------------------------------------------------- */

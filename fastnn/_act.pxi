@@ -1,18 +1,8 @@
-# Activations, bias add and column sums (csrc/act.c).  Arrays arrive validated, C-contiguous and
-# of matching shapes (fastnn/ops.py checks them); these wrappers only hand pointers to C.
+# Activations, bias add and column sums (csrc/act.c); their names and codes come from _names.pxi.
+# Arrays arrive validated, C-contiguous and of matching shapes (fastnn/ops.py checks them); these
+# wrappers only hand pointers to C.
 
 cdef extern from "fnn_impl.h" nogil:
-    enum fnn_act:
-        FNN_ACT_LINEAR
-        FNN_ACT_RELU
-        FNN_ACT_LEAKY_RELU
-        FNN_ACT_ELU
-        FNN_ACT_SIGMOID
-        FNN_ACT_TANH
-        FNN_ACT_GELU
-        FNN_ACT_SILU
-        FNN_ACT_SOFTMAX
-        FNN_ACT_LOG_SOFTMAX
     void fnn_sact_forward(int act, float alpha, const float *x, float *y, size_t rows, size_t cols, int nt)
     void fnn_dact_forward(int act, double alpha, const double *x, double *y, size_t rows, size_t cols, int nt)
     void fnn_sact_backward(int act, float alpha, const float *x, const float *y, const float *dy, float *dx,
@@ -23,14 +13,6 @@ cdef extern from "fnn_impl.h" nogil:
     void fnn_dbias_add(double *y, const double *bias, size_t rows, size_t cols, int nt)
     void fnn_scolsum(const float *x, size_t rows, size_t cols, float beta, float *out, int nt)
     void fnn_dcolsum(const double *x, size_t rows, size_t cols, double beta, double *out, int nt)
-
-# Activation name -> the C enum value; the names are those of the public API.
-ACTIVATIONS = {
-    "linear": FNN_ACT_LINEAR, "relu": FNN_ACT_RELU, "leaky_relu": FNN_ACT_LEAKY_RELU, "elu": FNN_ACT_ELU,
-    "sigmoid": FNN_ACT_SIGMOID, "tanh": FNN_ACT_TANH, "gelu": FNN_ACT_GELU, "silu": FNN_ACT_SILU,
-    "softmax": FNN_ACT_SOFTMAX, "log_softmax": FNN_ACT_LOG_SOFTMAX,
-}
-ROWWISE_ACTIVATIONS = frozenset(("softmax", "log_softmax"))
 
 
 def act_forward(int act, double alpha, const floating[:, ::1] x, floating[:, ::1] y):

@@ -1,6 +1,7 @@
 # fastnn._core - the one Cython binding module: typed memoryviews in, C calls under `nogil`.
 # No arithmetic here; validation lives in the pure-Python modules (fastnn/ops.py, fastnn/_validate.py).
-# The bindings are grouped by C file in the .pxi files included below.
+# The bindings are grouped by C file in the .pxi files included below; every name <-> code table
+# (activations, losses, optimizers, layer kinds, error codes) is read from C in _names.pxi.
 from libc.stdint cimport int64_t
 from cython cimport floating
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
@@ -18,6 +19,7 @@ cdef extern from "fnn_impl.h" nogil:
     int fnn_get_num_threads()
     const char *fnn_strerror(int code)
 
+include "_names.pxi"
 include "_runtime.pxi"
 include "_gemm.pxi"
 include "_act.pxi"

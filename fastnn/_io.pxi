@@ -9,26 +9,9 @@ import os as _os
 import numpy as _np
 from ._errors import ModelFormatError
 
-cdef extern from "io.h" nogil:
+cdef extern from "model.h" nogil:
     ctypedef struct fnn_model:
         pass
-    ctypedef struct fnn_model_layer:
-        int kind
-        int act
-        double act_alpha
-        int has_alpha
-        size_t n_in "in"
-        size_t n_out "out"
-        int use_bias
-        int trainable
-        double l1
-        double l2
-        double p
-        char *name
-        size_t w_off
-        size_t b_off
-    int FNN_OK, FNN_ERR_NOMEM, FNN_ERR_ARG, FNN_ERR_IO, FNN_ERR_FORMAT, FNN_ERR_UNSUPPORTED
-    int FNN_MODEL_DENSE, FNN_MODEL_DROPOUT, FNN_MODEL_ACTIVATION
     int FNN_IO_SCHEMA_MAJOR, FNN_IO_SCHEMA_MINOR
     int fnn_model_load(const char *path, fnn_model **out)
     int fnn_model_load_buffer(const void *data, size_t len, fnn_model **out)
@@ -39,16 +22,12 @@ cdef extern from "io.h" nogil:
     void fnn_model_free(fnn_model *m)
     const char *fnn_last_error_detail()
     int fnn_model_dtype(const fnn_model *m)
-    int fnn_model_n_layers(const fnn_model *m)
-    const fnn_model_layer *fnn_model_layer_at(const fnn_model *m, int i)
+    const fnn_plan *fnn_model_plan(const fnn_model *m)
+    const char *fnn_model_layer_name(const fnn_model *m, int i)
     const void *fnn_model_params(const fnn_model *m, size_t *n_params)
     const char *fnn_model_architecture(const fnn_model *m)
-    int fnn_model_loss(const fnn_model *m, double *param)
-    int fnn_model_link(const fnn_model *m)
     int fnn_model_n_metadata(const fnn_model *m)
     int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const char **value)
-    const char *fnn_act_name(int act)
-    const char *fnn_loss_name(int loss)
     ctypedef struct fnn_st_file:
         pass
     int fnn_st_open(const void *data, size_t len, fnn_st_file **out)
@@ -60,7 +39,6 @@ cdef extern from "io.h" nogil:
     void fnn_st_close(fnn_st_file *s)
 
 SCHEMA_VERSION = (FNN_IO_SCHEMA_MAJOR, FNN_IO_SCHEMA_MINOR)
-_LAYER_KINDS = {FNN_MODEL_DENSE: "dense", FNN_MODEL_DROPOUT: "dropout", FNN_MODEL_ACTIVATION: "activation"}
 
 
 cdef _raise_load_error(int rc, where, int err):
@@ -117,39 +95,44 @@ cdef class ModelFile:
         f.m = m
         return f
 
+    cdef const fnn_model *_m(self) except NULL:
+        if self.m == NULL:
+            raise ValueError("ModelFile: no model loaded (use ModelFile.from_path or ModelFile.from_buffer)")
+        return self.m
+
     @property
     def n_inputs(self):
-        return fnn_model_n_inputs(self.m)
+        return fnn_model_n_inputs(self._m())
 
     @property
     def n_outputs(self):
-        return fnn_model_n_outputs(self.m)
+        return fnn_model_n_outputs(self._m())
 
     @property
     def dtype(self):
-        return _np.dtype(_np.float32 if fnn_model_dtype(self.m) == 4 else _np.float64)
+        return _np.dtype(_np.float32 if fnn_model_dtype(self._m()) == 4 else _np.float64)
 
     @property
     def architecture_json(self):
         """The architecture text as the file holds it."""
-        return fnn_model_architecture(self.m).decode("utf-8")
+        return fnn_model_architecture(self._m()).decode("utf-8")
 
     @property
     def loss(self):
-        cdef double param
-        cdef int loss = fnn_model_loss(self.m, &param)
-        return (None if loss < 0 else fnn_loss_name(loss).decode()), param
+        """(loss name or None, its parameter: the huber delta)."""
+        cdef const fnn_plan *p = fnn_model_plan(self._m())
+        return (None if p.loss < 0 else fnn_loss_name(p.loss).decode()), p.loss_param
 
     @property
     def link(self):
-        return fnn_act_name(fnn_model_link(self.m)).decode()
+        return fnn_act_name(fnn_model_plan(self._m()).link).decode()
 
     @property
     def metadata(self):
         cdef const char *k
         cdef const char *v
         out = {}
-        for i in range(fnn_model_n_metadata(self.m)):
+        for i in range(fnn_model_n_metadata(self._m())):
             fnn_model_metadata_at(self.m, i, &k, &v)
             out[k.decode("utf-8")] = v.decode("utf-8")
         return out
@@ -157,25 +140,29 @@ cdef class ModelFile:
     @property
     def layers(self):
         """One dict per layer, as the C reader understood the architecture (defaults filled in)."""
-        cdef const fnn_model_layer *L
+        cdef const fnn_plan *p = fnn_model_plan(self._m())
+        cdef const fnn_layer_desc *L
+        cdef const char *name
         out = []
-        for i in range(fnn_model_n_layers(self.m)):
-            L = fnn_model_layer_at(self.m, i)
-            d = {"type": _LAYER_KINDS[L.kind], "name": None if L.name == NULL else L.name.decode("utf-8"),
-                 "trainable": bool(L.trainable), "in": L.n_in, "out": L.n_out}
-            if L.kind == FNN_MODEL_DROPOUT:
+        for i in range(p.nl):
+            L = &p.L[i]
+            name = fnn_model_layer_name(self.m, i)
+            d = {"type": fnn_layer_kind_name(L.kind).decode(), "name": None if name == NULL else name.decode("utf-8"),
+                 "trainable": bool(L.trainable), "in": L.in_, "out": L.out}
+            if L.kind == LAYER_KINDS["dropout"]:
                 d["p"] = L.p
             else:
                 d["activation"] = fnn_act_name(L.act).decode()
                 d["alpha"] = L.act_alpha
-            if L.kind == FNN_MODEL_DENSE:
-                d.update(units=L.n_out, use_bias=bool(L.use_bias), l1=L.l1, l2=L.l2)
+            if L.kind == LAYER_KINDS["dense"]:
+                d.update(units=L.out, use_bias=bool(L.use_bias), l1=L.l1, l2=L.l2)
             out.append(d)
         return out
 
     def tensors(self):
         """{name: array copy} of every tensor, in layer order (weight (in, out), then bias)."""
-        cdef const fnn_model_layer *L
+        cdef const fnn_plan *p = fnn_model_plan(self._m())
+        cdef const fnn_layer_desc *L
         cdef size_t n
         cdef const char *base = <const char *>fnn_model_params(self.m, &n)
         cdef int size = fnn_model_dtype(self.m)
@@ -183,12 +170,12 @@ cdef class ModelFile:
         cdef char[::1] dst
         dt = self.dtype
         out = {}
-        for i in range(fnn_model_n_layers(self.m)):
-            L = fnn_model_layer_at(self.m, i)
-            if L.kind != FNN_MODEL_DENSE:
+        for i in range(p.nl):
+            L = &p.L[i]
+            if L.kind != LAYER_KINDS["dense"]:
                 continue
-            for name, off, shape in ((f"layers.{i}.weight", L.w_off, (L.n_in, L.n_out)),
-                                     (f"layers.{i}.bias", L.b_off, (L.n_out,))):
+            for name, off, shape in ((f"layers.{i}.weight", L.w_off, (L.in_, L.out)),
+                                     (f"layers.{i}.bias", L.b_off, (L.out,))):
                 if name.endswith("bias") and not L.use_bias:
                     continue
                 a = _np.empty(shape, dtype=dt)
@@ -199,6 +186,7 @@ cdef class ModelFile:
 
     def predict(self, x):
         """The C API's fnn_model_predict: float32 rows in, float32 outputs (computed in the model's dtype)."""
+        self._m()
         cdef const float[:, ::1] xv = _np.ascontiguousarray(x, dtype=_np.float32)
         if <size_t>xv.shape[1] != fnn_model_n_inputs(self.m):
             raise ValueError(f"x: expected {fnn_model_n_inputs(self.m)} columns, got shape {tuple(x.shape)}")
@@ -215,6 +203,7 @@ cdef class ModelFile:
 
     def predict_native(self, x):
         """Predict in the model's own dtype (no float32 conversion of inputs or outputs)."""
+        self._m()
         xa = _np.ascontiguousarray(x, dtype=self.dtype)
         if xa.ndim != 2 or xa.shape[1] != fnn_model_n_inputs(self.m):
             raise ValueError(f"x: expected {fnn_model_n_inputs(self.m)} columns, got shape {xa.shape}")

@@ -1,25 +1,14 @@
-# Fused losses (csrc/loss.c).  Arrays arrive validated, C-contiguous and of matching shapes
-# (fastnn/ops.py checks them; labels are int64 in [0, cols)); None stands for an absent buffer.
+# Fused losses (csrc/loss.c); their names and codes come from _names.pxi.  Arrays arrive validated,
+# C-contiguous and of matching shapes (fastnn/ops.py checks them; labels are int64 in [0, cols)); None
+# stands for an absent buffer.
 
 cdef extern from "fnn_impl.h" nogil:
-    enum fnn_loss:
-        FNN_LOSS_CROSS_ENTROPY
-        FNN_LOSS_BCE
-        FNN_LOSS_MSE
-        FNN_LOSS_MAE
-        FNN_LOSS_HUBER
     double fnn_sloss(int loss, const float *pred, const int64_t *labels, const float *target,
                      const float *sample_w, size_t rows, size_t cols, float param, float grad_scale,
                      float *grad)
     double fnn_dloss(int loss, const double *pred, const int64_t *labels, const double *target,
                      const double *sample_w, size_t rows, size_t cols, double param, double grad_scale,
                      double *grad)
-
-# Loss name -> the C enum value; the names are those of the public API.
-LOSSES = {
-    "cross_entropy": FNN_LOSS_CROSS_ENTROPY, "binary_cross_entropy": FNN_LOSS_BCE, "mse": FNN_LOSS_MSE,
-    "mae": FNN_LOSS_MAE, "huber": FNN_LOSS_HUBER,
-}
 
 
 def loss(int kind, const floating[:, ::1] pred, const int64_t[::1] labels, const floating[:, ::1] target,

@@ -1,4 +1,4 @@
-# The training engine (csrc/net.c, csrc/optim.c, csrc/rng.h).  A Net wraps one C plan over the
+# The training engine (csrc/plan.c, layer.c, net.c, optim.c, rng.h).  A Net wraps one C net over the
 # parameter, gradient and optimizer-state arrays that fastnn.models allocates; it keeps references to
 # them so that the C pointers stay valid.  Every method converts arguments and calls C without the GIL.
 from libc.stdint cimport uint32_t, uint64_t
@@ -17,6 +17,15 @@ cdef extern from "net.h" nogil:
         size_t w_off
         size_t b_off
         double p
+    ctypedef struct fnn_plan:
+        int nl
+        const fnn_layer_desc *L
+        size_t n_in
+        size_t n_out
+        size_t n_params
+        int loss
+        double loss_param
+        int link
     ctypedef struct fnn_optim_desc:
         int kind
         double lr
@@ -28,6 +37,11 @@ cdef extern from "net.h" nogil:
         double eps
         double alpha
         int centered
+    ctypedef struct fnn_rows:
+        const void *x
+        const int64_t *indptr
+        const int64_t *indices
+        const void *values
     ctypedef struct fnn_snet:
         pass
     ctypedef struct fnn_dnet:
@@ -59,46 +73,28 @@ cdef extern from "net.h" nogil:
     size_t fnn_dnet_workspace_bytes(fnn_dnet *net, size_t batch)
     int fnn_snet_step_threads(const fnn_snet *net, size_t batch)
     int fnn_dnet_step_threads(const fnn_dnet *net, size_t batch)
-    int fnn_snet_step(fnn_snet *net, const float *x, const int64_t *labels, const float *target,
+    int fnn_snet_step(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                       const float *sample_w, size_t rows, int update, double *loss)
-    int fnn_dnet_step(fnn_dnet *net, const double *x, const int64_t *labels, const double *target,
+    int fnn_dnet_step(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
                       const double *sample_w, size_t rows, int update, double *loss)
-    int fnn_snet_fit_chunk(fnn_snet *net, const float *x, const int64_t *labels, const float *target,
+    int fnn_snet_fit_chunk(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                            const float *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
                            size_t count, double *losses, float *pred, size_t *bad)
-    int fnn_dnet_fit_chunk(fnn_dnet *net, const double *x, const int64_t *labels, const double *target,
+    int fnn_dnet_fit_chunk(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
                            const double *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
                            size_t count, double *losses, double *pred, size_t *bad)
-    int fnn_snet_forward(fnn_snet *net, const float *x, size_t rows, size_t batch, int training, int link,
+    int fnn_snet_forward(fnn_snet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                          float *out)
-    int fnn_dnet_forward(fnn_dnet *net, const double *x, size_t rows, size_t batch, int training, int link,
+    int fnn_dnet_forward(fnn_dnet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                          double *out)
-    int fnn_snet_evaluate(fnn_snet *net, const float *x, const int64_t *labels, const float *target,
+    int fnn_snet_evaluate(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                           const float *sample_w, size_t n, size_t batch, double *loss, float *pred)
-    int fnn_dnet_evaluate(fnn_dnet *net, const double *x, const int64_t *labels, const double *target,
+    int fnn_dnet_evaluate(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
                           const double *sample_w, size_t n, size_t batch, double *loss, double *pred)
 
 cdef extern from "rng.h" nogil:
     void fnn_philox4x32(const uint32_t *ctr, const uint32_t *key, uint32_t *out)
     void fnn_permutation(uint64_t seed, uint64_t epoch, int64_t *perm, size_t n)
-
-ERR_NONFINITE = 6
-
-LAYER_KINDS = {"dense": 0, "dropout": 1, "activation": 2}
-ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4, "tanh": 5, "gelu": 6,
-               "silu": 7, "softmax": 8, "log_softmax": 9}
-LOSSES = {"cross_entropy": 0, "binary_cross_entropy": 1, "mse": 2, "mae": 3, "huber": 4}
-OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3}
-
-
-def check(int rc, str what):
-    """Raise the Python error of a C error code."""
-    if rc == 0:
-        return
-    msg = f"{what}: {fnn_strerror(rc).decode()}"
-    if rc == 1:
-        raise MemoryError(msg)
-    raise ValueError(msg)
 
 
 cdef fnn_optim_desc optim_desc(dict o):
@@ -142,8 +138,9 @@ def permutation(uint64_t seed, uint64_t epoch, int64_t[::1] perm):
 
 
 cdef class Net:
-    """One C plan.  `layers`: list of dicts (kind, act, act_alpha, in, out, use_bias, trainable, l1, l2,
-    w_off, b_off, p); params/grads: 1-D contiguous float32 or float64 arrays of the same dtype."""
+    """One C net.  `layers`: list of dicts (kind, act, act_alpha, in, out, use_bias, trainable, l1, l2,
+    w_off, b_off, p) with kind and act given by name; params/grads: 1-D contiguous float32 or float64
+    arrays of the same dtype."""
     cdef fnn_snet *s
     cdef fnn_dnet *d
     cdef readonly object params, grads, state
@@ -200,8 +197,8 @@ cdef class Net:
 
     @property
     def link(self):
-        cdef int code = fnn_dnet_link(self.d) if self.is_double else fnn_snet_link(self.s)
-        return {0: "linear", 4: "sigmoid", 8: "softmax"}[code]
+        """The activation predict applies to the output: "softmax", "sigmoid" or "linear"."""
+        return fnn_act_name(fnn_dnet_link(self.d) if self.is_double else fnn_snet_link(self.s)).decode()
 
     def set_optim(self, dict o, state):
         cdef fnn_optim_desc d = optim_desc(o)
@@ -260,79 +257,124 @@ cdef class Net:
         cdef int rc
         with nogil:
             rc = fnn_dnet_reserve(self.d, batch) if self.is_double else fnn_snet_reserve(self.s, batch)
-        if rc == 1:
+        if rc == FNN_ERR_NOMEM:
             raise MemoryError(f"workspace: cannot allocate {self.workspace_bytes(batch):,} bytes for {batch:,} rows")
         check(rc, "workspace")
 
 
-# Data arguments: x (rows x n_in) and target (rows x n_out) C-contiguous in the net's dtype, labels
-# int64, sample_w 1-D; None where absent.  The caller (fastnn.models) has validated shapes and ranges.
-# Inputs are const views, so read-only arrays (np.frombuffer, read-only memmaps) are used in place.
+# Data arguments, validated by the caller (fastnn.models): x, the input rows, either a C-contiguous
+# 2-D array of the net's dtype or a CSR triple (indptr, indices, values) with int64 indptr/indices
+# (indptr[0] = 0, non-decreasing, indices in [0, n_in)) and values of the net's dtype; labels int64;
+# target (rows x n_out) and sample_w (1-D) in the net's dtype; None where absent.  Inputs are read
+# through const views, so read-only arrays (np.frombuffer, read-only memmaps) are used in place.
 
-cdef inline const int64_t *lab_ptr(const int64_t[::1] a) noexcept nogil:
+cdef int64_t _no_index = 0
+
+cdef inline const int64_t *_i64(const int64_t[::1] a) noexcept nogil:
     return &a[0] if a is not None and a.shape[0] else NULL
 
 
-def net_step(Net net, const floating[:, ::1] x, const int64_t[::1] labels, const floating[:, ::1] target,
-             const floating[::1] sample_w, bint update):
+cdef const void *_ptr(object a, bint dbl) except? NULL:
+    """The data of a contiguous array of the net's dtype (any number of dimensions), or NULL for None."""
+    cdef const float[::1] f
+    cdef const double[::1] d
+    if a is None or a.size == 0:
+        return NULL
+    if not a.flags.c_contiguous:  # reshape would copy, and the pointer outlive the copy
+        raise ValueError("expected a C-contiguous array")
+    if dbl:
+        d = a.reshape(-1)
+        return &d[0]
+    f = a.reshape(-1)
+    return &f[0]
+
+
+cdef size_t _rows(fnn_rows *r, object x, bint dbl) except? 0:
+    """Point r at the input rows x; returns how many rows there are."""
+    cdef const int64_t[::1] ip
+    cdef const int64_t[::1] ix
+    r.x = r.indptr = r.indices = r.values = NULL
+    if isinstance(x, tuple):
+        ip, ix = x[0], x[1]
+        r.indptr = &ip[0]
+        r.indices = &ix[0] if ix.shape[0] else &_no_index
+        r.values = _ptr(x[2], dbl)
+        if r.values == NULL:
+            r.values = &_no_index  # no stored value: nothing is read
+        return ip.shape[0] - 1
+    r.x = _ptr(x, dbl)
+    return x.shape[0]
+
+
+def net_step(Net net, x, const int64_t[::1] labels, target, sample_w, bint update):
     """One training step (update) or gradient computation; returns (rc, loss)."""
+    cdef fnn_rows r
+    cdef size_t rows = _rows(&r, x, net.is_double)
     cdef double loss = 0
     cdef int rc
-    cdef const int64_t *lp = lab_ptr(labels)
-    cdef const floating *tp = &target[0, 0] if target is not None else NULL
-    cdef const floating *wp = &sample_w[0] if sample_w is not None else NULL
+    cdef const int64_t *lp = _i64(labels)
+    cdef const void *tp = _ptr(target, net.is_double)
+    cdef const void *wp = _ptr(sample_w, net.is_double)
     with nogil:
-        if floating is double:
-            rc = fnn_dnet_step(net.d, &x[0, 0], lp, tp, wp, x.shape[0], update, &loss)
+        if net.is_double:
+            rc = fnn_dnet_step(net.d, &r, lp, <const double *>tp, <const double *>wp, rows, update, &loss)
         else:
-            rc = fnn_snet_step(net.s, &x[0, 0], lp, tp, wp, x.shape[0], update, &loss)
+            rc = fnn_snet_step(net.s, &r, lp, <const float *>tp, <const float *>wp, rows, update, &loss)
     return rc, loss
 
 
-def net_fit_chunk(Net net, const floating[:, ::1] x, const int64_t[::1] labels, const floating[:, ::1] target,
-                  const floating[::1] sample_w, const int64_t[::1] perm, size_t batch, size_t first,
-                  double[::1] losses, floating[:, ::1] pred):
+def net_fit_chunk(Net net, x, const int64_t[::1] labels, target, sample_w, const int64_t[::1] perm, size_t batch,
+                  size_t first, double[::1] losses, pred):
     """Batches [first, first + len(losses)) of the epoch; returns (rc, index of the failed batch)."""
+    cdef fnn_rows r
+    cdef size_t n = _rows(&r, x, net.is_double)
     cdef int rc
     cdef size_t bad = 0
-    cdef const int64_t *lp = lab_ptr(labels)
-    cdef const int64_t *pp = lab_ptr(perm)
-    cdef const floating *tp = &target[0, 0] if target is not None else NULL
-    cdef const floating *wp = &sample_w[0] if sample_w is not None else NULL
-    cdef floating *op = &pred[0, 0] if pred is not None else NULL
+    cdef const int64_t *lp = _i64(labels)
+    cdef const int64_t *pp = _i64(perm)
+    cdef const void *tp = _ptr(target, net.is_double)
+    cdef const void *wp = _ptr(sample_w, net.is_double)
+    cdef void *op = <void *>_ptr(pred, net.is_double)
     with nogil:
-        if floating is double:
-            rc = fnn_dnet_fit_chunk(net.d, &x[0, 0], lp, tp, wp, pp, x.shape[0], batch, first, losses.shape[0],
-                                    &losses[0], op, &bad)
+        if net.is_double:
+            rc = fnn_dnet_fit_chunk(net.d, &r, lp, <const double *>tp, <const double *>wp, pp, n, batch, first,
+                                    losses.shape[0], &losses[0], <double *>op, &bad)
         else:
-            rc = fnn_snet_fit_chunk(net.s, &x[0, 0], lp, tp, wp, pp, x.shape[0], batch, first, losses.shape[0],
-                                    &losses[0], op, &bad)
+            rc = fnn_snet_fit_chunk(net.s, &r, lp, <const float *>tp, <const float *>wp, pp, n, batch, first,
+                                    losses.shape[0], &losses[0], <float *>op, &bad)
     return rc, bad
 
 
-def net_forward(Net net, const floating[:, ::1] x, size_t batch, bint training, bint link, floating[:, ::1] out):
+def net_forward(Net net, x, size_t batch, bint training, bint link, out):
+    """out (rows x n_out, the net's dtype) = the output for x; link: apply the loss's link."""
+    cdef fnn_rows r
+    cdef size_t rows = _rows(&r, x, net.is_double)
+    cdef void *op = <void *>_ptr(out, net.is_double)
     cdef int rc
     with nogil:
-        if floating is double:
-            rc = fnn_dnet_forward(net.d, &x[0, 0], x.shape[0], batch, training, link, &out[0, 0])
+        if net.is_double:
+            rc = fnn_dnet_forward(net.d, &r, rows, batch, training, link, <double *>op)
         else:
-            rc = fnn_snet_forward(net.s, &x[0, 0], x.shape[0], batch, training, link, &out[0, 0])
+            rc = fnn_snet_forward(net.s, &r, rows, batch, training, link, <float *>op)
     check(rc, "forward")
 
 
-def net_evaluate(Net net, const floating[:, ::1] x, const int64_t[::1] labels, const floating[:, ::1] target,
-                 const floating[::1] sample_w, size_t batch, floating[:, ::1] pred):
+def net_evaluate(Net net, x, const int64_t[::1] labels, target, sample_w, size_t batch, pred):
     """Mean loss (plus penalties) in inference mode; pred receives the linked outputs when given."""
+    cdef fnn_rows r
+    cdef size_t n = _rows(&r, x, net.is_double)
     cdef double loss = 0
     cdef int rc
-    cdef const int64_t *lp = lab_ptr(labels)
-    cdef const floating *tp = &target[0, 0] if target is not None else NULL
-    cdef const floating *wp = &sample_w[0] if sample_w is not None else NULL
-    cdef floating *op = &pred[0, 0] if pred is not None else NULL
+    cdef const int64_t *lp = _i64(labels)
+    cdef const void *tp = _ptr(target, net.is_double)
+    cdef const void *wp = _ptr(sample_w, net.is_double)
+    cdef void *op = <void *>_ptr(pred, net.is_double)
     with nogil:
-        if floating is double:
-            rc = fnn_dnet_evaluate(net.d, &x[0, 0], lp, tp, wp, x.shape[0], batch, &loss, op)
+        if net.is_double:
+            rc = fnn_dnet_evaluate(net.d, &r, lp, <const double *>tp, <const double *>wp, n, batch, &loss,
+                                   <double *>op)
         else:
-            rc = fnn_snet_evaluate(net.s, &x[0, 0], lp, tp, wp, x.shape[0], batch, &loss, op)
+            rc = fnn_snet_evaluate(net.s, &r, lp, <const float *>tp, <const float *>wp, n, batch, &loss,
+                                   <float *>op)
     check(rc, "evaluate")
     return loss

@@ -64,9 +64,11 @@
 #undef PACKT_W
 #undef PACKT_NAME
 
-/*                                          mr  nr   mc   kc    nc   narrower tile */
-const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {6, 16, 144, 256, 2048, fnn_sgemm_ukr_avx2_6x16,
-                                                4, fnn_sgemm_ukr_avx2_4x16, fnn_sgemv_avx2, fnn_spackt_avx2};
-const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {6, 8, 96, 256, 2048, fnn_dgemm_ukr_avx2_6x8,
-                                                4, fnn_dgemm_ukr_avx2_4x8, fnn_dgemv_avx2, fnn_dpackt_avx2};
+/* Block sizes beside the kernels they are tuned for. */
+const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {
+    .mr = 6, .nr = 16, .mc = 144, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_avx2_6x16,
+    .mr2 = 4, .ukr2 = fnn_sgemm_ukr_avx2_4x16, .gemv = fnn_sgemv_avx2, .packt = fnn_spackt_avx2};
+const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {
+    .mr = 6, .nr = 8, .mc = 96, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_avx2_6x8,
+    .mr2 = 4, .ukr2 = fnn_dgemm_ukr_avx2_4x8, .gemv = fnn_dgemv_avx2, .packt = fnn_dpackt_avx2};
 #endif

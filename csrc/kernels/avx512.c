@@ -64,11 +64,11 @@
 #undef PACKT_W
 #undef PACKT_NAME
 
-/*                                            mr  nr   mc   kc    nc   narrower tile */
-const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {14, 32, 252, 384, 4096, fnn_sgemm_ukr_avx512_14x32,
-                                                  8, fnn_sgemm_ukr_avx512_8x32, fnn_sgemv_avx512,
-                                                  fnn_spackt_avx512};
-const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {14, 16, 126, 384, 2048, fnn_dgemm_ukr_avx512_14x16,
-                                                  8, fnn_dgemm_ukr_avx512_8x16, fnn_dgemv_avx512,
-                                                  fnn_dpackt_avx512};
+/* Block sizes beside the kernels they are tuned for. */
+const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {
+    .mr = 14, .nr = 32, .mc = 252, .kc = 384, .nc = 4096, .ukr = fnn_sgemm_ukr_avx512_14x32,
+    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512};
+const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {
+    .mr = 14, .nr = 16, .mc = 126, .kc = 384, .nc = 2048, .ukr = fnn_dgemm_ukr_avx512_14x16,
+    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512};
 #endif

@@ -51,8 +51,10 @@
 #undef PACKT_W
 #undef PACKT_NAME
 
-/*                                        mr nr   mc   kc    nc */
-const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {4, 8, 128, 256, 2048, fnn_sgemm_ukr_ref_4x8, 0, NULL, fnn_sgemv_ref,
-                                               fnn_spackt_ref};
-const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {4, 4, 128, 256, 2048, fnn_dgemm_ukr_ref_4x4, 0, NULL, fnn_dgemv_ref,
-                                               fnn_dpackt_ref};
+/* Block sizes beside the kernels they are tuned for. */
+const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {
+    .mr = 4, .nr = 8, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_ref_4x8,
+    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_sgemv_ref, .packt = fnn_spackt_ref};
+const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {
+    .mr = 4, .nr = 4, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_ref_4x4,
+    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_dgemv_ref, .packt = fnn_dpackt_ref};

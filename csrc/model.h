@@ -1,0 +1,69 @@
+/* model.h - private: the loaded model (io.c reads it from a model file, model.c runs it through the
+ * engine's forward pass), and the reader's other services for the Python binding.
+ *
+ * A model owns everything it points to: its plan (the training engine's type, built by the same
+ * plan function, net.h), one FNN_ALIGN-aligned buffer holding every parameter in the model's dtype
+ * (Dense layer l: weight in x out row-major, then bias), the layers' names, the architecture JSON
+ * text and the file's metadata strings.  After loading it is never written, so any number of threads
+ * may run fnn_model_predict on it at once.
+ */
+#ifndef FNN_MODEL_H
+#define FNN_MODEL_H
+
+#include "net.h"
+
+/* Limits of what the reader accepts (far beyond any model fastnn trains, far below overflow). */
+#define FNN_IO_MAX_HEADER 100000000u    /* bytes of JSON header (safetensors' own limit) */
+#define FNN_IO_MAX_LAYERS 4096
+#define FNN_IO_MAX_WIDTH ((size_t)1 << 31) /* features of any layer */
+#define FNN_IO_MAX_NDIM 8
+#define FNN_IO_SCHEMA_MAJOR 1             /* files of a newer major schema are refused */
+#define FNN_IO_SCHEMA_MINOR 0
+
+struct fnn_model {
+    int dtype;          /* sizeof(float) or sizeof(double) */
+    fnn_plan plan;      /* layers, loss and link, as a training net plans them */
+    void *params;       /* FNN_ALIGN-aligned, plan.n_params values of the dtype */
+    char **names;       /* per layer, NULL where the file has none */
+    char *arch_json;    /* the architecture as written in the file */
+    int n_meta;         /* __metadata__ as key/value pairs, in file order */
+    char **meta_keys, **meta_values;
+    int schema_major, schema_minor;
+};
+
+/* ---- the reader's error channel (io.c) ----------------------------------------------------------
+ * Thread-local detail of the last failed fnn_model_* call on this thread ("" after a success). */
+void fnn_io_set_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+void fnn_io_clear_error(void);
+
+/* ---- running and reading a model (model.c) ------------------------------------------------------ */
+/* The model's output for rows x n_in inputs in its own dtype (float or double). */
+int fnn_model_predict_native(const fnn_model *m, const void *x, size_t rows, void *out);
+/* Read-only views for the Python binding. */
+int fnn_model_dtype(const fnn_model *m);
+const fnn_plan *fnn_model_plan(const fnn_model *m);
+const char *fnn_model_layer_name(const fnn_model *m, int i); /* NULL when unnamed */
+const void *fnn_model_params(const fnn_model *m, size_t *n_params);
+const char *fnn_model_architecture(const fnn_model *m);
+int fnn_model_n_metadata(const fnn_model *m);
+int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const char **value);
+
+/* ---- plain safetensors files (io.c) ---------------------------------------------------------------
+ * A plain safetensors file, checked as a container only (sizes, header JSON, tensor entries, tiling of
+ * the data section), without the fastnn metadata: the weights of other frameworks.  It points into
+ * the caller's buffer, which must outlive it.  Tensors in header order; begin/end are byte offsets
+ * in the buffer; dtype is the safetensors name ("F32", "BF16", ...). */
+typedef struct fnn_st_file fnn_st_file;
+int fnn_st_open(const void *data, size_t len, fnn_st_file **out);
+size_t fnn_st_n_tensors(const fnn_st_file *s);
+int fnn_st_tensor_at(const fnn_st_file *s, size_t i, const char **name, const char **dtype, size_t *ndim,
+                     const uint64_t **shape, size_t *begin, size_t *end);
+int fnn_st_n_metadata(const fnn_st_file *s);
+int fnn_st_metadata_at(const fnn_st_file *s, int i, const char **key, const char **value);
+void fnn_st_close(fnn_st_file *s);
+
+#endif /* FNN_MODEL_H */
