@@ -1,7 +1,42 @@
-/* fastnn.h - the one public header of the fastnn C library.
+/* fastnn.h - the one public header of the fastnn C library: run a model trained in Python from C.
  *
- * Plain C11, no Python.  Build with `make -C csrc` into libfastnn.a and libfastnn.so.
- * Every function returns an error code (0 = FNN_OK) or a value; none calls exit() or abort().
+ * Plain C11, no Python.  Build with `make -C csrc` into csrc/build/libfastnn.a and libfastnn.so, then
+ *     cc -O2 -Icsrc app.c csrc/build/libfastnn.a -fopenmp -lm
+ * (without -fopenmp when the library was built with OPENMP=0).  Every function returns an error code
+ * (0 = FNN_OK) or a value; none calls exit() or abort(); fnn_last_error_detail() says what went wrong.
+ *
+ * A model file is what `model.save(path)` writes in Python (a safetensors file, docs/FORMAT.md).  A
+ * loaded model is read-only: any number of threads may call fnn_model_predict on it at once, and it
+ * gives the same bits as `Sequential.predict` in Python (both run the same engine).
+ *
+ * Example: predict two rows of a model file and print the outputs (for a classifier saved with a
+ * cross-entropy loss, the class probabilities).
+ *
+ *     #include <stdio.h>
+ *     #include <stdlib.h>
+ *     #include "fastnn.h"
+ *
+ *     int main(int argc, char **argv) {
+ *         fnn_model *m;
+ *         int rc = fnn_model_load(argc > 1 ? argv[1] : "model.safetensors", &m);
+ *         if (rc) {
+ *             fprintf(stderr, "%s: %s\n", fnn_strerror(rc), fnn_last_error_detail());
+ *             return 1;
+ *         }
+ *         size_t n_in = fnn_model_n_inputs(m), n_out = fnn_model_n_outputs(m), rows = 2;
+ *         float *x = calloc(rows * n_in, sizeof *x), *y = malloc(rows * n_out * sizeof *y);
+ *         for (size_t j = 0; j < n_in; j++) x[n_in + j] = 1.0f;   // row 0: zeros, row 1: ones
+ *         rc = x && y ? fnn_model_predict(m, x, rows, y) : FNN_ERR_NOMEM;
+ *         for (size_t i = 0; !rc && i < rows; i++)
+ *             for (size_t j = 0; j < n_out; j++) printf("%.9g%c", y[i * n_out + j], j + 1 < n_out ? ' ' : '\n');
+ *         if (rc) fprintf(stderr, "%s\n", fnn_strerror(rc));
+ *         free(x);
+ *         free(y);
+ *         fnn_model_free(m);
+ *         return rc != FNN_OK;
+ *     }
+ *
+ * examples/embed/embed.c is a complete program (CSV or binary rows in, one line of outputs per row).
  */
 #ifndef FASTNN_H
 #define FASTNN_H

@@ -141,3 +141,34 @@ def test_concurrent_predict_equals_serial(name, rng):
     for v in results.values():
         for i, out in v:
             assert np.array_equal(out, serial[i])
+
+
+def test_the_example_in_fastnn_h_compiles_and_predicts_as_python(embed, tmp_path, rng):
+    """fastnn.h opens with a complete program: cut it out of the header, build it against the library the
+    `embed` fixture built, run it on a model saved from Python and compare with Sequential.predict."""
+    from conftest import CC, ROOT
+    header = open(os.path.join(ROOT, "csrc", "fastnn.h")).read().split("\n")
+    start = next(i for i, l in enumerate(header) if l.strip() == "*     #include <stdio.h>")
+    end = next(i for i in range(start, len(header)) if header[i].strip() == "*     }")
+    src = "\n".join(l.replace(" *     ", "", 1) if l.startswith(" *     ") else "" for l in header[start:end + 1])
+    (tmp_path / "app.c").write_text(src)
+    build = os.path.dirname(embed)
+    exe = tmp_path / "app"
+    san = ["-fsanitize=address,undefined"] if os.environ.get("FASTNN_SANITIZED") == "1" else []
+    for omp in (["-fopenmp"], []):
+        r = subprocess.run([CC, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", os.path.join(ROOT, "csrc"),
+                            str(tmp_path / "app.c"), os.path.join(build, "libfastnn.a")] + omp + san +
+                           ["-lm", "-o", str(exe)], capture_output=True, text=True, timeout=300)
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0, r.stderr
+    m = fnn.Sequential([fnn.Dense(7, "relu"), fnn.Dense(3)], input_dim=5, seed=1)
+    m.compile("cross_entropy")
+    m.save(tmp_path / "model.safetensors")
+    out = run(str(exe), tmp_path / "model.safetensors")
+    assert out.returncode == 0, out.stderr
+    got = np.array([line.split() for line in out.stdout.splitlines()], dtype=np.float64).astype(np.float32)
+    want = m.predict(np.stack([np.zeros(5), np.ones(5)]).astype(np.float32))
+    np.testing.assert_array_equal(got, want)
+    bad = run(str(exe), tmp_path / "missing.safetensors")
+    assert bad.returncode == 1 and "I/O error" in bad.stderr and "missing.safetensors" in bad.stderr
