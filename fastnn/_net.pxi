@@ -275,18 +275,24 @@ cdef inline const int64_t *_i64(const int64_t[::1] a) noexcept nogil:
 
 
 cdef const void *_ptr(object a, bint dbl) except? NULL:
-    """The data of a contiguous array of the net's dtype (any number of dimensions), or NULL for None."""
-    cdef const float[::1] f
-    cdef const double[::1] d
-    if a is None or a.size == 0:
+    """The data of a C-contiguous 1-D or 2-D array of the net's dtype, or NULL for None (or no values)."""
+    cdef const float[::1] f1
+    cdef const double[::1] d1
+    cdef const float[:, ::1] f2
+    cdef const double[:, ::1] d2
+    if a is None:
         return NULL
-    if not a.flags.c_contiguous:  # reshape would copy, and the pointer outlive the copy
-        raise ValueError("expected a C-contiguous array")
+    if a.ndim == 1:
+        if dbl:
+            d1 = a
+            return &d1[0] if d1.shape[0] else NULL
+        f1 = a
+        return &f1[0] if f1.shape[0] else NULL
     if dbl:
-        d = a.reshape(-1)
-        return &d[0]
-    f = a.reshape(-1)
-    return &f[0]
+        d2 = a
+        return &d2[0, 0] if d2.shape[0] and d2.shape[1] else NULL
+    f2 = a
+    return &f2[0, 0] if f2.shape[0] and f2.shape[1] else NULL
 
 
 cdef size_t _rows(fnn_rows *r, object x, bint dbl) except? 0:
