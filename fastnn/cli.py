@@ -17,7 +17,6 @@ import gzip
 import io
 import json
 import os
-import struct
 import sys
 import time
 import warnings
@@ -493,21 +492,16 @@ _CLI_META = "fastnn_cli"
 
 
 def save_model(model, path, extra):
-    """`model.save`'s file with one more metadata key, "fastnn_cli": JSON text of `extra` (task,
-    class labels, column names), which `fastnn.load` and other readers of the format ignore."""
-    from . import _format, saving
-
-    arch = saving.architecture(model)
-    meta = _format.metadata(arch)
-    meta[_CLI_META] = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
+    """`model.save` with one more metadata key, "fastnn_cli": JSON text of `extra` (task, class
+    labels, column names), which `fastnn.load` keeps as `model.metadata` and the C API ignores."""
     try:
-        _format.write_atomic(path, _format.encode(arch, saving._tensors(model), meta=meta))
+        model.save(path, extra_metadata={_CLI_META: json.dumps(extra, separators=(",", ":"), ensure_ascii=False)})
     except OSError as e:
         raise CLIError(f"--out {path}: cannot write ({e.strerror or e})") from None
 
 
 def load_model(path):
-    """(model, extra): `fastnn.load(path)` and the "fastnn_cli" metadata ({} for a file written by
+    """(model, extra): `fastnn.load(path)` and its "fastnn_cli" metadata ({} for a file written by
     model.save)."""
     import fastnn as fnn
 
@@ -518,11 +512,7 @@ def load_model(path):
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(f"{path}: cannot read ({e.strerror or e})") from None
-    # the file passed the reader's checks: its header is bounded, valid JSON
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n).decode("utf-8"))
-    text = header.get("__metadata__", {}).get(_CLI_META)
+    text = model.metadata.get(_CLI_META)
     try:
         extra = json.loads(text) if text else {}
         if not isinstance(extra, dict):
