@@ -32,7 +32,8 @@ import time
 
 import numpy as np
 
-__all__ = ["gemm_main", "train_main", "run_gemm", "run_train", "plot", "add_cli_arguments", "run_cli"]
+__all__ = ["gemm_main", "train_main", "run_gemm", "run_train", "plot", "add_cli_arguments", "cli_options",
+           "run_cli"]
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -533,40 +534,42 @@ def _int_list(text, what):
     return values
 
 
-def run_cli(args):
-    """`fastnn bench`: the two tables, then the plot when asked."""
-    from .cli import CLIError
+def cli_options(args):
+    """The options of `fastnn bench` checked and filled in (a dict for run_cli); ValueError naming the
+    option that is wrong."""
+    threads = _int_list(args.threads or "1,2", "--threads")
+    batches = _int_list(args.batches or ("128" if args.quick else "32,128,512"), "--batches")
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
+    if args.samples < 1:
+        raise ValueError(f"--samples: must be >= 1, got {args.samples}")
+    libs = args.libs.split(",")
+    bad = [lib for lib in libs if lib not in LIBS]
+    if bad:
+        raise ValueError(f"--libs: unknown {', '.join(bad)}; expected some of {', '.join(LIBS)}")
+    if args.filter and not any(args.filter in s[0] for s in gemm_shapes()):
+        raise ValueError(f"--filter {args.filter!r}: no GEMM shape matches")
+    return {"only": args.only, "quick": args.quick, "threads": threads, "batches": batches, "rounds": args.rounds,
+            "samples": args.samples, "libs": libs, "filter": args.filter, "plot": getattr(args, "plot", None)}
 
-    try:
-        threads = _int_list(args.threads or "1,2", "--threads")
-        batches = _int_list(args.batches or ("128" if args.quick else "32,128,512"), "--batches")
-        if args.rounds is not None and args.rounds < 1:
-            raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
-        if args.samples < 1:
-            raise ValueError(f"--samples: must be >= 1, got {args.samples}")
-        libs = args.libs.split(",")
-        bad = [lib for lib in libs if lib not in LIBS]
-        if bad:
-            raise ValueError(f"--libs: unknown {', '.join(bad)}; expected some of {', '.join(LIBS)}")
-        if args.filter and not any(args.filter in s[0] for s in gemm_shapes()):
-            raise ValueError(f"--filter {args.filter!r}: no GEMM shape matches")
-    except ValueError as e:
-        raise CLIError(str(e), 2) from None
+
+def run_cli(o):
+    """`fastnn bench`: the two tables, then the plot when asked; `o` from cli_options."""
     say = lambda s: print(s, flush=True)  # noqa: E731
     gemm_rows = train_rows = []
-    if args.only in (None, "gemm"):
+    if o["only"] in (None, "gemm"):
         say("## GEMM: fastnn vs NumPy\n")
-        gemm_rows = run_gemm(threads=threads, dtypes=("float32",) if args.quick else ("float32", "float64"),
-                             rounds=args.rounds or (3 if args.quick else 5), samples=3 if args.quick else 5,
-                             filt=args.filter, out=say)
+        gemm_rows = run_gemm(threads=o["threads"], dtypes=("float32",) if o["quick"] else ("float32", "float64"),
+                             rounds=o["rounds"] or (3 if o["quick"] else 5), samples=3 if o["quick"] else 5,
+                             filt=o["filter"], out=say)
         say("")
-    if args.only in (None, "train"):
-        say("## Training epoch: fastnn vs " + ", ".join(lib for lib in libs if lib != "fastnn") + "\n")
-        train_rows = run_train(threads=threads, batches=batches, libs=libs, rounds=args.rounds or (1 if args.quick else 3),
-                               n=args.samples, out=say)
-    if args.plot:
-        plot(gemm_rows, train_rows, args.plot)
-        say(f"\nplot written to {args.plot}")
+    if o["only"] in (None, "train"):
+        say("## Training epoch: fastnn vs " + ", ".join(lib for lib in o["libs"] if lib != "fastnn") + "\n")
+        train_rows = run_train(threads=o["threads"], batches=o["batches"], libs=o["libs"],
+                               rounds=o["rounds"] or (1 if o["quick"] else 3), n=o["samples"], out=say)
+    if o["plot"]:
+        plot(gemm_rows, train_rows, o["plot"])
+        say(f"\nplot written to {o['plot']}")
     return 0
 
 
