@@ -360,22 +360,26 @@ def _train_worker(lib, batch, epochs, threads, n):
 
 
 def peak_per_core():
-    """(GFLOP/s per core, derived GHz) measured by fma_probe.c, or (None, None) without a C compiler."""
+    """The FP32 peak in GFLOP/s per core: the FMA throughput fma_probe.c measures (independent FMA
+    chains on the widest vectors the CPU runs, timed in the probe's own CPU time so that other
+    processes do not lower it), or None without a C compiler.  It is a measurement,
+    not a clock times an assumed number of FMA pipes: that number differs between cores (two 512-bit
+    pipes on many Xeons, one 512-bit or two 256-bit on AMD's Zen 4, two 256-bit on Zen 3)."""
     from .datasets import data_path
 
     cc = shutil.which("cc") or shutil.which("gcc")
     src = data_path("fma_probe.c")
     if not cc or not os.path.exists(src):
-        return None, None
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "fma_probe")
         try:
             subprocess.run([cc, "-O2", src, "-o", exe], check=True, capture_output=True)
             out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
         except (OSError, subprocess.CalledProcessError):
-            return None, None
+            return None
     kv = dict(item.split("=") for item in out.split())
-    return (float(kv["gflops"]), float(kv["ghz"])) if float(kv["gflops"]) > 0 else (None, None)
+    return float(kv["gflops"]) if float(kv["gflops"]) > 0 else None
 
 
 def kernel_ceiling():
@@ -414,7 +418,7 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
     for lib in libs:
         if lib not in LIBS:
             raise ValueError(f"--libs: unknown library {lib!r}; expected some of {', '.join(LIBS)}")
-    per_core, ghz = peak_per_core()
+    per_core = peak_per_core()
     ceiling = kernel_ceiling()
     libs = [lib for lib in libs if available(lib)]
     info = fnn.build_info()
@@ -422,8 +426,8 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
     out(f"fastnn {info['version']} simd={info['simd']} openmp={info['openmp']}; peers: "
         + (", ".join(lib for lib in libs if lib != "fastnn") or "none installed"))
     if per_core:
-        out(f"FP32 peak {per_core:.1f} GFLOP/s per core, measured by fma_probe.c (independent FMA chains); "
-            f"clock {ghz:.2f} GHz if the core has 2 FMA pipes of that width")
+        out(f"FP32 peak {per_core:.1f} GFLOP/s per core: the FMA throughput measured by fma_probe.c "
+            f"(independent FMA chains on the widest vectors)")
         out(f"micro-kernel ceiling {ceiling:.1f} GFLOP/s per core with its operands in L1 "
             f"({100 * ceiling / per_core:.0f}% of that peak): no blocked GEMM on this core goes faster")
     out(f"model {'-'.join(map(str, LAYERS))} ReLU, SGD momentum, {n:,} samples; exact GEMM work "

@@ -273,3 +273,28 @@ def test_diabetes_target_is_a_regression(tmp_path):
     assert p.returncode == 0, p.stderr
     pred = np.array(p.stdout.split()[1:], dtype=float)
     assert pred.shape == (442,) and np.corrcoef(pred, d.target)[0, 1] > 0.5  # a regression, and a useful one
+
+
+def test_the_fma_probe_ships_and_measures():
+    """fastnn/data/fma_probe.c is package data that the wheel keeps (only Cython's generated _core.c
+    is left out), and the benchmarks get a peak from it where a C compiler is there."""
+    import fnmatch
+    import shutil
+
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        tool = tomllib.load(f)["tool"]["setuptools"]
+    probe = "data/fma_probe.c"
+    assert any(fnmatch.fnmatch(probe, pat) for pat in tool["package-data"]["fastnn"])
+    assert not any(fnmatch.fnmatch(probe, pat) for pat in tool["exclude-package-data"]["fastnn"])
+    assert any(fnmatch.fnmatch("_core.c", pat) for pat in tool["exclude-package-data"]["fastnn"])
+    from fastnn import benchmark
+
+    import fastnn as fnn
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler")
+    if "avx2" not in fnn.build_info()["simd_available"]:
+        pytest.skip("the probe measures AVX2/AVX-512 FMA only")
+    peak = benchmark.peak_per_core()
+    assert peak is not None and peak > 0
