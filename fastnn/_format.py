@@ -2,12 +2,14 @@
 
 Reading is the C reader's job (csrc/io.c, bound in fastnn/_io.pxi): one reader for Python and C.
 
-- `encode(architecture, tensors)` -> the file's bytes: header padded with spaces to a multiple of 8
-  (as the safetensors package writes it), tensors little-endian and back to back in the given order.
+- `encode(architecture, tensors, extra_metadata=None)` -> the file's bytes: header padded with spaces
+  to a multiple of 8 (as the safetensors package writes it), tensors little-endian and back to back in
+  the given order; `extra_metadata` (str -> str, none of RESERVED_KEYS) joins the format's own keys.
 - `write_atomic(path, data)`: the bytes reach `path` whole or not at all: a temporary file in the same
   directory, fsync, rename over `path`, fsync of the directory.  On any error the temporary file is
   removed and an existing `path` is left as it was.
 """
+import collections.abc
 import json
 import os
 import struct
@@ -22,20 +24,59 @@ FORMAT = "fastnn"
 _DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.float64): ("F64", "<f8")}
 
 
+# The __metadata__ keys the format itself uses; a model's extra metadata may use any other string.
+RESERVED_KEYS = ("format", "fastnn_schema", "fastnn_version", "architecture")
+
+
 def _json(obj):
     return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
-def metadata(architecture):
-    """The `__metadata__` of a model file with this architecture (a dict, see docs/FORMAT.md)."""
-    return {"format": FORMAT, "fastnn_schema": SCHEMA, "fastnn_version": _core.VERSION,
+def path_arg(path, name="path"):
+    """`path` as a str or bytes path; TypeError/ValueError naming `name` otherwise."""
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name}: expected a str or path-like object, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{name}: is empty")
+    return path
+
+
+def check_extra_metadata(extra, name="extra_metadata"):
+    """`extra` as a dict of str -> str that the format can carry beside its own keys."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, collections.abc.Mapping):
+        raise TypeError(f"{name}: expected a dict of str -> str, got {type(extra).__name__}")
+    out = {}
+    for k, v in extra.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{name}: keys must be str, got {k!r} ({type(k).__name__})")
+        if not isinstance(v, str):
+            raise TypeError(f"{name}[{k!r}]: values must be str (safetensors metadata is text), got "
+                            f"{type(v).__name__}")
+        if k in RESERVED_KEYS:
+            raise ValueError(f"{name}: key {k!r} is reserved by the model file format "
+                             f"({', '.join(RESERVED_KEYS)})")
+        if "\0" in k or "\0" in v:  # the C reader refuses \u0000: the file would not load
+            raise ValueError(f"{name}: key {k!r}: NUL characters cannot be stored")
+        out[k] = v
+    return out
+
+
+def metadata(architecture, extra=None):
+    """The `__metadata__` of a model file with this architecture (a dict, see docs/FORMAT.md), plus
+    the `extra` keys (checked by check_extra_metadata)."""
+    meta = {"format": FORMAT, "fastnn_schema": SCHEMA, "fastnn_version": _core.VERSION,
             "architecture": _json(architecture)}
+    meta.update(check_extra_metadata(extra))
+    return meta
 
 
-def encode(architecture, tensors, *, meta=None):
+def encode(architecture, tensors, *, extra_metadata=None):
     """The bytes of a model file: `tensors` is a list of (name, float32/float64 array) in file order;
-    `meta` replaces the metadata built from `architecture` when given."""
-    header = {"__metadata__": metadata(architecture) if meta is None else dict(meta)}
+    `extra_metadata` (str -> str) joins the format's own metadata keys."""
+    header = {"__metadata__": metadata(architecture, extra_metadata)}
     chunks, offset = [], 0
     for name, a in tensors:
         a = np.asarray(a)

@@ -32,7 +32,8 @@ import time
 
 import numpy as np
 
-__all__ = ["gemm_main", "train_main", "run_gemm", "run_train", "plot", "add_cli_arguments", "run_cli"]
+__all__ = ["gemm_main", "train_main", "run_gemm", "run_train", "plot", "add_cli_arguments", "cli_options",
+           "run_cli"]
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -359,22 +360,26 @@ def _train_worker(lib, batch, epochs, threads, n):
 
 
 def peak_per_core():
-    """(GFLOP/s per core, derived GHz) measured by fma_probe.c, or (None, None) without a C compiler."""
+    """The FP32 peak in GFLOP/s per core: the FMA throughput fma_probe.c measures (independent FMA
+    chains on the widest vectors the CPU runs, timed in the probe's own CPU time so that other
+    processes do not lower it), or None without a C compiler.  It is a measurement,
+    not a clock times an assumed number of FMA pipes: that number differs between cores (two 512-bit
+    pipes on many Xeons, one 512-bit or two 256-bit on AMD's Zen 4, two 256-bit on Zen 3)."""
     from .datasets import data_path
 
     cc = shutil.which("cc") or shutil.which("gcc")
     src = data_path("fma_probe.c")
     if not cc or not os.path.exists(src):
-        return None, None
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "fma_probe")
         try:
             subprocess.run([cc, "-O2", src, "-o", exe], check=True, capture_output=True)
             out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
         except (OSError, subprocess.CalledProcessError):
-            return None, None
+            return None
     kv = dict(item.split("=") for item in out.split())
-    return (float(kv["gflops"]), float(kv["ghz"])) if float(kv["gflops"]) > 0 else (None, None)
+    return float(kv["gflops"]) if float(kv["gflops"]) > 0 else None
 
 
 def kernel_ceiling():
@@ -413,7 +418,7 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
     for lib in libs:
         if lib not in LIBS:
             raise ValueError(f"--libs: unknown library {lib!r}; expected some of {', '.join(LIBS)}")
-    per_core, ghz = peak_per_core()
+    per_core = peak_per_core()
     ceiling = kernel_ceiling()
     libs = [lib for lib in libs if available(lib)]
     info = fnn.build_info()
@@ -421,8 +426,8 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
     out(f"fastnn {info['version']} simd={info['simd']} openmp={info['openmp']}; peers: "
         + (", ".join(lib for lib in libs if lib != "fastnn") or "none installed"))
     if per_core:
-        out(f"FP32 peak {per_core:.1f} GFLOP/s per core, measured by fma_probe.c (independent FMA chains); "
-            f"clock {ghz:.2f} GHz if the core has 2 FMA pipes of that width")
+        out(f"FP32 peak {per_core:.1f} GFLOP/s per core: the FMA throughput measured by fma_probe.c "
+            f"(independent FMA chains on the widest vectors)")
         out(f"micro-kernel ceiling {ceiling:.1f} GFLOP/s per core with its operands in L1 "
             f"({100 * ceiling / per_core:.0f}% of that peak): no blocked GEMM on this core goes faster")
     out(f"model {'-'.join(map(str, LAYERS))} ReLU, SGD momentum, {n:,} samples; exact GEMM work "
@@ -533,40 +538,42 @@ def _int_list(text, what):
     return values
 
 
-def run_cli(args):
-    """`fastnn bench`: the two tables, then the plot when asked."""
-    from .cli import CLIError
+def cli_options(args):
+    """The options of `fastnn bench` checked and filled in (a dict for run_cli); ValueError naming the
+    option that is wrong."""
+    threads = _int_list(args.threads or "1,2", "--threads")
+    batches = _int_list(args.batches or ("128" if args.quick else "32,128,512"), "--batches")
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
+    if args.samples < 1:
+        raise ValueError(f"--samples: must be >= 1, got {args.samples}")
+    libs = args.libs.split(",")
+    bad = [lib for lib in libs if lib not in LIBS]
+    if bad:
+        raise ValueError(f"--libs: unknown {', '.join(bad)}; expected some of {', '.join(LIBS)}")
+    if args.filter and not any(args.filter in s[0] for s in gemm_shapes()):
+        raise ValueError(f"--filter {args.filter!r}: no GEMM shape matches")
+    return {"only": args.only, "quick": args.quick, "threads": threads, "batches": batches, "rounds": args.rounds,
+            "samples": args.samples, "libs": libs, "filter": args.filter, "plot": getattr(args, "plot", None)}
 
-    try:
-        threads = _int_list(args.threads or "1,2", "--threads")
-        batches = _int_list(args.batches or ("128" if args.quick else "32,128,512"), "--batches")
-        if args.rounds is not None and args.rounds < 1:
-            raise ValueError(f"--rounds: must be >= 1, got {args.rounds}")
-        if args.samples < 1:
-            raise ValueError(f"--samples: must be >= 1, got {args.samples}")
-        libs = args.libs.split(",")
-        bad = [lib for lib in libs if lib not in LIBS]
-        if bad:
-            raise ValueError(f"--libs: unknown {', '.join(bad)}; expected some of {', '.join(LIBS)}")
-        if args.filter and not any(args.filter in s[0] for s in gemm_shapes()):
-            raise ValueError(f"--filter {args.filter!r}: no GEMM shape matches")
-    except ValueError as e:
-        raise CLIError(str(e), 2) from None
+
+def run_cli(o):
+    """`fastnn bench`: the two tables, then the plot when asked; `o` from cli_options."""
     say = lambda s: print(s, flush=True)  # noqa: E731
     gemm_rows = train_rows = []
-    if args.only in (None, "gemm"):
+    if o["only"] in (None, "gemm"):
         say("## GEMM: fastnn vs NumPy\n")
-        gemm_rows = run_gemm(threads=threads, dtypes=("float32",) if args.quick else ("float32", "float64"),
-                             rounds=args.rounds or (3 if args.quick else 5), samples=3 if args.quick else 5,
-                             filt=args.filter, out=say)
+        gemm_rows = run_gemm(threads=o["threads"], dtypes=("float32",) if o["quick"] else ("float32", "float64"),
+                             rounds=o["rounds"] or (3 if o["quick"] else 5), samples=3 if o["quick"] else 5,
+                             filt=o["filter"], out=say)
         say("")
-    if args.only in (None, "train"):
-        say("## Training epoch: fastnn vs " + ", ".join(lib for lib in libs if lib != "fastnn") + "\n")
-        train_rows = run_train(threads=threads, batches=batches, libs=libs, rounds=args.rounds or (1 if args.quick else 3),
-                               n=args.samples, out=say)
-    if args.plot:
-        plot(gemm_rows, train_rows, args.plot)
-        say(f"\nplot written to {args.plot}")
+    if o["only"] in (None, "train"):
+        say("## Training epoch: fastnn vs " + ", ".join(lib for lib in o["libs"] if lib != "fastnn") + "\n")
+        train_rows = run_train(threads=o["threads"], batches=o["batches"], libs=o["libs"],
+                               rounds=o["rounds"] or (1 if o["quick"] else 3), n=o["samples"], out=say)
+    if o["plot"]:
+        plot(gemm_rows, train_rows, o["plot"])
+        say(f"\nplot written to {o['plot']}")
     return 0
 
 

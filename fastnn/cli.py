@@ -5,22 +5,20 @@ column, a model file that is not one, a failed training); 2 a usage error (an un
 option value, a missing argument); 130 interrupted.  Every error is one line on stderr,
 "fastnn: error: ..." (set FASTNN_DEBUG=1 for the traceback).
 
-Data files: CSV with a header row (also .csv.gz), or NumPy .npz / .npy.  In a CSV, `--target COL`
-names the label column and every other column is a feature.  In an .npz, the features are the array
-"X" (or the only other array) and `--target KEY` names the labels (default "y").  A .npy holds the
-features only.  `--labels FILE` gives the labels as a separate .npy or text file (one per line, an
-optional header line).
+Data files (read by fastnn/tabular.py): CSV with a header row (also .csv.gz), or NumPy .npz / .npy.
+In a CSV, `--target COL` names the label column and every other column is a feature.  In an .npz, the
+features are the array "X" (or the only other array) and `--target KEY` names the labels (default
+"y").  A .npy holds the features only.  `--labels FILE` gives the labels as a separate .npy or text
+file (one per line, an optional header line).
 """
 import argparse
 import csv
-import gzip
-import io
 import json
 import os
-import struct
 import sys
 import time
-import warnings
+
+from .tabular import DataError, check_exists, encode_labels, file_kind, read_data
 
 __all__ = ["main"]
 
@@ -86,264 +84,6 @@ def _layer_sizes(text):
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"every width must be >= 1, got {text!r}")
     return sizes
-
-
-# ---------------------------------------------------------------------------------------- data files
-
-def _open_text(path):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
-
-
-def _kind(path):
-    name = path.lower()
-    for ext in (".csv", ".csv.gz", ".txt", ".npz", ".npy"):
-        if name.endswith(ext):
-            return "csv" if ext in (".csv", ".csv.gz", ".txt") else ext[1:]
-    raise CLIError(f"{path}: unknown file type (expected .csv, .csv.gz, .npz or .npy)", 2)
-
-
-def _check_exists(path, what):
-    if path == "-":
-        raise CLIError(f"{what}: reading from standard input is not supported; give a file", 2)
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CLIError(f"{path}: is a directory, not a {what} file")
-
-
-def _csv_header(path):
-    try:
-        with _open_text(path) as f:
-            header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise CLIError(f"{path}: cannot read the header ({e})") from None
-    if not header or all(not h.strip() for h in header):
-        raise CLIError(f"{path}: empty file (a CSV needs a header row and data rows)")
-    names = [h.strip() for h in header]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise CLIError(f"{path}: duplicate column name(s) in the header: {', '.join(dup)}")
-    return names
-
-
-def _csv_diagnose(path, names, numeric_cols, default=None):
-    """The message about the first malformed line, else `path: default` (None when `default` is None).
-    A pass in Python: it runs only where the fast parse could not be used."""
-    import numpy as np
-
-    ncol = len(names)
-    with _open_text(path) as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if lineno == 1 or not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != ncol:
-                return f"{path}: line {lineno} has {len(row)} fields, the header has {ncol}"
-            for j in numeric_cols:
-                v = row[j].strip()
-                try:
-                    x = float(v)
-                except ValueError:
-                    what = "an empty field" if not v else f"{v!r} is not a number"
-                    return f"{path}: line {lineno}, column {names[j]!r}: {what}"
-                if not np.isfinite(x):
-                    return f"{path}: line {lineno}, column {names[j]!r}: {v!r} (missing or infinite values are not supported)"
-    return None if default is None else f"{path}: {default}"
-
-
-def read_csv(path, target=None, feature_names=None):
-    """(X float64 (n, d), labels as str array or None, feature names, target name or None).
-
-    `target`: the label column (must exist).  `feature_names`: take these columns in this order
-    (predict); otherwise every column except the target."""
-    import numpy as np
-
-    names = _csv_header(path)
-    if target is not None and target not in names:
-        raise CLIError(f"{path}: no column {target!r} (columns: {', '.join(names[:20])}"
-                       f"{', ...' if len(names) > 20 else ''})")
-    if feature_names is not None:
-        missing = [c for c in feature_names if c not in names]
-        if missing:
-            raise CLIError(f"{path}: missing the model's input column(s) {', '.join(map(repr, missing[:10]))}")
-        cols = [names.index(c) for c in feature_names]
-    else:
-        cols = [j for j, n in enumerate(names) if n != target]
-    if not cols:
-        raise CLIError(f"{path}: no feature columns besides the target {target!r}")
-    ti = names.index(target) if target is not None else None
-    labels = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, quotechar='"',
-                              encoding="utf-8")
-        if data.shape[0] == 0:
-            raise CLIError(f"{path}: no data rows after the header")
-        if data.shape[1] != len(names):
-            raise ValueError("width")
-        X = data[:, cols]
-        if ti is not None:
-            labels = data[:, ti]
-    except ValueError:
-        # a non-numeric label column (class names), or a malformed file: parse the parts separately
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # NumPy's notes on blank lines
-                X = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, quotechar='"',
-                               encoding="utf-8", usecols=cols)
-                if ti is not None:
-                    labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=1, quotechar='"',
-                                        encoding="utf-8", usecols=[ti])
-            msg = _csv_diagnose(path, names, cols)  # rows of the wrong width pass usecols unseen
-            if msg is not None:
-                raise CLIError(msg)
-        except ValueError:
-            raise CLIError(_csv_diagnose(path, names, cols, "cannot be parsed as CSV numbers")) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CLIError(f"{path}: cannot read ({e})") from None
-    if X.shape[0] == 0:
-        raise CLIError(f"{path}: no data rows after the header")
-    if not np.all(np.isfinite(X)):
-        raise CLIError(_csv_diagnose(path, names, cols, "contains missing (NaN) or infinite values"))
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.dtype.kind == "U":
-            labels = np.char.strip(labels)
-            empty = np.flatnonzero(labels == "")
-            if empty.size:
-                raise CLIError(f"{path}: column {target!r} is empty in data row {empty[0] + 1}")
-    return X, labels, [names[j] for j in cols], target
-
-
-def read_npz(path, target=None):
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise CLIError(f"{path}: not a readable .npz file ({e})") from None
-    if not arrays:
-        raise CLIError(f"{path}: the .npz holds no arrays")
-    tkey = target if target is not None else ("y" if "y" in arrays else None)
-    if target is not None and target not in arrays:
-        raise CLIError(f"{path}: no array {target!r} (arrays: {', '.join(arrays)})")
-    rest = [k for k in arrays if k != tkey]
-    xkey = "X" if "X" in arrays else ("x" if "x" in arrays else (rest[0] if len(rest) == 1 else None))
-    if xkey is None:
-        raise CLIError(f"{path}: cannot tell the features apart: name them 'X' (arrays: {', '.join(arrays)})")
-    return arrays[xkey], (arrays[tkey] if tkey else None), None, tkey
-
-
-def read_npy(path):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False), None, None, None
-    except (OSError, ValueError, EOFError) as e:
-        raise CLIError(f"{path}: not a readable .npy file ({e})") from None
-
-
-def read_labels(path, n):
-    import numpy as np
-
-    _check_exists(path, "labels")
-    if path.lower().endswith(".npy"):
-        y = read_npy(path)[0]
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-    else:
-        try:
-            with _open_text(path) as f:
-                lines = [line.strip() for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise CLIError(f"{path}: cannot read ({e})") from None
-        if len(lines) == n + 1:
-            lines = lines[1:]  # a header line
-        y = np.array([line.strip('"') for line in lines])
-    if y.ndim != 1 or y.shape[0] != n:
-        raise CLIError(f"{path}: {y.shape[0] if y.ndim else 0} labels for {n} data rows")
-    return y
-
-
-def read_data(path, target=None, labels=None, feature_names=None, need_labels=True):
-    """(X float64, y or None, feature names or None, target name or None) from any supported file."""
-    import numpy as np
-
-    _check_exists(path, "data")
-    kind = _kind(path)
-    if need_labels and kind == "csv" and target is None and labels is None:
-        raise CLIError("train: name the label column with --target COLUMN (or give --labels FILE)", 2)
-    if kind == "csv":
-        X, y, names, tname = read_csv(path, target=target, feature_names=feature_names)
-    elif kind == "npz":
-        X, y, names, tname = read_npz(path, target=target)
-    else:
-        if target is not None:
-            raise CLIError(f"--target: a .npy file holds the features only; give the labels with --labels FILE", 2)
-        X, y, names, tname = read_npy(path)
-    X = np.asarray(X)
-    if X.dtype.kind not in "fiub":
-        raise CLIError(f"{path}: the features are not numbers (dtype {X.dtype})")
-    if X.ndim == 1:
-        X = X.reshape(-1, 1)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise CLIError(f"{path}: expected a table of samples x features, got shape {X.shape}")
-    X = X.astype(np.float64)
-    if not np.all(np.isfinite(X)):
-        raise CLIError(f"{path}: the features contain missing (NaN) or infinite values")
-    if labels is not None:
-        if y is not None and target is not None:
-            raise CLIError("give either --target or --labels, not both", 2)
-        y = read_labels(labels, X.shape[0])
-    if need_labels and y is None:
-        if kind == "csv":
-            raise CLIError("train: name the label column with --target COLUMN (or give --labels FILE)", 2)
-        raise CLIError(f"{path}: no labels; give --labels FILE" + (" or --target KEY" if kind == "npz" else ""), 2)
-    if y is not None and y.shape[0] != X.shape[0]:
-        raise CLIError(f"{path}: {y.shape[0]} labels for {X.shape[0]} rows")
-    return X, y, names, tname
-
-
-def _encode_labels(y, task):
-    """(task, targets for the engine, class labels as strings or None)."""
-    import numpy as np
-
-    y = np.asarray(y)
-    numeric = None
-    if y.dtype.kind in "fiub":
-        numeric = y.astype(np.float64)
-    else:
-        try:
-            numeric = y.astype(np.float64)
-        except ValueError:
-            numeric = None
-    if numeric is not None and not np.all(np.isfinite(numeric)):
-        raise CLIError("the labels contain missing (NaN) or infinite values")
-    if task == "auto":
-        task = "classification" if numeric is None or np.all(numeric == np.round(numeric)) else "regression"
-    if task == "regression":
-        if numeric is None:
-            raise CLIError("--task regression: the labels are not numbers")
-        if numeric.ndim != 1:
-            numeric = numeric.reshape(len(numeric), -1)
-        return task, numeric, None
-    if numeric is not None:
-        keys = numeric
-        text = np.array([_fmt_label(v) for v in numeric])
-    else:
-        keys = text = np.char.strip(y.astype(str))
-    classes, idx = np.unique(keys, return_inverse=True)
-    if len(classes) < 2:
-        raise CLIError(f"the labels have 1 class ({text[0]}); a classifier needs at least 2")
-    names = [text[np.argmax(idx == k)] for k in range(len(classes))]
-    return task, idx.astype(np.int64), [str(s) for s in names]
-
-
-def _fmt_label(v):
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
 def _split(n, fraction, seed):
@@ -439,7 +179,7 @@ def cmd_train(args):
     if not os.path.isdir(out_dir):
         raise CLIError(f"--out {args.out}: the directory {out_dir} does not exist")
     X, y, names, tname = read_data(args.data, target=args.target, labels=args.labels)
-    task, target, classes = _encode_labels(y, args.task)
+    task, target, classes, why = encode_labels(y, args.task, tname)
     seed = args.seed
     n = X.shape[0]
     tr, va = _split(n, args.val_split, seed)
@@ -458,6 +198,8 @@ def cmd_train(args):
     model = _build_model(X.shape[1], n_out, args, task, seed, args.dtype)
     quiet = args.quiet
     if not quiet:
+        other = "regression" if task == "classification" else "classification"
+        print(f"task: {task}, because {why}" + ("" if args.task != "auto" else f"; --task {other} overrides"))
         what = f"{len(classes)} classes" if task == "classification" else "regression"
         print(f"{args.data}: {n} rows, {X.shape[1]} features, {what}; training on {len(tr)}, "
               f"validating on {len(va)}")
@@ -493,36 +235,27 @@ _CLI_META = "fastnn_cli"
 
 
 def save_model(model, path, extra):
-    """`model.save`'s file with one more metadata key, "fastnn_cli": JSON text of `extra` (task,
-    class labels, column names), which `fastnn.load` and other readers of the format ignore."""
-    from . import _format, saving
-
-    arch = saving.architecture(model)
-    meta = _format.metadata(arch)
-    meta[_CLI_META] = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
+    """`model.save` with one more metadata key, "fastnn_cli": JSON text of `extra` (task, class
+    labels, column names), which `fastnn.load` keeps as `model.metadata` and the C API ignores."""
     try:
-        _format.write_atomic(path, _format.encode(arch, saving._tensors(model), meta=meta))
+        model.save(path, extra_metadata={_CLI_META: json.dumps(extra, separators=(",", ":"), ensure_ascii=False)})
     except OSError as e:
         raise CLIError(f"--out {path}: cannot write ({e.strerror or e})") from None
 
 
 def load_model(path):
-    """(model, extra): `fastnn.load(path)` and the "fastnn_cli" metadata ({} for a file written by
+    """(model, extra): `fastnn.load(path)` and its "fastnn_cli" metadata ({} for a file written by
     model.save)."""
     import fastnn as fnn
 
-    _check_exists(path, "model")
+    check_exists(path, "model")
     try:
         model = fnn.load(path)
     except fnn.ModelFormatError as e:
         raise CLIError(str(e)) from None
     except OSError as e:
         raise CLIError(f"{path}: cannot read ({e.strerror or e})") from None
-    # the file passed the reader's checks: its header is bounded, valid JSON
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n).decode("utf-8"))
-    text = header.get("__metadata__", {}).get(_CLI_META)
+    text = model.metadata.get(_CLI_META)
     try:
         extra = json.loads(text) if text else {}
         if not isinstance(extra, dict):
@@ -557,7 +290,7 @@ def cmd_predict(args):
         fnn.set_num_threads(args.threads)
     model, extra = load_model(args.model)
     features = extra.get("features")
-    kind = _kind(args.data) if os.path.exists(args.data) else None
+    kind = file_kind(args.data) if os.path.exists(args.data) else None
     X, _, _, _ = read_data(args.data, feature_names=features if kind == "csv" else None,
                            need_labels=False)
     if X.shape[1] != model.input_dim:
@@ -668,7 +401,11 @@ def cmd_bench(args):
             import matplotlib  # noqa: F401
         except ImportError:
             raise CLIError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
-    return benchmark.run_cli(args)
+    try:
+        options = benchmark.cli_options(args)
+    except ValueError as e:
+        raise CLIError(str(e), 2) from None
+    return benchmark.run_cli(options)
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -692,7 +429,8 @@ def build_parser():
     g.add_argument("--target", metavar="COL", help="the label column of a CSV (the label array of an .npz)")
     g.add_argument("--labels", metavar="FILE", help="labels in a separate .npy or text file, one per line")
     g.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                   help="auto: classification when the labels are names or whole numbers (default)")
+                   help="auto (default): classification for names and for whole numbers with at most "
+                        "max(20, sqrt(rows)) distinct values, regression otherwise")
     g = s.add_argument_group("network")
     g.add_argument("--layers", type=_layer_sizes, default=[256, 128], metavar="W1,W2,...",
                    help="hidden layer widths (default 256,128)")
@@ -763,6 +501,9 @@ def main(argv=None):
     except CLIError as e:
         print(f"fastnn: error: {e}", file=sys.stderr)
         return e.code
+    except DataError as e:
+        print(f"fastnn: error: {e}", file=sys.stderr)
+        return 2 if e.usage else 1
     except KeyboardInterrupt:
         print("fastnn: interrupted", file=sys.stderr)
         return 130

@@ -1,6 +1,13 @@
 """Layers of a Sequential model: small objects that hold their configuration and, once the model is
 built, NumPy views of its parameters.  The arithmetic runs in the C engine (csrc/net.c).
 
+A layer knows every form it takes: `spec()` is the dict a model file stores for it (docs/FORMAT.md)
+and `Layer.from_spec(d)` builds a layer back from one (dispatching on d["type"] through the registry
+that each subclass joins by setting `kind`); `descriptor(in_features, offset)` is the C engine's
+description of it; `param_shapes(in_features)` the parameter arrays it owns, in the order they lie
+in the model's flat buffer, and `parameters()` their (name, view) pairs once built.  The model,
+saving, pickling and the summary go through these, never through the layer's type.
+
 - `Dense(units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
   trainable=True, name=None)`: y = act(x @ weight + bias), weight of shape (in_features, units).
 - `Dropout(p=0.5, *, keep_prob=None)`: inverted dropout, p = probability of dropping a unit.
@@ -12,15 +19,17 @@ import weakref
 
 import numpy as np
 
+from . import _core
 from ._validate import integer, real_number, replacement
 
 __all__ = ["Layer", "Dense", "Dropout", "Activation", "ACTIVATIONS", "INITIALIZERS"]
 
-# name -> (default parameters).  leaky_relu's alpha is the negative slope, elu's the saturation.
-ACTIVATIONS = {
-    "linear": {}, "relu": {}, "leaky_relu": {"alpha": 0.01}, "elu": {"alpha": 1.0}, "sigmoid": {},
-    "tanh": {}, "softmax": {}, "gelu": {}, "silu": {},
-}
+# Activation name -> its parameters' defaults, for every activation of the C engine but log_softmax,
+# which only fastnn.ops offers (a layer's softmax fused with the cross-entropy serves that use).
+# leaky_relu's alpha is the negative slope, elu's the saturation.
+_PARAM_DEFAULTS = {"leaky_relu": {"alpha": 0.01}, "elu": {"alpha": 1.0}}
+ACTIVATIONS = {name: dict(_PARAM_DEFAULTS.get(name, {})) for name in _core.ACTIVATIONS if name != "log_softmax"}
+_ALPHA_ACTIVATIONS = frozenset(name for name, params in ACTIVATIONS.items() if "alpha" in params)
 _RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "silu"}
 
 
@@ -67,10 +76,25 @@ def activation_spec(activation, params=None, where="activation"):
     return activation, alpha
 
 
+def _alpha_or_none(activation, alpha):
+    """The `alpha` a spec stores: the value for the activations that take one, else None."""
+    return alpha if activation in _ALPHA_ACTIVATIONS else None
+
+
 class Layer:
-    """Base class.  `trainable` may be changed at any time; the model applies it at once."""
+    """Base class.  `trainable` may be changed at any time; the model applies it at once.
+
+    A subclass sets `kind` (its "type" in model files, which also registers it for `from_spec`) and
+    overrides what it has: `spec`/`_from_spec`, `output_dim`, `param_shapes`, `descriptor`,
+    `init_weights`, `summary_label`."""
 
     kind = "layer"
+    _registry = {}  # kind -> class, filled by __init_subclass__
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Layer._registry.setdefault(cls.kind, cls)
 
     def __init__(self, *, trainable=True, name=None):
         if name is not None and not isinstance(name, str):
@@ -78,6 +102,7 @@ class Layer:
         self.name = name
         self._trainable = bool(trainable)
         self._model = None  # weakref to the model that built the layer
+        self._views = {}    # parameter name -> (view of the parameters, view of the gradients)
 
     @property
     def trainable(self):
@@ -95,11 +120,73 @@ class Layer:
             raise ValueError(f"layer {self.name!r} already belongs to another model")
         self._model = weakref.ref(model)
 
+    # ---- the file form ---------------------------------------------------------------------------
+
+    def spec(self):
+        """The dict a model file stores for this layer (docs/FORMAT.md)."""
+        raise TypeError(f"save: layer {self.name!r} of type {type(self).__name__} has no file form")
+
+    @classmethod
+    def from_spec(cls, d):
+        """The layer a spec describes: `spec()`'s output, or a layer dict of a loaded model file."""
+        kind = d.get("type")
+        layer_cls = Layer._registry.get(kind)
+        if layer_cls is None:
+            raise ValueError(f"layer type {kind!r} is unknown; expected one of {', '.join(Layer._registry)}")
+        layer = layer_cls._from_spec(d)
+        layer.trainable = d.get("trainable", True)
+        return layer
+
+    @classmethod
+    def _from_spec(cls, d):
+        raise NotImplementedError
+
+    def _pickle_extra(self):
+        """Settings a pickle of an unbuilt model keeps beside the spec (the file needs none of them)."""
+        return {}
+
+    # ---- building ----------------------------------------------------------------------------------
+
     def output_dim(self, in_features):
         return in_features
 
+    def param_shapes(self, in_features):
+        """[(name, shape)] of the parameter arrays, in their order in the model's flat buffer."""
+        return []
+
     def n_params(self, in_features):
-        return 0
+        return sum(math.prod(shape) for _, shape in self.param_shapes(in_features))
+
+    def descriptor(self, in_features, offset):
+        """The C engine's description of the layer (see fastnn._core.Net), its parameters starting at
+        `offset` in the flat buffer."""
+        return {"kind": self.kind, "in": in_features, "out": self.output_dim(in_features),
+                "trainable": self._trainable}
+
+    def _bind(self, params, grads, offset, in_features):
+        """Point the layer at its slices of the model's parameter and gradient buffers."""
+        self._views = {}
+        for name, shape in self.param_shapes(in_features):
+            part = slice(offset, offset + math.prod(shape))
+            self._views[name] = (params[part].reshape(shape), grads[part].reshape(shape))
+            offset = part.stop
+
+    def parameters(self):
+        """[(name, writable view)] of the parameters once the model is built, in buffer order."""
+        return [(name, p) for name, (p, _) in self._views.items()]
+
+    def init_weights(self, rng):
+        """Fill the parameters from `rng` (a numpy Generator)."""
+
+    def memory_culprit(self, in_features):
+        """(argument, words) that a MemoryError about this layer's parameters names."""
+        return "layers", f"{type(self).__name__} layer {self.name!r}"
+
+    # ---- display -----------------------------------------------------------------------------------
+
+    def summary_label(self):
+        """The layer's type as `summary` shows it."""
+        return type(self).__name__
 
     def get_config(self):
         return {"name": self.name, "trainable": self._trainable}
@@ -133,43 +220,73 @@ class Dense(Layer):
         if kernel_init != "auto" and kernel_init not in INITIALIZERS:
             raise ValueError(f"kernel_init: expected 'auto' or one of {', '.join(INITIALIZERS)}, got {kernel_init!r}")
         self.kernel_init = kernel_init
-        self._weight = self._bias = self.weight_grad = self.bias_grad = None
 
     # weight and bias are views of the model's parameter buffer; assigning copies into it
     @property
     def weight(self):
-        return self._weight
+        return self._views.get("weight", (None, None))[0]
 
     @weight.setter
     def weight(self, value):
-        self._assign(self._weight, value, "weight")
+        self._assign(self.weight, value, "weight")
 
     @property
     def bias(self):
-        return self._bias
+        return self._views.get("bias", (None, None))[0]
 
     @bias.setter
     def bias(self, value):
-        if self._bias is None and self.use_bias is False:
+        if self.bias is None and self.use_bias is False:
             raise ValueError(f"{self.name}: bias: the layer has no bias (use_bias=False)")
-        self._assign(self._bias, value, "bias")
+        self._assign(self.bias, value, "bias")
+
+    @property
+    def weight_grad(self):
+        return self._views.get("weight", (None, None))[1]
+
+    @property
+    def bias_grad(self):
+        return self._views.get("bias", (None, None))[1]
 
     def _assign(self, dst, value, what):
         if dst is None:
             raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
         np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
 
-    def _bind(self, weight, weight_grad):
-        self._weight, self.weight_grad = weight, weight_grad
+    def spec(self):
+        return {"type": self.kind, "units": self.units, "activation": self.activation,
+                "alpha": _alpha_or_none(self.activation, self.alpha), "use_bias": self.use_bias, "l1": self.l1,
+                "l2": self.l2, "trainable": self.trainable, "name": self.name}
 
-    def _bind_bias(self, bias, bias_grad):
-        self._bias, self.bias_grad = bias, bias_grad
+    @classmethod
+    def _from_spec(cls, d):
+        act = d["activation"]
+        if act in _ALPHA_ACTIVATIONS:
+            act = Activation(act, alpha=d["alpha"])
+        layer = cls(d["units"], act, l1=d["l1"], l2=d["l2"], use_bias=d["use_bias"], name=d["name"])
+        if d.get("kernel_init", "auto") != "auto":
+            layer.kernel_init = d["kernel_init"]
+        return layer
+
+    def _pickle_extra(self):
+        return {"kernel_init": self.kernel_init}
 
     def output_dim(self, in_features):
         return self.units
 
-    def n_params(self, in_features):
-        return in_features * self.units + (self.units if self.use_bias else 0)
+    def param_shapes(self, in_features):
+        return [("weight", (in_features, self.units))] + ([("bias", (self.units,))] if self.use_bias else [])
+
+    def descriptor(self, in_features, offset):
+        d = super().descriptor(in_features, offset)
+        d.update(act=self.activation, act_alpha=self.alpha, use_bias=self.use_bias, l1=self.l1, l2=self.l2,
+                 w_off=offset)
+        if self.use_bias:
+            d["b_off"] = offset + in_features * self.units
+        return d
+
+    def memory_culprit(self, in_features):
+        return "units", f"Dense layer {self.name!r} with {self.units:,} units on {in_features:,} inputs"
 
     def initializer(self):
         """The name of the initializer "auto" resolves to: He for the ReLU family, Glorot otherwise."""
@@ -184,9 +301,12 @@ class Dense(Layer):
         if self.bias is not None:
             self.bias[...] = 0
 
+    def summary_label(self):
+        return super().summary_label() + (f"({self.activation})" if self.activation != "linear" else "")
+
     def get_config(self):
         cfg = {"units": self.units, "activation": self.activation}
-        if self.activation in ("leaky_relu", "elu"):
+        if self.activation in _ALPHA_ACTIVATIONS:
             cfg["alpha"] = self.alpha
         cfg.update(l2=self.l2, l1=self.l1, use_bias=self.use_bias, kernel_init=self.kernel_init)
         cfg.update(super().get_config())
@@ -221,6 +341,19 @@ class Dropout(Layer):
     def keep_prob(self):
         return 1.0 - self.p
 
+    def spec(self):
+        return {"type": self.kind, "p": self.p, "name": self.name}
+
+    @classmethod
+    def _from_spec(cls, d):
+        return cls(d["p"], name=d["name"])
+
+    def descriptor(self, in_features, offset):
+        return dict(super().descriptor(in_features, offset), p=self.p)
+
+    def summary_label(self):
+        return super().summary_label() + f"(p={self.p:g})"
+
     def get_config(self):
         return {"p": self.p, "name": self.name}
 
@@ -234,9 +367,24 @@ class Activation(Layer):
         super().__init__(name=name)
         self.activation, self.alpha = activation_spec(activation, params)
 
+    def spec(self):
+        return {"type": self.kind, "activation": self.activation,
+                "alpha": _alpha_or_none(self.activation, self.alpha), "name": self.name}
+
+    @classmethod
+    def _from_spec(cls, d):
+        params = {"alpha": d["alpha"]} if d["activation"] in _ALPHA_ACTIVATIONS else {}
+        return cls(d["activation"], name=d["name"], **params)
+
+    def descriptor(self, in_features, offset):
+        return dict(super().descriptor(in_features, offset), act=self.activation, act_alpha=self.alpha)
+
+    def summary_label(self):
+        return super().summary_label() + (f"({self.activation})" if self.activation != "linear" else "")
+
     def get_config(self):
         cfg = {"activation": self.activation}
-        if self.activation in ("leaky_relu", "elu"):
+        if self.activation in _ALPHA_ACTIVATIONS:
             cfg["alpha"] = self.alpha
         cfg["name"] = self.name
         return cfg

@@ -13,16 +13,18 @@ import time
 
 import numpy as np
 
-from . import _core
+from . import _core, _format
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from . import weights as _weights
 from ._errors import NonFiniteLossError, NotCompiledError, NotFittedError
 from ._validate import all_finite, check_memory, integer, real_array, real_number, replacement
-from .layers import Activation, Dense, Dropout, Layer
+from .callbacks import CallbackList
+from .layers import Layer
 
 __all__ = ["Sequential"]
 
-LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber")
+LOSSES = tuple(_core.LOSSES)
 _CHUNK_SECONDS = 0.15   # target duration of one C call of fit
 _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the training batch is smaller)
 
@@ -78,6 +80,7 @@ class Sequential:
         self._state_for = None  # the optimizer object the state belongs to
         self._epochs_seen = 0
         self.history = None  # the History of the last (or current) fit, kept when fit is interrupted
+        self.metadata = {}   # str -> str written into the model file beside the architecture
         for layer in layers:
             self.add(layer)
         if input_dim is not None:
@@ -118,52 +121,38 @@ class Sequential:
             return
         if not self.layers:
             raise ValueError("layers: the model has no layer")
-        dims, descs, off = [input_dim], [], 0
-        for i, layer in enumerate(self.layers):
-            fin = dims[-1]
-            d = {"kind": layer.kind, "in": fin, "out": layer.output_dim(fin), "trainable": layer.trainable}
-            if isinstance(layer, Dense):
-                d.update(act=layer.activation, act_alpha=layer.alpha, use_bias=layer.use_bias, l1=layer.l1,
-                         l2=layer.l2, w_off=off)
-                off += fin * layer.units
-                if layer.use_bias:
-                    d["b_off"] = off
-                    off += layer.units
-            elif isinstance(layer, Activation):
-                d.update(act=layer.activation, act_alpha=layer.alpha)
-            elif isinstance(layer, Dropout):
-                d["p"] = layer.p
-            descs.append(d)
-            dims.append(d["out"])
-        self._check_param_memory(descs, off, input_dim)
+        dims, descs, offsets, off = [input_dim], [], [], 0
+        for layer in self.layers:
+            descs.append(layer.descriptor(dims[-1], off))
+            offsets.append(off)
+            off += layer.n_params(dims[-1])
+            dims.append(descs[-1]["out"])
+        self._check_param_memory(dims, off)
         params = np.zeros(off, dtype=self.dtype)
         grads = np.zeros(off, dtype=self.dtype)
-        for i, (layer, d) in enumerate(zip(self.layers, descs)):
-            if isinstance(layer, Dense):
-                w = slice(d["w_off"], d["w_off"] + d["in"] * d["out"])
-                layer._bind(params[w].reshape(d["in"], d["out"]), grads[w].reshape(d["in"], d["out"]))
-                if layer.use_bias:
-                    b = slice(d["b_off"], d["b_off"] + d["out"])
-                    layer._bind_bias(params[b], grads[b])
-                layer.init_weights(np.random.default_rng([self.seed, i]))
+        for i, layer in enumerate(self.layers):
+            layer._bind(params, grads, offsets[i], dims[i])
+            layer.init_weights(np.random.default_rng([self.seed, i]))
         self._net = _core.Net(descs, input_dim, params, grads, self.seed)
         self._params, self._grads, self._dims = params, grads, dims
         self.input_dim = input_dim
         if self.loss is not None:
             self._configure()
 
-    def _check_param_memory(self, descs, n_params, input_dim):
-        """MemoryError naming the widest Dense layer when the parameters, their gradients and the
-        float64 draw that initialises the largest weight cannot fit in the memory available."""
-        dense = [(d["in"] * d["out"], i) for i, d in enumerate(descs) if d["kind"] == "dense"]
-        if not dense:
+    def _check_param_memory(self, dims, n_params):
+        """MemoryError naming the layer with the largest parameter array when the parameters, their
+        gradients and the float64 draw that initialises that array cannot fit in the memory available."""
+        arrays = [(math.prod(shape), i) for i, layer in enumerate(self.layers)
+                  for _, shape in layer.param_shapes(dims[i])]
+        if not arrays:
             return
-        largest, i = max(dense)
-        layer, fan_in = self.layers[i], descs[i]["in"]
-        arg = "input_dim" if fan_in == input_dim and fan_in > layer.units else "units"
+        largest, i = max(arrays)
+        layer, fan_in = self.layers[i], dims[i]
+        arg, culprit = layer.memory_culprit(fan_in)
+        if fan_in == dims[0] and fan_in > dims[i + 1]:
+            arg = "input_dim"
         check_memory(2 * n_params * self.dtype.itemsize + 8 * largest,
-                     f"{arg}: Dense layer {layer.name!r} with {layer.units:,} units on {fan_in:,} inputs "
-                     f"({n_params:,} {self.dtype} parameters in the model, as many gradients)")
+                     f"{arg}: {culprit} ({n_params:,} {self.dtype} parameters in the model, as many gradients)")
 
     def _reserve(self, batch, what):
         """Grow the workspace to `batch` rows, refusing a size the memory cannot hold."""
@@ -194,7 +183,7 @@ class Sequential:
             raise NotFittedError(f"{what}: the model is not built yet; give input_dim or call fit first")
 
     def _apply_trainable(self, layer):
-        if self.built and isinstance(layer, Dense):
+        if self.built and layer.parameters():
             self._net.set_trainable(self.layers.index(layer), layer.trainable)
 
     def freeze(self, up_to=None):
@@ -221,12 +210,7 @@ class Sequential:
         total = trainable = 0
         for i, layer in enumerate(self.layers):
             n = layer.n_params(dims[i]) if dims[i] is not None else None
-            kind = type(layer).__name__
-            if isinstance(layer, (Dense, Activation)) and layer.activation != "linear":
-                kind += f"({layer.activation})"
-            elif isinstance(layer, Dropout):
-                kind += f"(p={layer.p:g})"
-            rows.append((layer.name, kind, "?" if dims[i + 1] is None else f"(None, {dims[i + 1]})",
+            rows.append((layer.name, layer.summary_label(), "?" if dims[i + 1] is None else f"(None, {dims[i + 1]})",
                          "?" if n is None else str(n), "yes" if layer.trainable else "no"))
             total += n or 0
             trainable += (n or 0) if layer.trainable else 0
@@ -241,16 +225,14 @@ class Sequential:
     # ---- weights ----------------------------------------------------------------------------------
 
     def _param_arrays(self):
-        arrays = []
-        for layer in self.layers:
-            if isinstance(layer, Dense):
-                arrays.append(layer.weight)
-                if layer.use_bias:
-                    arrays.append(layer.bias)
-        return arrays
+        return [a for layer in self.layers for _, a in layer.parameters()]
+
+    def _named_parameters(self):
+        """[(file name, view)] of every parameter array: `layers.<i>.<name>` in layer order."""
+        return [(f"layers.{i}.{name}", a) for i, layer in enumerate(self.layers) for name, a in layer.parameters()]
 
     def get_weights(self):
-        """Copies of every Dense layer's weight and bias, in layer order."""
+        """Copies of every parameter array (each Dense layer's weight and bias), in layer order."""
         self._require_built("get_weights")
         return [a.copy() for a in self._param_arrays()]
 
@@ -270,13 +252,54 @@ class Sequential:
         for dst, w in zip(arrays, checked):
             np.copyto(dst, w, casting="unsafe")
 
-    # ---- files (fastnn/saving.py, docs/FORMAT.md) ---------------------------------------------------
+    # ---- files (docs/FORMAT.md; fastnn.load and fastnn/saving.py read them back) ---------------------
 
-    def save(self, path):
+    def spec(self):
+        """The architecture a model file stores for this model (built), as a dict."""
+        self._require_built("spec")
+        arch = {"input_dim": self.input_dim, "dtype": str(self.dtype), "loss": self.loss, "link": self._net.link,
+                "layers": [layer.spec() for layer in self.layers]}
+        if self.loss == "huber":
+            arch["huber_delta"] = self.huber_delta
+        return arch
+
+    def _file_bytes(self, extra_metadata=None):
+        """The model file's bytes; its metadata: `self.metadata` updated with `extra_metadata`."""
+        self._require_built("save")
+        meta = _format.check_extra_metadata(self.metadata, "metadata")
+        meta.update(_format.check_extra_metadata(extra_metadata))
+        return _format.encode(self.spec(), self._named_parameters(), extra_metadata=meta)
+
+    def save(self, path, *, extra_metadata=None):
         """Write the model file (safetensors with the architecture in its metadata) atomically;
-        `fastnn.load(path)` gives back a model with bitwise-equal predictions."""
-        from . import saving
-        saving.save(self, path)
+        `fastnn.load(path)` gives back a model with bitwise-equal predictions.  The file's metadata
+        also holds `model.metadata` (the extra metadata of the file the model was loaded from, if
+        any) updated with `extra_metadata`, a dict of str -> str whose keys are not the format's own
+        (format, fastnn_schema, fastnn_version, architecture); the loaded model's `metadata` is that."""
+        path = _format.path_arg(path)
+        _format.write_atomic(path, self._file_bytes(extra_metadata))
+
+    @classmethod
+    def _from_model_file(cls, mf, settings=None):
+        """The Sequential of a model file read by the C reader (fastnn._core.ModelFile): the file's
+        parameters bit for bit, compiled with its loss, `metadata` its extra metadata."""
+        model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype,
+                    seed=settings["seed"] if settings else None)
+        params = dict(model._named_parameters())
+        for name, a in mf.tensors().items():  # the reader checked names and shapes
+            np.copyto(params[name], a)
+        model.metadata = {k: v for k, v in mf.metadata.items() if k not in _format.RESERVED_KEYS}
+        loss, param = mf.loss
+        model._compile_as(loss, param, settings)
+        return model
+
+    def _compile_as(self, loss, huber_delta, settings):
+        if loss is None:
+            return
+        if settings:
+            self.compile(loss, optimizer=settings["optimizer"], metrics=settings["metrics"], huber_delta=huber_delta)
+        else:
+            self.compile(loss, huber_delta=huber_delta)
 
     def load_weights(self, source, *, layout="fastnn", strict=True):
         """Copy weights from `source`, a safetensors path or a dict of arrays/tensors.  layout="fastnn":
@@ -285,13 +308,29 @@ class Sequential:
         strict=False skips the layers that do not match (a new head) instead of raising
         ModelFormatError.  Nothing changes unless every check passes.  Returns a LoadResult
         (loaded, skipped, unexpected)."""
-        from . import saving
-        return saving.load_weights(self, source, layout=layout, strict=strict)
+        return _weights.load_weights(self, source, layout=layout, strict=strict)
+
+    def _pickle_settings(self):
+        """What a pickle keeps beside the file: the seed and the compile settings (metrics by name
+        when they are fastnn's own)."""
+        specs = []
+        for name, fn in self.metrics:
+            try:
+                same = isinstance(name, str) and _metrics.get(name) is fn
+            except (ValueError, TypeError, KeyError):
+                same = False
+            specs.append(name if same else fn)
+        return {"seed": self.seed, "optimizer": self.optimizer, "metrics": specs}
 
     def __reduce__(self):
         """Pickle and copy.deepcopy through the model file's bytes (plus seed and compile settings)."""
-        from . import saving
-        return saving.reduce_model(self)
+        settings = self._pickle_settings()
+        if self.built:
+            return _unpickle, (self._file_bytes(), settings)
+        config = {"dtype": str(self.dtype), "loss": self.loss, "huber_delta": self.huber_delta,
+                  "metadata": dict(self.metadata),
+                  "layers": [dict(layer.spec(), **layer._pickle_extra()) for layer in self.layers]}
+        return _unpickle_unbuilt, (config, settings)
 
     # ---- compile ----------------------------------------------------------------------------------
 
@@ -474,8 +513,6 @@ class Sequential:
         by a callback) ends fit within one chunk of batches: the weights are those of the last completed
         step, `model.history` holds the epochs completed, callbacks get on_train_end, and the exception
         propagates."""
-        from .callbacks import CallbackList
-
         self._require_compiled("fit")
         epochs = integer(epochs, "epochs", low=0)
         batch_size = integer(batch_size, "batch_size", low=1)
@@ -612,6 +649,17 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.input_dim}, dtype={str(self.dtype)!r}, seed={self.seed})"
+
+
+def _unpickle(data, settings):
+    return Sequential._from_model_file(_core.ModelFile.from_buffer(data, "<pickle>"), settings)
+
+
+def _unpickle_unbuilt(config, settings):
+    model = Sequential([Layer.from_spec(d) for d in config["layers"]], dtype=config["dtype"], seed=settings["seed"])
+    model.metadata = dict(config.get("metadata", {}))
+    model._compile_as(config["loss"], config["huber_delta"], settings)
+    return model
 
 
 class _Progress:

@@ -202,3 +202,99 @@ def test_model_files_are_fastnns_own(data, tmp_path):
     got = np.array([[float(v) for v in line.split(",")] for line in p.stdout.split()[1:]])
     np.testing.assert_allclose(got, clf.predict(X[:5].astype(np.float32)), rtol=1e-6)
     assert p.stdout.split()[0] == "p_0,p_1,p_2"
+
+
+# ---- which task train chooses -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("labels, task, words", [
+    (["no", "yes"] * 20, "classification", "are names"),
+    ([0, 1, 0, 1], "classification", "2 distinct values in 4 rows"),
+    ([1, 2, 3] * 20, "classification", "3 distinct values in 60 rows (at most max(20, sqrt(rows)) = 20"),
+    ([0.0, 1.0, 2.0, 3.0] * 10, "classification", "4 distinct values in 40 rows"),  # whole numbers as floats
+    (list(range(10)) * 180, "classification", "10 distinct values in 1800 rows"),   # digits
+    (list(range(25)) * 2, "regression", "25 distinct values in 50 rows (more than max(20, sqrt(rows)) = 20"),
+    (list(range(45)) * 50, "classification", "45 distinct values in 2250 rows (at most max(20, sqrt(rows)) = 47"),
+    (list(range(60)) * 50, "regression", "60 distinct values in 3000 rows (more than max(20, sqrt(rows)) = 54"),
+    ([0.5, 1.0, 2.0, 3.0] * 10, "regression", "are real numbers"),
+])
+def test_choose_task(labels, task, words):
+    from fastnn.tabular import choose_task, encode_labels
+
+    got, why = choose_task(np.array(labels), "y")
+    assert got == task and words in why and "(column 'y')" in why, why
+    enc_task, targets, classes, _ = encode_labels(np.array(labels), "auto", "y")
+    assert enc_task == task
+    if task == "classification":
+        assert len(classes) == len(set(labels)) and targets.dtype == np.int64
+        assert [classes[k] for k in targets] == [str(v) if isinstance(v, str) else str(int(v)) for v in labels]
+    else:
+        assert np.array_equal(targets, np.array(labels, dtype=float))
+
+
+def test_train_says_which_task_and_how_to_override(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)  # 3 classes as whole numbers
+    write_csv(tmp_path / "c.csv", ["a", "b", "c", "y"], [(*np.round(x, 5), v) for x, v in zip(X, y)])
+    p = fastnn("train", "c.csv", "--target", "y", "--epochs", "2", "--out", "c.safetensors", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    first = p.stdout.splitlines()[0]
+    assert first.startswith("task: classification, because the labels (column 'y') are whole numbers with 3 "
+                            "distinct values in 90 rows") and first.endswith("; --task regression overrides"), first
+    p = fastnn("train", "c.csv", "--target", "y", "--epochs", "2", "--task", "regression", "--out", "r.safetensors",
+               cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "task: regression, because --task regression"
+    import fastnn as fnn
+
+    assert fnn.load(tmp_path / "c.safetensors").loss == "cross_entropy"
+    assert fnn.load(tmp_path / "r.safetensors").loss == "mse"
+
+
+def test_diabetes_target_is_a_regression(tmp_path):
+    """scikit-learn's diabetes data: 442 rows whose target (disease progression, a whole number from 25
+    to 346) takes 214 distinct values.  That is a quantity to regress, not 214 classes."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    d = datasets.load_diabetes()
+    write_csv(tmp_path / "diab.csv", list(d.feature_names) + ["target"],
+              [(*(f"{v:.8g}" for v in x), int(t)) for x, t in zip(d.data, d.target)])
+    p = fastnn("train", "diab.csv", "--target", "target", "--epochs", "30", "--out", "diab.safetensors", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    first = p.stdout.splitlines()[0]
+    assert first == ("task: regression, because the labels (column 'target') are whole numbers with 214 distinct "
+                     "values in 442 rows (more than max(20, sqrt(rows)) = 21: a quantity, not classes); "
+                     "--task classification overrides"), first
+    assert "regression; training on" in p.stdout and "R2 " in p.stdout
+    import fastnn as fnn
+
+    m = fnn.load(tmp_path / "diab.safetensors")
+    assert m.loss == "mse" and m.n_outputs == 1
+    p = fastnn("predict", "diab.safetensors", "diab.csv", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    pred = np.array(p.stdout.split()[1:], dtype=float)
+    assert pred.shape == (442,) and np.corrcoef(pred, d.target)[0, 1] > 0.5  # a regression, and a useful one
+
+
+def test_the_fma_probe_ships_and_measures():
+    """fastnn/data/fma_probe.c is package data that the wheel keeps (only Cython's generated _core.c
+    is left out), and the benchmarks get a peak from it where a C compiler is there."""
+    import fnmatch
+    import shutil
+
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        tool = tomllib.load(f)["tool"]["setuptools"]
+    probe = "data/fma_probe.c"
+    assert any(fnmatch.fnmatch(probe, pat) for pat in tool["package-data"]["fastnn"])
+    assert not any(fnmatch.fnmatch(probe, pat) for pat in tool["exclude-package-data"]["fastnn"])
+    assert any(fnmatch.fnmatch("_core.c", pat) for pat in tool["exclude-package-data"]["fastnn"])
+    from fastnn import benchmark
+
+    import fastnn as fnn
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler")
+    if "avx2" not in fnn.build_info()["simd_available"]:
+        pytest.skip("the probe measures AVX2/AVX-512 FMA only")
+    peak = benchmark.peak_per_core()
+    assert peak is not None and peak > 0

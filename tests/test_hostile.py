@@ -285,7 +285,7 @@ ARRAY_CASES = _act_cases() + [
          {"w": "param"},
          override={"w": {m: (e[0], e[1].replace("{arg}", "dense: weight")) for m, e in KINDS["param"].items() if e != OK}}),
     Case("Sequential.load_weights", lambda w: _fitted().load_weights(
-        {"layers.0.weight": w, **{k: v for k, v in fnn.saving._tensors(FITTED) if k != "layers.0.weight"}}),
+        {"layers.0.weight": w, **{k: v for k, v in FITTED._named_parameters() if k != "layers.0.weight"}}),
          {"w": FITTED.layers[0].weight.copy()}, {"w": "param"},
          override={"w": {m: (fnn.ModelFormatError if e[0] is ValueError and "shape" in e[1] else e[0],
                              e[1].replace("{arg}", "load_weights: tensor 'layers.0.weight'"))
@@ -544,6 +544,19 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("save path int", lambda: _compiled().save(3), TypeError, r"path: expected a str or path-like"),
     ("save path None", lambda: _compiled().save(None), TypeError, r"path: expected a str or path-like"),
     ("save path empty", lambda: _compiled().save(""), ValueError, r"path: is empty"),
+    ("save extra_metadata list", lambda: _compiled().save("x.st", extra_metadata=[("a", "b")]), TypeError,
+     r"extra_metadata: expected a dict of str -> str"),
+    ("save extra_metadata key int", lambda: _compiled().save("x.st", extra_metadata={1: "b"}), TypeError,
+     r"extra_metadata: keys must be str"),
+    ("save extra_metadata value int", lambda: _compiled().save("x.st", extra_metadata={"a": 1}), TypeError,
+     r"extra_metadata\['a'\]: values must be str"),
+    ("save extra_metadata reserved", lambda: _compiled().save("x.st", extra_metadata={"architecture": "{}"}),
+     ValueError, r"extra_metadata: key 'architecture' is reserved"),
+    ("save extra_metadata NUL", lambda: _compiled().save("x.st", extra_metadata={"a": "b\0"}), ValueError,
+     r"extra_metadata: key 'a': NUL"),
+    ("save metadata attribute", lambda: _save_with_metadata({"format": "x"}), ValueError,
+     r"metadata: key 'format' is reserved"),
+    ("spec unbuilt", lambda: fnn.Sequential([fnn.Dense(2)]).spec(), fnn.NotFittedError, r"spec"),
     ("load path int", lambda: fnn.load(3), TypeError, r"path: expected a str or path-like"),
     ("load path empty", lambda: fnn.load(""), ValueError, r"path: is empty"),
     ("load missing file", lambda: fnn.load("/nonexistent/m.safetensors"), FileNotFoundError, r"/nonexistent/m"),
@@ -587,6 +600,12 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("mse scalar", lambda: fnn.ops.mse(np.float32(1), np.float32(1)), ValueError, r"pred: expected an array"),
     ("cross_entropy ragged", lambda: fnn.ops.cross_entropy(f32(2, 2), [[0], [0, 1]]), ValueError, r"target: cannot be read"),
 ]
+
+
+def _save_with_metadata(metadata):
+    m = _compiled()
+    m.metadata = metadata
+    m.save("x.st")
 
 
 def _reuse_layer():

@@ -2,6 +2,7 @@
 deepcopy through the same bytes, the C model against Sequential.predict, the safetensors package
 both ways, and load_weights (fastnn and PyTorch layouts, strict and not)."""
 import copy
+import json
 import os
 import pickle
 import struct
@@ -11,6 +12,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn import _core, _format, saving
+from _io_util import activation, dense, dropout
 
 ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "gelu", "silu"]
 
@@ -134,6 +136,71 @@ def test_newer_major_schema_is_refused(tmp_path):
     assert e.value.reason == "unsupported model file"
 
 
+def test_layer_specs_are_the_file_format(rng):
+    """Each layer's spec() is what docs/FORMAT.md describes (the dicts built independently by the
+    tests' own helpers), from_spec() inverts it, and it inverts the C reader's layer dicts too."""
+    m = zoo("leaky_relu", "float32", loss="cross_entropy")
+    want = [dense(12, "leaky_relu", 0.15, l2=1e-3, name="first"), dict(dropout(0.3), name="dropout"),
+            dense(9, name="dense"), dict(activation("leaky_relu", 0.3), name="activation"),
+            dense(7, use_bias=False, l1=1e-4, trainable=False, name="dense_1"),
+            dense(4, "leaky_relu", 0.15, name="dense_2")]
+    assert [layer.spec() for layer in m.layers] == want
+    assert m.spec() == {"input_dim": 6, "dtype": "float32", "loss": "cross_entropy", "link": "softmax",
+                        "layers": want}
+    assert json.loads(_core.ModelFile.from_buffer(saving.dumps(m)).architecture_json) == m.spec()
+    for d, read in zip(want, _core.ModelFile.from_buffer(saving.dumps(m)).layers):
+        assert type(fnn.layers.Layer.from_spec(d)) is type(fnn.layers.Layer.from_spec(read))
+        assert fnn.layers.Layer.from_spec(d).spec() == d == fnn.layers.Layer.from_spec(read).spec()
+    with pytest.raises(ValueError, match="layer type 'conv' is unknown; expected one of dense, dropout, activation"):
+        fnn.layers.Layer.from_spec({"type": "conv"})
+
+
+def read_header_metadata(data):
+    """The __metadata__ of a safetensors file, read with struct and json (independently of fastnn)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n])["__metadata__"]
+
+
+def test_extra_metadata_round_trip(tmp_path, rng):
+    m = zoo("relu", "float32", loss="cross_entropy")
+    assert m.metadata == {}
+    extra = {"owner": "équipe ✓", "notes": '{"json": [1, 2]}', "empty": ""}
+    m.save(tmp_path / "a.safetensors", extra_metadata=extra)
+    data = (tmp_path / "a.safetensors").read_bytes()
+    meta = read_header_metadata(data)
+    assert {k: meta[k] for k in extra} == extra
+    assert set(meta) == set(extra) | {"format", "fastnn_schema", "fastnn_version", "architecture"}
+    assert m.metadata == {}  # saving with extra metadata does not change the model
+    X = rng.normal(size=(9, 6))
+    assert np.array_equal(_core.ModelFile.from_buffer(data).predict_native(X), m.predict(X))  # the C API reads it
+    for back in (fnn.load(tmp_path / "a.safetensors"), saving.loads(data)):
+        assert back.metadata == extra
+        same_model(m, back, X)
+        assert pickle.loads(pickle.dumps(back)).metadata == extra
+        assert copy.deepcopy(back).metadata == extra
+    back = fnn.load(tmp_path / "a.safetensors")
+    back.save(tmp_path / "b.safetensors")  # written back as it came
+    assert read_header_metadata((tmp_path / "b.safetensors").read_bytes()) == meta
+    back.save(tmp_path / "c.safetensors", extra_metadata={"notes": "new", "more": "x"})  # key by key over it
+    assert fnn.load(tmp_path / "c.safetensors").metadata == dict(extra, notes="new", more="x")
+    back.metadata = {}
+    back.save(tmp_path / "d.safetensors")
+    assert fnn.load(tmp_path / "d.safetensors").metadata == {}
+    unbuilt = fnn.Sequential([fnn.Dense(2)])
+    unbuilt.metadata["k"] = "v"
+    assert pickle.loads(pickle.dumps(unbuilt)).metadata == {"k": "v"}
+    for bad, exc, msg in (({"format": "x"}, ValueError, "key 'format' is reserved"),
+                          ({"fastnn_schema": "9.0"}, ValueError, "reserved"),
+                          ({"k": 1.5}, TypeError, r"extra_metadata\['k'\]: values must be str"),
+                          ({b"k": "v"}, TypeError, "keys must be str"),
+                          ("k=v", TypeError, "expected a dict")):
+        with pytest.raises(exc, match=msg):
+            m.save(tmp_path / "e.safetensors", extra_metadata=bad)
+        with pytest.raises(exc, match=msg):
+            saving.dumps(m, extra_metadata=bad)
+    assert not (tmp_path / "e.safetensors").exists()
+
+
 def test_safetensors_package_both_ways(tmp_path, rng):
     st = pytest.importorskip("safetensors.numpy")
     m = zoo("gelu", "float64", loss="binary_cross_entropy")
@@ -160,13 +227,13 @@ def test_load_weights_fastnn(tmp_path, rng):
     x = rng.normal(size=(5, 6))
     assert np.array_equal(dst.predict(x), src.predict(x))
     dst2 = zoo("relu", "float32", seed=3)  # float64 weights into a float32 model: converted
-    dst2.load_weights({k: v for k, v in saving._tensors(src)})
+    dst2.load_weights({k: v for k, v in src._named_parameters()})
     assert np.array_equal(dst2.layers[0].weight, src.layers[0].weight.astype(np.float32))
 
 
 def test_load_weights_fastnn_errors_and_new_head(rng):
     src = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(3)], input_dim=4, seed=1)
-    weights = dict(saving._tensors(src))
+    weights = dict(src._named_parameters())
     dst = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(5)], input_dim=4, seed=2)
     before = dst.get_weights()
     with pytest.raises(fnn.ModelFormatError, match=r"'layers.1.weight' has shape \(8, 3\) but layer 1 .* expects \(8, 5\)"):

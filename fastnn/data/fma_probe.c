@@ -1,17 +1,21 @@
 /* fma_probe.c - the CPU's FP32 FMA throughput per core, measured: independent FMA chains on the widest
  * vectors the CPU runs, so that the benchmarks can print a fraction of a peak they measured instead
- * of one they assumed.  Prints "gflops=<per core> lanes=<fp32 lanes> ghz=<gflops / (2 pipes*lanes*2)>".
- * The clock is derived assuming two FMA pipes of that width (true of the CPUs fastnn targets with
- * AVX-512 or AVX2; the benchmark prints the assumption next to it).
+ * of one they assumed.  Prints "gflops=<per core> lanes=<fp32 lanes of the vectors used>".
+ * The throughput is the peak itself; no clock is derived from it, since that would need the number
+ * and width of the FMA pipes, which differ between cores of the same ISA (two 512-bit pipes on many
+ * Xeons, one 512-bit or two 256-bit on AMD Zen 4).
  *   cc -O2 fma_probe.c -o fma_probe && ./fma_probe */
 #include <stdio.h>
 #include <time.h>
 
 #define NACC 12
 
+/* The thread's CPU time, not the wall clock: on a shared machine the probe's time slices are what the
+ * core gave it, and the peak is the same whether or not other processes took turns (wall time
+ * halves it when one other busy process shares the core). */
 static double now(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -38,13 +42,13 @@ PROBE(probe256, 32, "avx2,fma")
 int main(void) {
     __builtin_cpu_init();
     int w512 = __builtin_cpu_supports("avx512f"), w256 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!w256) { puts("gflops=0 lanes=0 ghz=0"); return 0; }
+    if (!w256) { puts("gflops=0 lanes=0"); return 0; }
     double best = 0;
     int lanes = w512 ? 16 : 8;
     for (int r = 0; r < 5; r++) {
         double g = w512 ? probe512(20000000) : probe256(20000000);
         if (g > best) best = g;
     }
-    printf("gflops=%.1f lanes=%d ghz=%.3f\n", best, lanes, best / (2.0 * lanes * 2.0));
+    printf("gflops=%.1f lanes=%d\n", best, lanes);
     return 0;
 }
