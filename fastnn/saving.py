@@ -13,6 +13,7 @@
 from . import _core
 from ._format import path_arg
 from .models import Sequential
+from .models import _unpickle, _unpickle_unbuilt  # noqa: F401  (named by pickles of fastnn 0.1.0)
 from .weights import LoadResult, load_weights, read_safetensors
 
 __all__ = ["save", "load", "loads", "dumps", "load_weights", "read_safetensors", "architecture", "LoadResult"]

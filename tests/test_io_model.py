@@ -103,6 +103,19 @@ def test_pickle_unbuilt_model():
     assert np.array_equal(back.predict(X), m.predict(X))  # same seed: same initial weights
 
 
+def test_pickles_of_earlier_versions_still_load(rng):
+    """fastnn 0.1.0 pickled through fastnn.saving._unpickle/_unpickle_unbuilt: those names still load."""
+    built = zoo("relu", "float32", loss="cross_entropy", seed=11)
+    unbuilt = fnn.Sequential([fnn.Dense(4, "elu"), fnn.Dense(2)], dtype="float64", seed=5)
+    for m in (built, unbuilt):
+        data = pickle.dumps(m)
+        assert b"fastnn.models" in data
+        old = data.replace(b"fastnn.models", b"fastnn.saving")  # the same length: the stream stays valid
+        back = pickle.loads(old)
+        X = rng.normal(size=(5, 6 if m.built else 7))
+        assert np.array_equal(back.predict(X), m.predict(X)) and back.seed == m.seed
+
+
 def test_save_errors_and_atomicity(tmp_path, monkeypatch, rng):
     with pytest.raises(fnn.NotFittedError):
         fnn.Sequential([fnn.Dense(2)]).save(tmp_path / "x")
