@@ -403,6 +403,19 @@ def _sk(cls, **params):
     return est.fit(X20, Y20 if cls == "clf" else T20[:, 0])
 
 
+def _sk_coefs(coefs):
+    est = _sk("clf")
+    est.coefs_ = coefs
+    return est
+
+
+def _sk_coefs_before_fit(coefs):
+    from fastnn.sklearn import MLPClassifier
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, warm_start=True)
+    est.coefs_ = coefs
+    return est.fit(X20, Y20)
+
+
 NAN, INF = math.nan, math.inf
 PARAM_CASES = [  # (id, callable, exception, pattern)
     # layers
@@ -601,7 +614,49 @@ if importlib.util.find_spec("sklearn") is not None:
         ("MLP hidden_layer_sizes str", lambda: _sk("clf", hidden_layer_sizes="big"), ValueError, r"hidden_layer_sizes"),
         ("MLP activation unknown", lambda: _sk("clf", activation="swish"), ValueError, r"activation: expected one of"),
         ("MLP activation list", lambda: _sk("clf", activation=["relu"]), ValueError, r"activation: expected one of"),
-        ("MLP solver lbfgs", lambda: _sk("clf", solver="lbfgs"), ValueError, r"solver: expected 'sgd' or 'adam'"),
+        ("MLP solver unknown", lambda: _sk("clf", solver="newton"), ValueError, r"solver: expected one of 'lbfgs'"),
+        ("MLP learning_rate unknown", lambda: _sk("clf", solver="sgd", learning_rate="cosine"), ValueError,
+         r"learning_rate: expected one of 'constant', 'invscaling', 'adaptive'"),
+        ("MLP power_t negative", lambda: _sk("clf", solver="sgd", power_t=-0.5), ValueError, r"power_t: must be >= 0"),
+        ("MLP power_t nan", lambda: _sk("reg", power_t=NAN), ValueError, r"power_t: expected a finite real"),
+        ("MLP max_fun 0", lambda: _sk("clf", solver="lbfgs", max_fun=0), ValueError, r"max_fun: expected an int >= 1"),
+        ("MLP max_fun float", lambda: _sk("reg", solver="lbfgs", max_fun=1.5), ValueError, r"max_fun: expected an int"),
+        ("MLP n_iter_no_change -inf", lambda: _sk("clf", n_iter_no_change=-INF), ValueError,
+         r"n_iter_no_change: expected an int >= 1 or np.inf"),
+        ("MLP dropout with lbfgs", lambda: _sk("clf", solver="lbfgs", dropout=0.2), ValueError,
+         r"dropout: not available with solver='lbfgs'"),
+        ("MLP class_weight list", lambda: _sk("clf", class_weight=[1, 2]), ValueError, r"class_weight: expected None"),
+        ("MLP class_weight str", lambda: _sk("clf", class_weight="even"), ValueError, r"class_weight: expected None"),
+        ("MLP class_weight not a class", lambda: _sk("clf", class_weight={7: 2.0}), ValueError,
+         r"class_weight: 7 is not a class"),
+        ("MLP class_weight negative", lambda: _sk("clf", class_weight={0: -1.0}), ValueError,
+         r"class_weight\[0\]: expected a finite weight >= 0"),
+        ("MLP class_weight nan", lambda: _sk("clf", class_weight={1: NAN}), ValueError,
+         r"class_weight\[1\]: expected a finite weight"),
+        ("MLP class_weight all zero", lambda: _sk("clf", class_weight={0: 0, 1: 0, 2: 0}), ValueError,
+         r"class_weight: gives every row of y a weight of zero"),
+        ("MLP coefs_ wrong shapes", lambda: _sk_coefs([np.zeros((5, 4)), np.zeros((3, 3))]), ValueError,
+         r"coefs_\[1\]: expected shape \(4, 3\)"),
+        ("MLP coefs_ wrong count", lambda: _sk_coefs([np.zeros((5, 4))]), ValueError, r"coefs_: expected 2 arrays"),
+        ("MLP coefs_ nan", lambda: _sk_coefs([np.full((5, 4), NAN), np.zeros((4, 3))]), ValueError,
+         r"coefs_\[0\]: contains NaN"),
+        ("MLP coefs_ not a list", lambda: _sk_coefs(np.zeros((5, 4))), TypeError, r"coefs_: expected a list of arrays"),
+        ("MLP coefs_ before fit wrong shapes", lambda: _sk_coefs_before_fit([np.zeros((5, 4)), np.zeros((4, 2))]),
+         ValueError, r"coefs_: set before fit with shapes"),
+        ("MLP coefs_ before fit 1-D", lambda: _sk_coefs_before_fit([np.zeros(5), np.zeros((4, 3))]), ValueError,
+         r"coefs_\[0\]: expected a 2-D array"),
+        ("MLP intercepts_ wrong shape", lambda: setattr(_sk("clf"), "intercepts_", [np.zeros(4), np.zeros(2)]),
+         ValueError, r"intercepts_\[1\]: expected shape \(3,\)"),
+        ("MLP diverging fit", lambda: __import__("fastnn.sklearn").sklearn.MLPRegressor(
+            (4,), solver="sgd", learning_rate_init=1e3, max_iter=20, random_state=0).fit(X20 * 1e30, T20[:, 0]),
+         ValueError, r"Solver produced non-finite parameter weights"),
+        ("MLP validation set too small", lambda: _sk("clf", early_stopping=True, validation_fraction=0.01),
+         ValueError, r"The validation set is too small"),
+        ("MLP partial_fit lbfgs", lambda: __import__("fastnn.sklearn").sklearn.MLPClassifier(solver="lbfgs").partial_fit,
+         AttributeError, r"partial_fit is only available for stochastic optimizers"),
+        ("MLP partial_fit class_weight balanced", lambda: __import__("fastnn.sklearn").sklearn.MLPClassifier(
+            class_weight="balanced").partial_fit(X20, Y20, classes=[0, 1, 2]), ValueError,
+         r"class_weight 'balanced' is not supported for partial_fit"),
         ("MLP alpha negative", lambda: _sk("clf", alpha=-1), ValueError, r"alpha: must be >= 0"),
         ("MLP alpha huge int", lambda: _sk("clf", alpha=2**70 * -1), ValueError, r"alpha: must be >= 0"),
         ("MLP learning_rate_init 0", lambda: _sk("clf", learning_rate_init=0), ValueError, r"learning_rate_init"),
