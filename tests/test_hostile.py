@@ -172,6 +172,7 @@ def _fitted(loss="cross_entropy", out=3):
 X20 = f32(20, 5)
 Y20 = np.arange(20) % 3
 T20 = f32(20, 2)
+P20 = rng.dirichlet(np.ones(3), 20)  # class probabilities
 W20 = np.linspace(0.5, 1.5, 20).astype(np.float32)
 FITTED = _fitted()
 FITTED_MSE = _fitted("mse", 2)
@@ -309,6 +310,18 @@ ARRAY_CASES = _act_cases() + [
                    "y_score": {"short": V(r"y_score: has 19 samples"), "ndim3": V(r"y_score: expected a 1-D or 2-D"),
                                "cols0": V(r"y_score: expected scores of shape")}},
          skip=[("y_true", "cols0")]),
+] + [
+    Case(f"metrics.{name}", lambda y_true, y_pred, name=name: getattr(M, name)(y_true, y_pred),
+         {"y_true": Y20, "y_pred": P20}, {"y_true": "metric", "y_pred": "metric"},
+         override={"y_true": {"neg": V(r"y_true: class labels must be >= 0"), "big": V(r"y_true: label 1000 is out of range"),
+                              "frac": V(r"y_true: class labels must be whole numbers"),
+                              "short": V(r"y_pred: has 20 samples but y_true has 19"),
+                              "cols0": V(r"y_pred: has 20 samples but y_true has 0")},
+                   "y_pred": {"short": V(r"y_pred: has 19 samples"),
+                              "cols0": V(r"y_pred: expected at least one column")}
+                   | ({"neg": V(r"y_pred: log_loss needs probabilities in \[0, 1\]"),
+                       "big": V(r"y_pred: log_loss needs probabilities in \[0, 1\]")} if name == "log_loss" else {})})
+    for name in ("auc", "log_loss")
 ] + [
     Case(f"metrics.{name}", lambda y_true, y_pred, name=name: getattr(M, name)(y_true, y_pred),
          {"y_true": f32(20), "y_pred": f32(20)}, {"y_true": "metric", "y_pred": "metric"},
@@ -488,6 +501,16 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("ModelCheckpoint path int", lambda: fnn.ModelCheckpoint(3), TypeError, r"path"),
     ("ModelCheckpoint path empty", lambda: fnn.ModelCheckpoint(""), TypeError, r"path"),
     ("ModelCheckpoint mode", lambda: fnn.ModelCheckpoint("m.st", mode="best"), ValueError, r"mode"),
+    ("CSVLogger path int", lambda: fnn.CSVLogger(3), TypeError, r"path"),
+    ("CSVLogger path empty", lambda: fnn.CSVLogger(""), TypeError, r"path"),
+    ("CSVLogger separator long", lambda: fnn.CSVLogger("log.csv", separator="::"), ValueError, r"separator"),
+    ("CSVLogger separator int", lambda: fnn.CSVLogger("log.csv", separator=0), ValueError, r"separator"),
+    ("CSVLogger append str", lambda: fnn.CSVLogger("log.csv", append="no"), TypeError, r"append"),
+    ("CSVLogger missing directory", lambda: _csv_logger_in_missing_dir(), FileNotFoundError, r"dir.csv"),
+    ("LambdaCallback on_epoch_end int", lambda: fnn.LambdaCallback(on_epoch_end=1), TypeError, r"on_epoch_end"),
+    ("LambdaCallback batch hook", lambda: fnn.LambdaCallback(on_train_batch_end=print), ValueError,
+     r"on_train_batch_end: fastnn runs the batches"),
+    ("LambdaCallback unknown hook", lambda: fnn.LambdaCallback(on_test_end=print), TypeError, r"unknown hook"),
     ("LearningRateScheduler not callable", lambda: fnn.LearningRateScheduler(0.1), TypeError, r"schedule"),
     ("LearningRateScheduler no epoch", lambda: fnn.LearningRateScheduler(lambda: 0.1), TypeError, r"schedule"),
     ("LearningRateScheduler returns str", lambda: _fit(callbacks=[fnn.LearningRateScheduler(lambda e: "x")]),
@@ -519,7 +542,7 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("compile optimizer unknown", lambda: _compiled(optimizer="lbfgs"), ValueError, r"optimizer: unknown name"),
     ("compile optimizer int", lambda: _compiled(optimizer=3), TypeError, r"optimizer: expected a name"),
     ("compile metrics int", lambda: _compiled(metrics=3), TypeError, r"metrics: expected a list"),
-    ("compile metrics unknown", lambda: _compiled(metrics=["auc"]), ValueError, r"metrics\[0\]: unknown name"),
+    ("compile metrics unknown", lambda: _compiled(metrics=["auroc"]), ValueError, r"metrics\[0\]: unknown name"),
     ("compile metrics wrong type", lambda: _compiled(metrics=[1]), TypeError, r"metrics\[0\]"),
     ("compile huber_delta 0", lambda: _compiled(loss="huber", huber_delta=0), ValueError, r"huber_delta: must be > 0"),
     ("fit epochs negative", lambda: _fit(epochs=-1), ValueError, r"epochs: must be >= 0"),
@@ -585,7 +608,7 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("confusion_matrix num_classes 0", lambda: M.confusion_matrix(Y20, Y20, num_classes=0), ValueError, r"num_classes"),
     ("confusion_matrix num_classes small", lambda: M.confusion_matrix(Y20, Y20, num_classes=2), ValueError,
      r"y_true: label 2 is out of range for num_classes=2"),
-    ("metrics.get unknown", lambda: M.get("auc"), ValueError, r"metric: unknown name"),
+    ("metrics.get unknown", lambda: M.get("auroc"), ValueError, r"metric: unknown name"),
     # fnn.ops' own parameters
     ("gemm alpha nan", lambda: fnn.ops.gemm(f32(2, 2), f32(2, 2), alpha=NAN), ValueError, r"alpha: must be finite"),
     ("gemm beta str", lambda: fnn.ops.gemm(f32(2, 2), f32(2, 2), beta="1"), TypeError, r"beta: expected a real"),
@@ -600,6 +623,11 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("mse scalar", lambda: fnn.ops.mse(np.float32(1), np.float32(1)), ValueError, r"pred: expected an array"),
     ("cross_entropy ragged", lambda: fnn.ops.cross_entropy(f32(2, 2), [[0], [0, 1]]), ValueError, r"target: cannot be read"),
 ]
+
+
+def _csv_logger_in_missing_dir():
+    m = _model()
+    return m.fit(X20, Y20, epochs=1, verbose=0, callbacks=[fnn.CSVLogger(os.path.join(os.sep, "no", "such", "dir.csv"))])
 
 
 def _reuse_layer():
@@ -707,7 +735,8 @@ def test_every_public_function_is_in_a_table():
                "CosineDecay", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
                "set_num_threads", "load", "loads"}
     wanted |= {f"metrics.{n}" for n in ("accuracy", "top_k_accuracy", "precision", "recall", "f1", "confusion_matrix",
-                                        "mse", "mae", "r2")}
+                                        "auc", "log_loss", "mse", "mae", "r2")}
+    wanted |= {"CSVLogger", "LambdaCallback"}
     # parameter rows name the method without the class: "fit epochs negative" is about Sequential.fit
     covered = subjects | {f"{prefix}.{s}" for s in subjects for prefix in ("Sequential", "ops", "metrics")}
     missing = sorted(wanted - covered)
