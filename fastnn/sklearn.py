@@ -35,8 +35,9 @@ what they mean in scikit-learn):
   units.
 - `loss_curve_` is in scikit-learn's units: the engine's epoch loss times scikit-learn's loss
   scale, plus the L2 term of the weights at the end of the epoch.
-- Weights and biases start as scikit-learn's do: uniform in +-sqrt(6 / (fan_in + fan_out))
-  (2 instead of 6 for "logistic"), drawn from `random_state`.
+- Weights and biases start as scikit-learn's do, drawn from the same random stream: uniform in
+  +-sqrt(6 / (fan_in + fan_out)) (2 instead of 6 for "logistic") from RandomState(random_state) (NumPy's
+  global RandomState for None), so the same random_state gives the same initial weights.
 - `sample_weight` (times the class weights) is rescaled to average 1 over the rows, so that the
   weighted loss is scikit-learn's weighted mean (exact when a batch holds the whole data set).
 - The parameters are float32 for float32 X and float64 otherwise, as scikit-learn's are, unless
@@ -159,20 +160,46 @@ def _threads(n):
         _fnn.set_num_threads(before)
 
 
-def _seed_from(random_state):
-    """A 63-bit engine seed: the int itself, a draw from a RandomState/Generator, or fresh entropy."""
+@contextlib.contextmanager
+def _serial_blas():
+    """Run the block with BLAS on one thread (threadpoolctl, where installed).  L-BFGS-B's own algebra
+    is on (10 x n_params) blocks: measured on 2 cores, OpenBLAS's threads made each of its iterations
+    25 times slower than one thread does, and they would compete with the engine's."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def _random_source(random_state):
+    """What draws the initial weights, as scikit-learn's check_random_state picks it: a RandomState
+    seeded with the int, the RandomState (or Generator) given, or NumPy's global RandomState for None;
+    so the same random_state gives scikit-learn's initial weights."""
     if random_state is None:
-        return int(np.random.default_rng().integers(0, 2**63))
+        return np.random.mtrand._rand
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if not 0 <= random_state < 2**64:
-            raise ValueError(f"random_state: expected an int in [0, 2**64), got {random_state}")
-        return int(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1)) * 2**31 + int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**63))
+        if not 0 <= random_state < 2**32:
+            raise ValueError(f"random_state: expected an int in [0, 2**32), got {random_state}")
+        return np.random.RandomState(int(random_state))
+    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
+        return random_state
     raise TypeError(f"random_state: expected None, an int or a numpy RandomState/Generator, "
                     f"got {type(random_state).__name__}")
+
+
+def _engine_seed(random_state, source):
+    """The engine's 63-bit seed (shuffles, dropout masks): the int itself, else a draw from `source`
+    (fresh entropy for None)."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(0, 2**63))
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    if isinstance(source, np.random.Generator):
+        return int(source.integers(0, 2**63))
+    return int(source.randint(0, 2**31 - 1)) * 2**31 + int(source.randint(0, 2**31 - 1))
 
 
 def _check_X_numpy(est, X, reset):
@@ -560,18 +587,22 @@ class _BaseMLP(_Base):
         layers.append(_fnn.Dense(n_outputs, l2=l2))
         return _fnn.Sequential(layers, input_dim=n_features, dtype=str(np.dtype(dtype)), seed=seed)
 
-    def _build(self, n_features, n_outputs, seed, dtype):
-        """A fresh network and its weights, initialised as scikit-learn initialises them, or from coefs_
-        and intercepts_ set before this first fit (warm_start)."""
-        model = self._network(n_features, n_outputs, seed, dtype, 0.0)
-        rng = np.random.default_rng([seed, 1])
+    def _build(self, n_features, n_outputs, dtype):
+        """A fresh network and its weights, drawn as scikit-learn draws them (for each layer, the weight
+        then the bias, uniform in +-sqrt(factor / (fan_in + fan_out))), or from coefs_ and intercepts_
+        set before this first fit (warm_start)."""
+        source = _random_source(self.random_state)
+        units = [n_features] + self._hidden() + [n_outputs]
         factor = 2.0 if self.activation == "logistic" else 6.0
-        for layer in model.layers:
-            if isinstance(layer, _fnn.Dense):
-                fan_in, fan_out = layer.weight.shape
-                bound = np.sqrt(factor / (fan_in + fan_out))
-                layer.weight[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
-                layer.bias[...] = rng.uniform(-bound, bound, fan_out)
+        init = []
+        for fan_in, fan_out in zip(units[:-1], units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            init.append((source.uniform(-bound, bound, (fan_in, fan_out)), source.uniform(-bound, bound, fan_out)))
+        seed = _engine_seed(self.random_state, source)
+        model = self._network(n_features, n_outputs, seed, dtype, 0.0)
+        for layer, (w, b) in zip((l for l in model.layers if isinstance(l, _fnn.Dense)), init):
+            layer.weight[...] = w
+            layer.bias[...] = b
         pending = {name: self.__dict__.pop("_init_" + name, None) for name in ("coefs_", "intercepts_")}
         if self.warm_start:
             dense = [l for l in model.layers if isinstance(l, _fnn.Dense)]
@@ -673,7 +704,7 @@ class _BaseMLP(_Base):
         sw = _check_sample_weight(sample_weight, X.shape[0])
         w = self._with_class_weights(sw, target, incremental)
         if first:
-            self._build(X.shape[1], self._output_width(target), _seed_from(self.random_state), dtype)
+            self._build(X.shape[1], self._output_width(target), dtype)
             self.n_iter_ = 0
             self.t_ = 0
             self._optimizer = None
@@ -782,7 +813,7 @@ class _BaseMLP(_Base):
             progress.it += 1
         progress.it = 1
 
-        with _threads(self.n_threads):
+        with _threads(self.n_threads), _serial_blas():
             if params.size:
                 res = scipy.optimize.minimize(
                     loss_and_grad, params.astype(np.float64), method="L-BFGS-B", jac=True,
