@@ -833,7 +833,9 @@ class _BaseMLP(_Base):
         if status != 0:
             msg = f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={status}):\n{message}\n"
             if self.n_iter_ == self.max_iter:
-                msg += f"\nIncrease the number of iterations to improve the convergence (max_iter={self.max_iter})."
+                msg += (f"\nIncrease the number of iterations to improve the convergence (max_iter={self.max_iter}).\n"
+                        "You might also want to scale the data as shown in:\n"
+                        "    https://scikit-learn.org/stable/modules/preprocessing.html")
             warnings.warn(msg, ConvergenceWarning, stacklevel=4)
 
     def fit(self, X, y, sample_weight=None):
@@ -965,7 +967,7 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         elif getattr(self, "_multilabel", False):
             raise ValueError("y: the classifier was fitted on multilabel targets; got a 1-D array")
         elif incremental and classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"`classes={np.unique(classes)!r}` is not the same as on last call to partial_fit, "
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, "
                              f"was: {self.classes_!r}")
         elif self.warm_start and not np.array_equal(np.unique(y), self.classes_):
             # scikit-learn's rule, partial_fit included: with warm_start, y has every class of the first fit
@@ -1053,7 +1055,32 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(_RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor (scikit-learn's parameters; see the module docstring): identity
-    outputs, squared error.  Attributes after fit as MLPClassifier's, without classes_."""
+    outputs, squared error (`loss="squared_error"`; scikit-learn's "poisson" is not offered).
+    Attributes after fit as MLPClassifier's, without classes_."""
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dropout=0.0,
+                 freeze=0, dtype=None, n_threads=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
+            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            dropout=dropout, freeze=freeze, dtype=dtype, n_threads=n_threads)
+        self.loss = loss
+
+    def _check_params(self):
+        super()._check_params()
+        if isinstance(self.loss, str) and self.loss == "poisson":
+            raise ValueError("loss: 'poisson' is not available (the engine has no Poisson loss); "
+                             "use 'squared_error'")
+        if not isinstance(self.loss, str) or self.loss != "squared_error":
+            raise ValueError(f"loss: expected 'squared_error', got {self.loss!r}")
 
     def _is_classifier(self):
         return False
