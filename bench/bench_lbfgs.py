@@ -105,18 +105,20 @@ def main(argv=None):
                     if got < ref - 0.01:
                         raise SystemExit(f"check failed: {lib} scores {got:.4f} on {data}, scikit-learn {ref:.4f}")
 
-    print(f"L-BFGS, {args.max_iter} iterations at most, median of {args.rounds} round(s); seconds per iteration "
-          "(fit time / n_iter_); score = test accuracy (digits) or R^2 (friedman1)\n")
-    print("| data | threads | scikit-learn | fastnn (float64) | fastnn (float32) | scikit-learn / fastnn "
+    print(f"L-BFGS, {args.max_iter} iterations at most, {args.rounds} round(s); milliseconds per iteration (fit time / "
+          "n_iter_), median (fastest); score = test accuracy (digits) or R^2 (friedman1)\n")
+    print("| data | threads | scikit-learn | fastnn (float64) | fastnn (float32) | scikit-learn / fastnn (float64) "
           "| iterations | scores sklearn / fastnn / float32 |")
     print("|---|---|---:|---:|---:|---:|---|---|")
     for data in args.data:
         for threads in args.threads:
-            per = {lib: statistics.median(run["seconds"] / max(run["n_iter"], 1)
-                                          for run in results[(data, threads, lib)]) for lib in LIBS}
+            runs = {lib: [run["seconds"] / max(run["n_iter"], 1) * 1e3 for run in results[(data, threads, lib)]]
+                    for lib in LIBS}
+            per = {lib: statistics.median(v) for lib, v in runs.items()}
+            cell = {lib: f"{per[lib]:.2f} ({min(runs[lib]):.2f})" for lib in LIBS}
             last = {lib: results[(data, threads, lib)][-1] for lib in LIBS}
-            print(f"| {data} | {threads} | {per['sklearn'] * 1e3:.2f} ms | {per['fastnn'] * 1e3:.2f} ms "
-                  f"| {per['fastnn-f32'] * 1e3:.2f} ms | {per['sklearn'] / per['fastnn']:.1f}x "
+            print(f"| {data} | {threads} | {cell['sklearn']} | {cell['fastnn']} "
+                  f"| {cell['fastnn-f32']} | {per['sklearn'] / per['fastnn']:.1f}x "
                   f"| {' / '.join(str(last[lib]['n_iter']) for lib in LIBS)} "
                   f"| {' / '.join(format(last[lib]['score'], '.4f') for lib in LIBS)} |")
 

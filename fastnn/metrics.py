@@ -265,6 +265,17 @@ def _scores(y_pred):
     return p
 
 
+def _binary_labels(y_true, y_pred, metric):
+    """y_true of a binary problem (labels in {0, 1}, or one-hot rows) as 0/1 labels matching y_pred's rows."""
+    y = _numeric(y_true, "y_true")
+    t = np.argmax(y, axis=1) if y.ndim == 2 and y.shape[1] == 2 else _whole_labels(y.reshape(-1), "y_true")
+    _same_rows(t, y_pred, "y_pred")
+    if t.size and t.max() > 1:
+        raise ValueError(f"y_true: a binary {metric} needs labels in {{0, 1}}; give y_pred one column per class "
+                         "for more classes")
+    return t
+
+
 def _binary_auc(positive, score):
     """Area under the ROC curve of one column: the Mann-Whitney statistic with tied scores counted
     one half (their mid-rank), which is the trapezoidal area scikit-learn's roc_curve gives; NaN
@@ -295,12 +306,7 @@ def auc(y_true, y_pred):
     """
     s = _scores(y_pred).astype(np.float64, copy=False)
     if s.ndim == 1 or s.shape[1] == 1:
-        y = _numeric(y_true, "y_true")
-        t = np.argmax(y, axis=1) if y.ndim == 2 and y.shape[1] == 2 else _whole_labels(y.reshape(-1), "y_true")
-        _same_rows(t, s, "y_pred")
-        if t.size and t.max() > 1:
-            raise ValueError("y_true: a binary auc needs labels in {0, 1}; give y_pred one column of scores "
-                             "per class for more classes")
+        t = _binary_labels(y_true, s, "auc")
         scores, pos = s.reshape(-1, 1), (t == 1).reshape(-1, 1)
     else:
         pos = _indicator(y_true, s.shape[1], "y_pred") > 0.5
@@ -332,12 +338,7 @@ def log_loss(y_true, y_pred):
         raise ValueError(f"y_pred: log_loss needs probabilities in [0, 1], got values from {p.min()} to {p.max()}")
     p = np.clip(p, eps, 1.0 - eps)
     if p.ndim == 1 or p.shape[1] == 1:
-        y = _numeric(y_true, "y_true")
-        t = np.argmax(y, axis=1) if y.ndim == 2 and y.shape[1] == 2 else _whole_labels(y.reshape(-1), "y_true")
-        _same_rows(t, p, "y_pred")
-        if t.size and t.max() > 1:
-            raise ValueError("y_true: a binary log_loss needs labels in {0, 1}; give y_pred one column of "
-                             "probabilities per class for more classes")
+        t = _binary_labels(y_true, p, "log_loss")
         p = p.reshape(-1)
         return float(-np.mean(np.where(t == 1, np.log(p), np.log1p(-p))))
     y = _numeric(y_true, "y_true")

@@ -398,3 +398,27 @@ def test_pipeline_and_grid_search_with_lbfgs():
         results[cls] = grid.cv_results_["mean_test_score"]
     # the same initial weights and the same L-BFGS: the same cross-validation scores
     np.testing.assert_allclose(results[MLPClassifier], results[SkClassifier], atol=0.02)
+
+
+def test_lbfgs_fit_pickles_continues_and_switches_solver():
+    import pickle
+
+    y = TARGETS["binary"][2]
+    est = quiet_fit(MLPClassifier(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=10, random_state=0,
+                                  warm_start=True), X, y)
+    clone = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(clone.predict_proba(X), est.predict_proba(X))
+    quiet_fit(est, X, y)
+    quiet_fit(clone, X, y)
+    np.testing.assert_array_equal(clone.predict_proba(X), est.predict_proba(X))
+    # the same two warm-started L-BFGS runs in scikit-learn (each starts a fresh curvature history)
+    sk = SkClassifier(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=10, random_state=0, warm_start=True)
+    quiet_fit(sk, X, y)
+    quiet_fit(sk, X, y)
+    assert_same_weights(est, sk, atol=1e-9)
+    # a warm start with another solver continues from the L-BFGS weights, as in scikit-learn
+    for e in (est, sk):
+        e.set_params(solver="sgd", batch_size=len(X), shuffle=False, max_iter=3, learning_rate_init=0.1)
+        e.loss_curve_, e.best_loss_, e._no_improvement_count = [], np.inf, 0  # what scikit-learn lacks after lbfgs
+        quiet_fit(e, X, y)
+    assert_same_weights(est, sk, atol=1e-9)
