@@ -59,6 +59,13 @@ c = MLPClassifier(hidden_layer_sizes=8, max_iter=100, random_state=0, early_stop
 assert c.score(X, y) > 0.9 and list(c.classes_) == ['no', 'yes'] and c.get_params()['max_iter'] == 100
 r = MLPRegressor(max_iter=100, random_state=0, learning_rate_init=0.01).fit(X, X[:, 0] * 2)
 assert r.score(X, X[:, 0] * 2) > 0.9
+import importlib.util
+if importlib.util.find_spec('scipy') is not None:  # L-BFGS needs scipy only
+    c = MLPClassifier(solver='lbfgs', hidden_layer_sizes=8, max_iter=50, random_state=0, class_weight='balanced').fit(X, y)
+    assert c.score(X, y) > 0.9 and c.coefs_[0].shape == (4, 8)
+s = MLPClassifier(solver='sgd', learning_rate='adaptive', hidden_layer_sizes=8, max_iter=30, random_state=0,
+                  n_iter_no_change=np.inf, learning_rate_init=0.05).fit(X, y)
+assert s.n_iter_ == 30 and s.score(X, y) > 0.9
 try:
     MLPRegressor().predict(X)
 except NotFittedError:

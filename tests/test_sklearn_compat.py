@@ -94,6 +94,22 @@ def test_lbfgs_equals_scikit_learn(target):
         assert hasattr(ours, attr) == hasattr(sk, attr) == False  # noqa: E712  (stochastic solvers only)
 
 
+def test_lbfgs_max_fun_stops_both_alike(capsys):
+    sk, ours, y = both("multiclass", solver="lbfgs", hidden_layer_sizes=(8,), max_iter=200, max_fun=12,
+                       random_state=0)
+    for est in (sk, ours):
+        with pytest.warns(ConvergenceWarning, match="F,G EVALUATIONS EXCEEDS LIMIT"):
+            est.fit(X, y)
+    assert ours.n_iter_ == sk.n_iter_ < 12
+    assert_same_weights(ours, sk, atol=1e-9)
+    # verbose: the loss after each iteration (scikit-learn prints nothing with scipy >= 1.15)
+    capsys.readouterr()
+    quiet_fit(ours.set_params(verbose=True, max_fun=15000, max_iter=3), X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["Iteration 1", "Iteration 2", "Iteration 3"]
+    assert lines[-1] == f"Iteration 3, loss = {ours.loss_:.8f}"
+
+
 def test_lbfgs_multi_output_regression_minimises_the_loss_it_reports():
     """Deliberate difference: with k outputs scikit-learn hands L-BFGS a gradient k times that of the loss
     it reports; fastnn minimises the objective whose gradient that is (half the summed squared errors),
