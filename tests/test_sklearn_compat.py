@@ -438,3 +438,18 @@ def test_lbfgs_fit_pickles_continues_and_switches_solver():
         e.loss_curve_, e.best_loss_, e._no_improvement_count = [], np.inf, 0  # what scikit-learn lacks after lbfgs
         quiet_fit(e, X, y)
     assert_same_weights(est, sk, atol=1e-9)
+
+
+def test_sparse_X_is_refused_by_name():
+    """Deliberate difference until the engine reads sparse rows: scikit-learn fits CSR/CSC input, fastnn
+    refuses it with scikit-learn's own message, naming X (README, differences)."""
+    sparse = pytest.importorskip("scipy.sparse")
+    y = TARGETS["multiclass"][2]
+    Xs = sparse.csr_matrix(np.where(np.abs(X) > 1, X, 0.0))
+    quiet_fit(SkClassifier(hidden_layer_sizes=(4,), max_iter=3), Xs, y)
+    for fmt in ("csr", "csc", "coo"):
+        with pytest.raises(TypeError, match=r"X: Sparse data was passed for X.*toarray"):
+            MLPClassifier(hidden_layer_sizes=(4,), max_iter=3).fit(Xs.asformat(fmt), y)
+    fitted = quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=3), Xs.toarray(), y)
+    with pytest.raises(TypeError, match="X: Sparse data"):
+        fitted.predict(Xs)
