@@ -47,7 +47,8 @@ def get_num_threads():
     return _core.get_num_threads()
 
 from . import callbacks, metrics, schedules
-from .callbacks import EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau, History, Callback
+from .callbacks import (EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau, History, Callback,
+                        CSVLogger, LambdaCallback)
 from ._errors import NonFiniteLossError
 from .layers import Dense, Dropout, Activation
 from .optimizers import SGD, Adam, AdamW, RMSprop

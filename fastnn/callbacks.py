@@ -21,6 +21,8 @@ array copies), `model.set_weights(list)`, `model.optimizer.lr` (a float, read an
 
 Epochs are 0-based in every hook, as in Keras; messages print them 1-based.
 """
+import collections.abc
+import csv
 import inspect
 import numbers
 import os
@@ -30,7 +32,7 @@ from . import metrics as _metrics
 from ._validate import integer, real_number
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
-           "LearningRateScheduler", "ReduceLROnPlateau"]
+           "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "LambdaCallback"]
 
 _MODES = ("auto", "min", "max")
 
@@ -507,3 +509,99 @@ class ReduceLROnPlateau(Callback):
                         print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Stream each epoch's logs to a CSV file (Keras semantics).
+
+    The columns are `epoch` (0-based, as Keras writes it) and the log keys of the first epoch in
+    sorted order ("loss", metrics, "val_*", "lr", "time", "samples_per_s"); a key missing from a
+    later epoch is written "NA", a value that is a sequence as "[a, b]".  The file is opened at the
+    start of training (`append=False`: overwritten; `append=True`: appended to, with no header row
+    when it already has content), flushed after every row and closed when training ends, however it
+    ends.  `separator` is the one-character column separator.
+    """
+
+    def __init__(self, path, separator=",", append=False):
+        super().__init__()
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str) or not path:
+            raise TypeError(f"path: expected a non-empty str or path, got {path!r}")
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"separator: expected a one-character str, got {separator!r}")
+        if not isinstance(append, bool):
+            raise TypeError(f"append: expected a bool, got {type(append).__name__}")
+        self.path, self.separator, self.append = path, separator, append
+        self.keys = None
+        self._file = self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._close()
+        header = True
+        if self.append and os.path.exists(self.path):
+            with open(self.path, "r", newline="") as f:
+                header = not f.readline()
+        self._file = open(self.path, "a" if self.append else "w", newline="")
+        self._header = header
+        self.keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._file is None:  # used outside fit: open as fit would
+            self.on_train_begin()
+        if self._writer is None:
+            self.keys = sorted(logs)
+            self._writer = csv.writer(self._file, delimiter=self.separator, lineterminator="\n")
+            if self._header:
+                self._writer.writerow(["epoch"] + self.keys)
+        self._writer.writerow([epoch] + [_csv_value(logs.get(k, "NA")) for k in self.keys])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+    def _close(self):
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        self._file = self._writer = None
+
+
+def _csv_value(v):
+    if isinstance(v, str) or not isinstance(v, collections.abc.Iterable):
+        return v
+    return "[" + ", ".join(map(str, v)) + "]"
+
+
+_LAMBDA_HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end")
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+class LambdaCallback(Callback):
+    """A callback made of functions (Keras semantics): `on_epoch_begin(epoch, logs)`,
+    `on_epoch_end(epoch, logs)`, `on_train_begin(logs)`, `on_train_end(logs)`, each called with
+    positional arguments at that point of `fit`; the hooks not given do nothing.
+
+    fastnn trains the batches of an epoch in C and calls no per-batch hook, so a batch hook
+    (`on_train_batch_begin`/`_end`, `on_batch_begin`/`_end`) is refused rather than never called.
+    """
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
+                     on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end)
+        for name in kwargs:
+            if name not in _BATCH_HOOKS:
+                raise TypeError(f"LambdaCallback: unknown hook {name!r}; hooks are {', '.join(_LAMBDA_HOOKS)}")
+        given.update(kwargs)
+        for name, fn in given.items():
+            if fn is None:
+                continue
+            if name in _BATCH_HOOKS:
+                raise ValueError(f"{name}: fastnn runs the batches of an epoch in C and calls no per-batch hook; "
+                                 "use on_epoch_begin/on_epoch_end")
+            if not callable(fn):
+                raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
+            setattr(self, name, fn)

@@ -15,14 +15,19 @@ What a classification metric accepts:
 Precision, recall and F1 follow scikit-learn with `zero_division=0`: a ratio whose denominator is
 zero counts as 0.0, and `average="macro"` averages over the classes that occur in `y_true` or in
 the predictions (scikit-learn's default label set).
+
+The probabilistic metrics `auc` and `log_loss` take scores or probabilities, not labels, in
+`y_pred`: a vector (N,) / (N, 1) for a binary problem (the positive class's), or (N, C) for C
+classes or labels.
 """
+import math
 import numbers
 import re
 import warnings
 
 import numpy as np
 
-__all__ = ["accuracy", "top_k_accuracy", "precision", "recall", "f1", "confusion_matrix",
+__all__ = ["accuracy", "top_k_accuracy", "precision", "recall", "f1", "confusion_matrix", "auc", "log_loss",
            "mse", "mae", "r2", "get", "mode_for", "names"]
 
 _AVERAGES = ("macro", "micro", "binary")
@@ -231,6 +236,129 @@ def f1(y_true, y_pred, average="macro", pos_label=1):
 
 
 # ---------------------------------------------------------------------------------------------
+# scores and probabilities
+# ---------------------------------------------------------------------------------------------
+
+def _indicator(y_true, c, pred_name):
+    """y_true as a 0/1 float matrix (N, c): labels become one-hot rows; a 0/1 matrix (one-hot or
+    multi-label) is taken as it is; other (N, c) rows (probabilities) become one-hot at their argmax."""
+    y = _numeric(y_true, "y_true")
+    if y.ndim == 2 and y.shape[1] >= 2:
+        if y.shape[1] != c:
+            raise ValueError(f"{pred_name}: has {c} columns but y_true has {y.shape[1]}")
+        if ((y == 0) | (y == 1)).all():
+            return y.astype(np.float64)
+        labels = np.argmax(y, axis=1)
+    else:
+        labels = _whole_labels(y.reshape(-1), "y_true")
+        if labels.size and labels.max() >= c:
+            raise ValueError(f"y_true: label {labels.max()} is out of range for {c} columns of {pred_name}")
+    out = np.zeros((labels.size, c))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+def _scores(y_pred):
+    p = _numeric(y_pred, "y_pred")
+    if p.ndim == 2 and p.shape[1] == 0:
+        raise ValueError(f"y_pred: expected at least one column, got shape {p.shape}")
+    return p
+
+
+def _binary_labels(y_true, y_pred, metric):
+    """y_true of a binary problem (labels in {0, 1}, or one-hot rows) as 0/1 labels matching y_pred's rows."""
+    y = _numeric(y_true, "y_true")
+    t = np.argmax(y, axis=1) if y.ndim == 2 and y.shape[1] == 2 else _whole_labels(y.reshape(-1), "y_true")
+    _same_rows(t, y_pred, "y_pred")
+    if t.size and t.max() > 1:
+        raise ValueError(f"y_true: a binary {metric} needs labels in {{0, 1}}; give y_pred one column per class "
+                         "for more classes")
+    return t
+
+
+def _binary_auc(positive, score):
+    """Area under the ROC curve of one column: the Mann-Whitney statistic with tied scores counted
+    one half (their mid-rank), which is the trapezoidal area scikit-learn's roc_curve gives; NaN
+    when the column has a single class."""
+    n = score.size
+    n_pos = int(np.count_nonzero(positive))
+    if n_pos == 0 or n_pos == n:
+        return math.nan
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    first = np.r_[True, s[1:] != s[:-1]]
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], n]
+    ranks = np.empty(n)
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]  # 1-based mid-ranks of tie groups
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * (n - n_pos)))
+
+
+def auc(y_true, y_pred):
+    """Area under the ROC curve (scikit-learn's roc_auc_score).
+
+    Binary: `y_pred` a vector of positive-class scores, `y_true` labels in {0, 1}.  Multi-class:
+    `y_pred` (N, C) scores and `y_true` labels or one-hot rows: the macro average over classes of each
+    class's AUC against the rest (roc_auc_score(multi_class="ovr")).  Multi-label: `y_true` a 0/1
+    (N, C) matrix, the macro average over labels.  A class or label that is all-positive or
+    all-negative in `y_true` has no AUC and is left out of the average (with a warning); NaN when none
+    has one.
+    """
+    s = _scores(y_pred).astype(np.float64, copy=False)
+    if s.ndim == 1 or s.shape[1] == 1:
+        t = _binary_labels(y_true, s, "auc")
+        scores, pos = s.reshape(-1, 1), (t == 1).reshape(-1, 1)
+    else:
+        pos = _indicator(y_true, s.shape[1], "y_pred") > 0.5
+        _same_rows(pos, s, "y_pred")
+        scores = s
+    values = np.array([_binary_auc(pos[:, j], scores[:, j]) for j in range(scores.shape[1])])
+    defined = ~np.isnan(values)
+    if not defined.all():
+        warnings.warn(f"auc: {np.count_nonzero(~defined)} of {values.size} classes have a single class in y_true "
+                      "(no ROC curve); they are left out of the average", RuntimeWarning, stacklevel=2)
+        if not defined.any():
+            return math.nan
+    return float(values[defined].mean())
+
+
+def log_loss(y_true, y_pred):
+    """Mean negative log-likelihood of `y_true` under the probabilities `y_pred`, which are clipped to
+    [eps, 1 - eps] (eps of y_pred's float type), as scikit-learn's log_loss.
+
+    Binary: `y_pred` a vector of positive-class probabilities, `y_true` labels in {0, 1}.  Classes:
+    `y_pred` (N, C), `y_true` labels, one-hot or probability rows (each summing to 1): the mean over
+    rows of -sum(y log p).  Multi-label: `y_true` a 0/1 (N, C) matrix whose rows do not all sum to 1:
+    the binary log loss averaged over rows and labels (Keras' binary_crossentropy).
+    """
+    p = _scores(y_pred)
+    eps = np.finfo(p.dtype if p.dtype in (np.float32, np.float64) else np.float64).eps
+    p = p.astype(np.float64, copy=False)
+    if p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError(f"y_pred: log_loss needs probabilities in [0, 1], got values from {p.min()} to {p.max()}")
+    p = np.clip(p, eps, 1.0 - eps)
+    if p.ndim == 1 or p.shape[1] == 1:
+        t = _binary_labels(y_true, p, "log_loss")
+        p = p.reshape(-1)
+        return float(-np.mean(np.where(t == 1, np.log(p), np.log1p(-p))))
+    y = _numeric(y_true, "y_true")
+    if y.ndim == 2 and y.shape[1] >= 2:
+        _same_rows(y, p, "y_pred")
+        if y.shape[1] != p.shape[1]:
+            raise ValueError(f"y_pred: has {p.shape[1]} columns but y_true has {y.shape[1]}")
+        y = y.astype(np.float64, copy=False)
+        if not np.allclose(y.sum(axis=1), 1.0):
+            if not ((y == 0) | (y == 1)).all():
+                raise ValueError("y_true: rows must be one-hot or probabilities summing to 1, or 0/1 labels "
+                                 "(multi-label)")
+            return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+        return float(-np.mean(np.sum(y * np.log(p), axis=1)))
+    onehot = _indicator(y, p.shape[1], "y_pred")
+    _same_rows(onehot, p, "y_pred")
+    return float(-np.mean(np.log(p[onehot > 0.5])))
+
+
+# ---------------------------------------------------------------------------------------------
 # regression
 # ---------------------------------------------------------------------------------------------
 
@@ -291,6 +419,8 @@ _METRICS = {
     "precision": (precision, "max"),
     "recall": (recall, "max"),
     "f1": (f1, "max"),
+    "auc": (auc, "max"),
+    "log_loss": (log_loss, "min"),
     "mse": (mse, "min"),
     "mae": (mae, "min"),
     "r2": (r2, "max"),

@@ -556,6 +556,127 @@ def test_base_callback_hooks_do_nothing():
 
 def test_top_level_exports():
     for name in ("EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
-                 "History", "Callback"):
+                 "History", "Callback", "CSVLogger", "LambdaCallback"):
         assert getattr(fnn, name) is getattr(C, name)
     assert fnn.callbacks is C and fnn.metrics.accuracy and fnn.schedules.CosineDecay
+
+
+# ---------------------------------------------------------------------------------------------
+# CSVLogger: Keras' file layout (epoch 0-based, sorted keys, "NA" for a missing key)
+# ---------------------------------------------------------------------------------------------
+
+def test_csv_logger_rows_as_keras_writes_them(tmp_path):
+    path = tmp_path / "log.csv"
+    series = [{"val_loss": 0.5, "loss": 0.75, "acc": 0.25},
+              {"val_loss": 0.25, "loss": 0.5},                  # acc missing -> NA
+              {"val_loss": 0.125, "loss": 0.25, "acc": np.array([1, 2])}]
+    fit(FakeModel(lr=0.5), [C.CSVLogger(path)], series)
+    # keys sorted, "lr" added by the loop like fastnn's fit; a sequence is written "[a, b]"
+    assert path.read_text().splitlines() == [
+        "epoch,acc,loss,lr,val_loss",
+        "0,0.25,0.75,0.5,0.5",
+        "1,NA,0.5,0.5,0.25",
+        "2,\"[1, 2]\",0.25,0.5,0.125",
+    ]
+
+
+def test_csv_logger_overwrites_or_appends_and_separator(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("old\n")
+    fit(FakeModel(), [C.CSVLogger(str(path))], seq([1.0]))
+    assert path.read_text() == "epoch,lr,val_loss\n0,0.1,1.0\n"       # append=False: overwritten
+    logger = C.CSVLogger(path, append=True)
+    fit(FakeModel(), [logger], seq([2.0, 3.0]))
+    assert path.read_text() == "epoch,lr,val_loss\n0,0.1,1.0\n0,0.1,2.0\n1,0.1,3.0\n"  # no second header
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    fit(FakeModel(), [C.CSVLogger(empty, separator=";", append=True)], seq([4.0]))
+    assert empty.read_text() == "epoch;lr;val_loss\n0;0.1;4.0\n"          # empty file: header written
+    fresh = tmp_path / "fresh.csv"
+    fit(FakeModel(), [C.CSVLogger(fresh, append=True)], seq([5.0]))
+    assert fresh.read_text() == "epoch,lr,val_loss\n0,0.1,5.0\n"
+
+
+def test_csv_logger_closes_on_exception_and_rows_are_flushed(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = C.CSVLogger(path)
+    seen = []
+
+    class Peek(C.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(path.read_text())  # rows reach the file as each epoch ends
+
+    with pytest.raises(RuntimeError):
+        fit(FakeModel(), [logger, Peek()], seq([1.0, 2.0, 3.0]), fail_at=2)
+    assert seen == ["epoch,lr,val_loss\n0,0.1,1.0\n", "epoch,lr,val_loss\n0,0.1,1.0\n1,0.1,2.0\n"]
+    assert logger._file is None
+
+
+def test_csv_logger_in_a_real_fit_matches_the_history(tmp_path):
+    import csv
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dense(2)], seed=0)
+    model.compile("cross_entropy", fnn.SGD(lr=0.1), metrics=["accuracy", "auc", "log_loss"])
+    path = tmp_path / "run.csv"
+    hist = model.fit(X, y, epochs=3, batch_size=16, validation_split=0.25, verbose=0, callbacks=[fnn.CSVLogger(path)])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert list(rows[0]) == ["epoch"] + sorted(hist.history)
+    for key, values in hist.history.items():
+        assert [float(r[key]) for r in rows] == pytest.approx(values, rel=1e-12)
+
+
+def test_csv_logger_argument_checks(tmp_path):
+    with pytest.raises(TypeError, match="path"):
+        C.CSVLogger("")
+    with pytest.raises(TypeError, match="path"):
+        C.CSVLogger(3)
+    with pytest.raises(ValueError, match="separator"):
+        C.CSVLogger(tmp_path / "a.csv", separator=", ")
+    with pytest.raises(TypeError, match="append"):
+        C.CSVLogger(tmp_path / "a.csv", append="yes")
+    with pytest.raises(FileNotFoundError):
+        fit(FakeModel(), [C.CSVLogger(tmp_path / "no" / "dir.csv")], seq([1.0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# LambdaCallback
+# ---------------------------------------------------------------------------------------------
+
+def test_lambda_callback_calls_hooks_with_keras_arguments():
+    calls = []
+    cb = C.LambdaCallback(on_epoch_begin=lambda epoch, logs: calls.append(("begin", epoch, dict(logs))),
+                          on_epoch_end=lambda epoch, logs: calls.append(("end", epoch, logs["val_loss"])),
+                          on_train_begin=lambda logs: calls.append(("train_begin",)),
+                          on_train_end=lambda logs: calls.append(("train_end",)))
+    fit(FakeModel(), [cb], seq([3.0, 2.0]))
+    assert calls == [("train_begin",), ("begin", 0, {}), ("end", 0, 3.0), ("begin", 1, {}), ("end", 1, 2.0),
+                     ("train_end",)]
+    only_end = C.LambdaCallback(on_epoch_end=lambda epoch, logs: calls.append(epoch))
+    calls.clear()
+    fit(FakeModel(), [only_end], seq([1.0, 1.0, 1.0]))
+    assert calls == [0, 1, 2]
+
+
+def test_lambda_callback_can_stop_a_real_fit():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(32, 3)).astype(np.float32)
+    model = fnn.Sequential([fnn.Dense(1)], seed=0)
+    model.compile("mse", "sgd")
+    stopper = C.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", epoch == 1))
+    hist = model.fit(X, X[:, 0], epochs=10, verbose=0, callbacks=[stopper])
+    assert hist.epoch == [0, 1]
+
+
+def test_lambda_callback_refuses_batch_hooks_and_non_callables():
+    for name in ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"):
+        with pytest.raises(ValueError, match=f"{name}: fastnn runs the batches of an epoch in C"):
+            C.LambdaCallback(**{name: lambda batch, logs: None})
+    with pytest.raises(TypeError, match="on_epoch_end: expected a callable"):
+        C.LambdaCallback(on_epoch_end=3)
+    with pytest.raises(TypeError, match="unknown hook 'on_predict_end'"):
+        C.LambdaCallback(on_predict_end=print)

@@ -172,6 +172,7 @@ def _fitted(loss="cross_entropy", out=3):
 X20 = f32(20, 5)
 Y20 = np.arange(20) % 3
 T20 = f32(20, 2)
+P20 = rng.dirichlet(np.ones(3), 20)  # class probabilities
 W20 = np.linspace(0.5, 1.5, 20).astype(np.float32)
 FITTED = _fitted()
 FITTED_MSE = _fitted("mse", 2)
@@ -311,6 +312,18 @@ ARRAY_CASES = _act_cases() + [
          skip=[("y_true", "cols0")]),
 ] + [
     Case(f"metrics.{name}", lambda y_true, y_pred, name=name: getattr(M, name)(y_true, y_pred),
+         {"y_true": Y20, "y_pred": P20}, {"y_true": "metric", "y_pred": "metric"},
+         override={"y_true": {"neg": V(r"y_true: class labels must be >= 0"), "big": V(r"y_true: label 1000 is out of range"),
+                              "frac": V(r"y_true: class labels must be whole numbers"),
+                              "short": V(r"y_pred: has 20 samples but y_true has 19"),
+                              "cols0": V(r"y_pred: has 20 samples but y_true has 0")},
+                   "y_pred": {"short": V(r"y_pred: has 19 samples"),
+                              "cols0": V(r"y_pred: expected at least one column")}
+                   | ({"neg": V(r"y_pred: log_loss needs probabilities in \[0, 1\]"),
+                       "big": V(r"y_pred: log_loss needs probabilities in \[0, 1\]")} if name == "log_loss" else {})})
+    for name in ("auc", "log_loss")
+] + [
+    Case(f"metrics.{name}", lambda y_true, y_pred, name=name: getattr(M, name)(y_true, y_pred),
          {"y_true": f32(20), "y_pred": f32(20)}, {"y_true": "metric", "y_pred": "metric"},
          override={"y_pred": {"short": V(r"y_pred: has 19 samples")},
                    "y_true": {"short": V(r"y_pred: has 20 samples but y_true has 19")}}, skip=["cols0"])
@@ -338,7 +351,8 @@ def _sklearn_cases():
              skip=[("y", "cols0"), ("y", "bool"), ("y", "complex"), ("y", "int")]),
         Case("MLPClassifier.predict", lambda X: clf.predict(X), {"X": X20}, {"X": "skX"},
              override={"X": {"short": OK, "str": OK}}),
-        Case("MLPRegressor.fit", lambda X, y: MLPRegressor((4,), max_iter=2, random_state=0).fit(X, y).predict(X20),
+        Case("MLPRegressor.fit",
+             lambda X, y: MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y).predict(X20),
              {"X": X20, "y": T20[:, 0].copy()}, {"X": "skX", "y": "skX"},
              override={"X": {"str": OK},
                        "y": {"str": OK, "object": OK, "rows0": V(r"y: |X, y: Found array with 0 sample"),
@@ -401,6 +415,19 @@ def _sk(cls, **params):
     from fastnn.sklearn import MLPClassifier, MLPRegressor
     est = {"clf": MLPClassifier, "reg": MLPRegressor}[cls](**dict(dict(hidden_layer_sizes=(4,), max_iter=2), **params))
     return est.fit(X20, Y20 if cls == "clf" else T20[:, 0])
+
+
+def _sk_coefs(coefs):
+    est = _sk("clf")
+    est.coefs_ = coefs
+    return est
+
+
+def _sk_coefs_before_fit(coefs):
+    from fastnn.sklearn import MLPClassifier
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, warm_start=True)
+    est.coefs_ = coefs
+    return est.fit(X20, Y20)
 
 
 NAN, INF = math.nan, math.inf
@@ -475,6 +502,16 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("ModelCheckpoint path int", lambda: fnn.ModelCheckpoint(3), TypeError, r"path"),
     ("ModelCheckpoint path empty", lambda: fnn.ModelCheckpoint(""), TypeError, r"path"),
     ("ModelCheckpoint mode", lambda: fnn.ModelCheckpoint("m.st", mode="best"), ValueError, r"mode"),
+    ("CSVLogger path int", lambda: fnn.CSVLogger(3), TypeError, r"path"),
+    ("CSVLogger path empty", lambda: fnn.CSVLogger(""), TypeError, r"path"),
+    ("CSVLogger separator long", lambda: fnn.CSVLogger("log.csv", separator="::"), ValueError, r"separator"),
+    ("CSVLogger separator int", lambda: fnn.CSVLogger("log.csv", separator=0), ValueError, r"separator"),
+    ("CSVLogger append str", lambda: fnn.CSVLogger("log.csv", append="no"), TypeError, r"append"),
+    ("CSVLogger missing directory", lambda: _csv_logger_in_missing_dir(), FileNotFoundError, r"dir.csv"),
+    ("LambdaCallback on_epoch_end int", lambda: fnn.LambdaCallback(on_epoch_end=1), TypeError, r"on_epoch_end"),
+    ("LambdaCallback batch hook", lambda: fnn.LambdaCallback(on_train_batch_end=print), ValueError,
+     r"on_train_batch_end: fastnn runs the batches"),
+    ("LambdaCallback unknown hook", lambda: fnn.LambdaCallback(on_test_end=print), TypeError, r"unknown hook"),
     ("LearningRateScheduler not callable", lambda: fnn.LearningRateScheduler(0.1), TypeError, r"schedule"),
     ("LearningRateScheduler no epoch", lambda: fnn.LearningRateScheduler(lambda: 0.1), TypeError, r"schedule"),
     ("LearningRateScheduler returns str", lambda: _fit(callbacks=[fnn.LearningRateScheduler(lambda e: "x")]),
@@ -506,7 +543,7 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("compile optimizer unknown", lambda: _compiled(optimizer="lbfgs"), ValueError, r"optimizer: unknown name"),
     ("compile optimizer int", lambda: _compiled(optimizer=3), TypeError, r"optimizer: expected a name"),
     ("compile metrics int", lambda: _compiled(metrics=3), TypeError, r"metrics: expected a list"),
-    ("compile metrics unknown", lambda: _compiled(metrics=["auc"]), ValueError, r"metrics\[0\]: unknown name"),
+    ("compile metrics unknown", lambda: _compiled(metrics=["auroc"]), ValueError, r"metrics\[0\]: unknown name"),
     ("compile metrics wrong type", lambda: _compiled(metrics=[1]), TypeError, r"metrics\[0\]"),
     ("compile huber_delta 0", lambda: _compiled(loss="huber", huber_delta=0), ValueError, r"huber_delta: must be > 0"),
     ("fit epochs negative", lambda: _fit(epochs=-1), ValueError, r"epochs: must be >= 0"),
@@ -585,7 +622,7 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("confusion_matrix num_classes 0", lambda: M.confusion_matrix(Y20, Y20, num_classes=0), ValueError, r"num_classes"),
     ("confusion_matrix num_classes small", lambda: M.confusion_matrix(Y20, Y20, num_classes=2), ValueError,
      r"y_true: label 2 is out of range for num_classes=2"),
-    ("metrics.get unknown", lambda: M.get("auc"), ValueError, r"metric: unknown name"),
+    ("metrics.get unknown", lambda: M.get("auroc"), ValueError, r"metric: unknown name"),
     # fnn.ops' own parameters
     ("gemm alpha nan", lambda: fnn.ops.gemm(f32(2, 2), f32(2, 2), alpha=NAN), ValueError, r"alpha: must be finite"),
     ("gemm beta str", lambda: fnn.ops.gemm(f32(2, 2), f32(2, 2), beta="1"), TypeError, r"beta: expected a real"),
@@ -608,6 +645,11 @@ def _save_with_metadata(metadata):
     m.save("x.st")
 
 
+def _csv_logger_in_missing_dir():
+    m = _model()
+    return m.fit(X20, Y20, epochs=1, verbose=0, callbacks=[fnn.CSVLogger(os.path.join(os.sep, "no", "such", "dir.csv"))])
+
+
 def _reuse_layer():
     d = fnn.Dense(2)
     first = fnn.Sequential([d])
@@ -620,7 +662,51 @@ if importlib.util.find_spec("sklearn") is not None:
         ("MLP hidden_layer_sizes str", lambda: _sk("clf", hidden_layer_sizes="big"), ValueError, r"hidden_layer_sizes"),
         ("MLP activation unknown", lambda: _sk("clf", activation="swish"), ValueError, r"activation: expected one of"),
         ("MLP activation list", lambda: _sk("clf", activation=["relu"]), ValueError, r"activation: expected one of"),
-        ("MLP solver lbfgs", lambda: _sk("clf", solver="lbfgs"), ValueError, r"solver: expected 'sgd' or 'adam'"),
+        ("MLP solver unknown", lambda: _sk("clf", solver="newton"), ValueError, r"solver: expected one of 'lbfgs'"),
+        ("MLP learning_rate unknown", lambda: _sk("clf", solver="sgd", learning_rate="cosine"), ValueError,
+         r"learning_rate: expected one of 'constant', 'invscaling', 'adaptive'"),
+        ("MLP power_t negative", lambda: _sk("clf", solver="sgd", power_t=-0.5), ValueError, r"power_t: must be >= 0"),
+        ("MLP power_t nan", lambda: _sk("reg", power_t=NAN), ValueError, r"power_t: expected a finite real"),
+        ("MLP max_fun 0", lambda: _sk("clf", solver="lbfgs", max_fun=0), ValueError, r"max_fun: expected an int >= 1"),
+        ("MLP max_fun float", lambda: _sk("reg", solver="lbfgs", max_fun=1.5), ValueError, r"max_fun: expected an int"),
+        ("MLP n_iter_no_change -inf", lambda: _sk("clf", n_iter_no_change=-INF), ValueError,
+         r"n_iter_no_change: expected an int >= 1 or np.inf"),
+        ("MLP loss poisson", lambda: _sk("reg", loss="poisson"), ValueError, r"loss: 'poisson' is not available"),
+        ("MLP loss unknown", lambda: _sk("reg", loss="huber"), ValueError, r"loss: expected 'squared_error'"),
+        ("MLP dropout with lbfgs", lambda: _sk("clf", solver="lbfgs", dropout=0.2), ValueError,
+         r"dropout: not available with solver='lbfgs'"),
+        ("MLP class_weight list", lambda: _sk("clf", class_weight=[1, 2]), ValueError, r"class_weight: expected None"),
+        ("MLP class_weight str", lambda: _sk("clf", class_weight="even"), ValueError, r"class_weight: expected None"),
+        ("MLP class_weight not a class", lambda: _sk("clf", class_weight={7: 2.0}), ValueError,
+         r"class_weight: 7 is not a class"),
+        ("MLP class_weight negative", lambda: _sk("clf", class_weight={0: -1.0}), ValueError,
+         r"class_weight\[0\]: expected a finite weight >= 0"),
+        ("MLP class_weight nan", lambda: _sk("clf", class_weight={1: NAN}), ValueError,
+         r"class_weight\[1\]: expected a finite weight"),
+        ("MLP class_weight all zero", lambda: _sk("clf", class_weight={0: 0, 1: 0, 2: 0}), ValueError,
+         r"class_weight: gives every row of y a weight of zero"),
+        ("MLP coefs_ wrong shapes", lambda: _sk_coefs([np.zeros((5, 4)), np.zeros((3, 3))]), ValueError,
+         r"coefs_\[1\]: expected shape \(4, 3\)"),
+        ("MLP coefs_ wrong count", lambda: _sk_coefs([np.zeros((5, 4))]), ValueError, r"coefs_: expected 2 arrays"),
+        ("MLP coefs_ nan", lambda: _sk_coefs([np.full((5, 4), NAN), np.zeros((4, 3))]), ValueError,
+         r"coefs_\[0\]: contains NaN"),
+        ("MLP coefs_ not a list", lambda: _sk_coefs(np.zeros((5, 4))), TypeError, r"coefs_: expected a list of arrays"),
+        ("MLP coefs_ before fit wrong shapes", lambda: _sk_coefs_before_fit([np.zeros((5, 4)), np.zeros((4, 2))]),
+         ValueError, r"coefs_: set before fit with shapes"),
+        ("MLP coefs_ before fit 1-D", lambda: _sk_coefs_before_fit([np.zeros(5), np.zeros((4, 3))]), ValueError,
+         r"coefs_\[0\]: expected a 2-D array"),
+        ("MLP intercepts_ wrong shape", lambda: setattr(_sk("clf"), "intercepts_", [np.zeros(4), np.zeros(2)]),
+         ValueError, r"intercepts_\[1\]: expected shape \(3,\)"),
+        ("MLP diverging fit", lambda: __import__("fastnn.sklearn").sklearn.MLPRegressor(
+            hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=1e3, max_iter=20, random_state=0).fit(X20 * 1e30, T20[:, 0]),
+         ValueError, r"Solver produced non-finite parameter weights"),
+        ("MLP validation set too small", lambda: _sk("clf", early_stopping=True, validation_fraction=0.01),
+         ValueError, r"The validation set is too small"),
+        ("MLP partial_fit lbfgs", lambda: __import__("fastnn.sklearn").sklearn.MLPClassifier(solver="lbfgs").partial_fit,
+         AttributeError, r"partial_fit is only available for stochastic optimizers"),
+        ("MLP partial_fit class_weight balanced", lambda: __import__("fastnn.sklearn").sklearn.MLPClassifier(
+            class_weight="balanced").partial_fit(X20, Y20, classes=[0, 1, 2]), ValueError,
+         r"class_weight 'balanced' is not supported for partial_fit"),
         ("MLP alpha negative", lambda: _sk("clf", alpha=-1), ValueError, r"alpha: must be >= 0"),
         ("MLP alpha huge int", lambda: _sk("clf", alpha=2**70 * -1), ValueError, r"alpha: must be >= 0"),
         ("MLP learning_rate_init 0", lambda: _sk("clf", learning_rate_init=0), ValueError, r"learning_rate_init"),
@@ -671,7 +757,8 @@ def test_every_public_function_is_in_a_table():
                "CosineDecay", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau",
                "set_num_threads", "load", "loads"}
     wanted |= {f"metrics.{n}" for n in ("accuracy", "top_k_accuracy", "precision", "recall", "f1", "confusion_matrix",
-                                        "mse", "mae", "r2")}
+                                        "auc", "log_loss", "mse", "mae", "r2")}
+    wanted |= {"CSVLogger", "LambdaCallback"}
     # parameter rows name the method without the class: "fit epochs negative" is about Sequential.fit
     covered = subjects | {f"{prefix}.{s}" for s in subjects for prefix in ("Sequential", "ops", "metrics")}
     missing = sorted(wanted - covered)

@@ -113,6 +113,55 @@ def test_top_k_by_hand_and_ties():
     assert M.top_k_accuracy(y2, s, k=1) == M.accuracy(y2, s)
 
 
+def test_auc_by_hand():
+    # the classic four-point example: 3 of the 4 positive/negative pairs are ranked right
+    assert M.auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    # a tie between a positive and a negative counts one half
+    assert M.auc([0, 1], [0.5, 0.5]) == 0.5
+    assert M.auc([0, 1, 1], [0.2, 0.2, 0.9]) == pytest.approx(0.75)
+    assert M.auc([1, 0], np.array([[0.9], [0.1]])) == 1.0
+    # three classes, one-vs-rest, each class's column against the rest
+    y = np.array([0, 1, 2, 2])
+    s = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
+    # class 0: its positive (0.9) above all three negatives -> 1.  class 1: its positive (0.1) against the
+    # negatives 0.05, 0.8, 0.1: above one, below one, tied with one -> 1.5 / 3.  class 2: positives 0.1 and
+    # 0.7 against negatives 0.05 and 0.8: each above one and below one -> 2 / 4
+    assert M.auc(y, s) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert M.auc(_onehot(y, 3), s) == pytest.approx((1 + 0.5 + 0.5) / 3)
+
+
+def test_auc_undefined_classes_are_left_out_with_a_warning():
+    with pytest.warns(RuntimeWarning, match="1 of 1 classes"):
+        assert np.isnan(M.auc([1, 1, 1], [0.2, 0.4, 0.9]))
+    y = np.array([0, 1, 0, 1])  # class 2 never occurs
+    s = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.3, 0.5, 0.2]])
+    with pytest.warns(RuntimeWarning, match="1 of 3 classes"):
+        assert M.auc(y, s) == 1.0
+    with pytest.raises(ValueError, match="binary auc needs labels in"):
+        M.auc([0, 2, 1], [0.1, 0.2, 0.3])
+
+
+def test_log_loss_by_hand():
+    assert M.log_loss([1, 0], [0.9, 0.2]) == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2)
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert M.log_loss([0, 2], p) == pytest.approx(-(np.log(0.7) + np.log(0.8)) / 2)
+    # probability targets: the cross-entropy -sum(y log p) per row
+    soft = np.array([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])
+    want = -(0.5 * np.log(0.7) + 0.5 * np.log(0.2) + 0.25 * np.log(0.1) + 0.75 * np.log(0.8)) / 2
+    assert M.log_loss(soft, p) == pytest.approx(want)
+    # multi-label (rows not summing to 1): the binary log loss averaged over rows and labels
+    Y = np.array([[1, 0, 1], [0, 0, 0]])
+    want = -(np.log(0.7) + np.log(0.8) + np.log(0.1) + np.log(0.9) + np.log(0.9) + np.log(0.2)) / 6
+    assert M.log_loss(Y, p) == pytest.approx(want)
+    # certain and wrong: clipped to eps of the prediction's float type, not infinite
+    assert M.log_loss([1], np.array([0.0])) == pytest.approx(-np.log(np.finfo(np.float64).eps))
+    assert M.log_loss([1], np.array([0.0], np.float32)) == pytest.approx(-np.log(np.finfo(np.float32).eps))
+    with pytest.raises(ValueError, match=r"y_pred: log_loss needs probabilities in \[0, 1\]"):
+        M.log_loss([0, 1], [-0.1, 0.5])
+    with pytest.raises(ValueError, match="y_true: rows must be one-hot"):
+        M.log_loss(np.array([[0.2, 0.3], [0.5, 0.1]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+
+
 @pytest.mark.parametrize("fn", [M.accuracy, M.precision, M.recall, M.f1, M.confusion_matrix,
                                 M.mse, M.mae, M.r2])
 def test_length_mismatch_names_y_pred(fn):
@@ -162,8 +211,10 @@ def test_registry_and_modes():
     for name in ("top_k_accuracy", "precision", "recall", "f1", "mse", "mae", "r2"):
         assert M.get(name) is getattr(M, name)
     assert M.get(len) is len  # callables pass through
-    with pytest.raises(ValueError, match="known metrics: acc, accuracy, f1"):
+    with pytest.raises(ValueError, match="known metrics: acc, accuracy, auc, f1"):
         M.get("auroc")
+    assert M.get("auc") is M.auc and M.get("log_loss") is M.log_loss
+    assert M.mode_for("val_auc") == "max" and M.mode_for("log_loss") == "min" and M.mode_for("val_log_loss") == "min"
     with pytest.raises(TypeError):
         M.get(3)
     for name, mode in [("accuracy", "max"), ("val_acc", "max"), ("f1", "max"), ("val_r2", "max"),
@@ -260,3 +311,55 @@ def test_regression_against_sklearn(rng):
     p32 = (t32 + 0.1).astype(np.float32)
     assert M.mse(t32, p32) == pytest.approx(skm.mean_squared_error(t32.astype(float), p32.astype(float)),
                                             rel=1e-12)
+
+
+def test_auc_and_log_loss_against_sklearn(rng):
+    skm = pytest.importorskip("sklearn.metrics")
+    for n in (10, 200, 2000):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        for p in (rng.random(n), np.round(rng.random(n), 1), rng.random(n).astype(np.float32)):  # ties, float32
+            assert M.auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), rel=1e-12)
+            assert M.auc(y, p.reshape(-1, 1)) == pytest.approx(skm.roc_auc_score(y, p), rel=1e-12)
+            assert M.log_loss(y, p) == pytest.approx(skm.log_loss(y, p), rel=1e-6)
+        for c in (3, 5, 10):
+            y = np.r_[np.arange(c), rng.integers(0, c, n)]
+            P = rng.dirichlet(np.ones(c), y.size)
+            want = skm.roc_auc_score(y, P, multi_class="ovr", average="macro")
+            assert M.auc(y, P) == pytest.approx(want, rel=1e-12)
+            assert M.auc(_onehot(y, c), P) == pytest.approx(want, rel=1e-12)
+            assert M.log_loss(y, P) == pytest.approx(skm.log_loss(y, P), rel=1e-12)
+            assert M.log_loss(_onehot(y, c), P) == pytest.approx(skm.log_loss(y, P), rel=1e-12)
+            P32 = P.astype(np.float32)
+            P32[0] = 0  # clipped at float32's eps, as scikit-learn clips
+            P32[0, y[0]] = 1
+            assert M.log_loss(y, P32) == pytest.approx(skm.log_loss(y, P32), rel=1e-6)
+        Y = (rng.random((n, 4)) < 0.4).astype(int)
+        Y[:2] = [[0, 0, 0, 0], [1, 1, 1, 1]]
+        S = rng.random((n, 4))
+        assert M.auc(Y, S) == pytest.approx(skm.roc_auc_score(Y, S, average="macro"), rel=1e-12)
+
+
+def test_auc_and_log_loss_as_compile_metrics():
+    """By name in compile: the validation log_loss is the cross-entropy the engine reports as val_loss,
+    and both equal the metrics of predict's probabilities."""
+    import fastnn as fnn
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 6))
+    y = np.argmax(X[:, :3] + 0.5 * rng.normal(size=(300, 3)), axis=1)
+    model = fnn.Sequential([fnn.Dense(16, activation="tanh"), fnn.Dense(3)], dtype="float64", seed=0)
+    model.compile("cross_entropy", fnn.Adam(lr=0.01), metrics=["auc", "log_loss"])
+    hist = model.fit(X[:200], y[:200], epochs=3, batch_size=32, validation_data=(X[200:], y[200:]), verbose=0)
+    proba = model.predict(X[200:])
+    assert hist.history["val_log_loss"][-1] == pytest.approx(hist.history["val_loss"][-1], rel=1e-12)
+    assert hist.history["val_log_loss"][-1] == pytest.approx(M.log_loss(y[200:], proba), rel=1e-12)
+    assert hist.history["val_auc"][-1] == pytest.approx(M.auc(y[200:], proba), rel=1e-12)
+    assert 0.5 < hist.history["auc"][-1] <= 1.0
+    binary = fnn.Sequential([fnn.Dense(1)], dtype="float64", seed=0)
+    binary.compile("binary_cross_entropy", fnn.SGD(lr=0.1), metrics=["auc", "log_loss"])
+    yb = (y == 0).astype(float)
+    h = binary.fit(X, yb, epochs=2, validation_split=0.2, verbose=0)
+    pb = binary.predict(X[240:])[:, 0]
+    assert h.history["val_log_loss"][-1] == pytest.approx(h.history["val_loss"][-1], rel=1e-12)
+    assert h.history["val_auc"][-1] == pytest.approx(M.auc(yb[240:], pb), rel=1e-12)

@@ -59,6 +59,13 @@ c = MLPClassifier(hidden_layer_sizes=8, max_iter=100, random_state=0, early_stop
 assert c.score(X, y) > 0.9 and list(c.classes_) == ['no', 'yes'] and c.get_params()['max_iter'] == 100
 r = MLPRegressor(max_iter=100, random_state=0, learning_rate_init=0.01).fit(X, X[:, 0] * 2)
 assert r.score(X, X[:, 0] * 2) > 0.9
+import importlib.util
+if importlib.util.find_spec('scipy') is not None:  # L-BFGS needs scipy only
+    c = MLPClassifier(solver='lbfgs', hidden_layer_sizes=8, max_iter=50, random_state=0, class_weight='balanced').fit(X, y)
+    assert c.score(X, y) > 0.9 and c.coefs_[0].shape == (4, 8)
+s = MLPClassifier(solver='sgd', learning_rate='adaptive', hidden_layer_sizes=8, max_iter=30, random_state=0,
+                  n_iter_no_change=np.inf, learning_rate_init=0.05).fit(X, y)
+assert s.n_iter_ == 30 and s.score(X, y) > 0.9
 try:
     MLPRegressor().predict(X)
 except NotFittedError:
@@ -198,7 +205,7 @@ def test_errors_name_the_problem():
     with pytest.raises(NotFittedError):
         MLPClassifier().predict(X)
     with pytest.raises(ValueError, match="solver"):
-        MLPClassifier(solver="lbfgs").fit(X, y)
+        MLPClassifier(solver="newton").fit(X, y)
     with pytest.raises(ValueError, match="activation"):
         MLPClassifier(activation="swish").fit(X, y)
     with pytest.raises(ValueError, match="classes must be passed"):
@@ -240,10 +247,10 @@ def test_accuracy_on_digits_next_to_scikit_learn(digits):
     assert acc["fastnn"] > 0.95
 
 
-def test_sample_weight_equivalence_holds_in_float64_without_penalty():
-    """scikit-learn's check_sample_weight_equivalence fails on the defaults (float32 rounding, and the L2
-    term scales with the rows of a batch, which repetition changes) but holds where neither applies."""
+def test_sample_weight_equivalence_with_the_settings_scikit_learn_checks():
+    """scikit-learn runs check_sample_weight_equivalence on its MLPs with these settings (and, through
+    tests/test_sklearn_checks.py, fastnn's pass it with the defaults too)."""
     from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data as check
 
-    check("MLPClassifier", MLPClassifier(max_iter=100, dtype="float64", alpha=0.0))
-    check("MLPRegressor", MLPRegressor(max_iter=100, dtype="float64", alpha=0.0))
+    check("MLPClassifier", MLPClassifier(solver="lbfgs", max_iter=100, random_state=0))
+    check("MLPRegressor", MLPRegressor(solver="sgd", tol=1e-2, random_state=42, max_iter=100))
