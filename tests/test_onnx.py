@@ -711,3 +711,79 @@ def test_input_no_ops_and_inference_dropout_are_read(rt, rng):
     x = rng.normal(size=(20, 3, 4)).astype(np.float32)
     np.testing.assert_allclose(m.predict(x.reshape(20, 12)), run_ort(model, x)[0], rtol=0, atol=1e-5)
 
+
+
+# ---- command line --------------------------------------------------------------------------------------
+
+def cli(*args, cwd):
+    e = _env()
+    e.pop("FASTNN_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "fastnn", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env=e, timeout=300)
+
+
+def csv_rows(text):
+    lines = text.strip().splitlines()
+    return lines[0].split(","), [line.split(",") for line in lines[1:]]
+
+
+def test_cli_export_then_import_keeps_predictions_and_class_names(rt, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [1, 10, 100] + [0, 5, 50]
+    label = np.where(X[:, 0] + (X[:, 1] - 5) / 10 > 0.3, "high", np.where(X[:, 0] > -0.5, "mid", "low"))
+    with open(tmp_path / "d.csv", "w") as f:
+        f.write("a,b,kind,c\n" + "".join(f"{x[0]:.6f},{x[1]:.6f},{k},{x[2]:.6f}\n" for x, k in zip(X, label)))
+    r = cli("train", "d.csv", "--target", "kind", "--layers", "16", "--epochs", "15", "-q", "--out", "m.safetensors",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = cli("export", "m.safetensors", "m.onnx", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "wrote m.onnx", r.stderr
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    extra = json.loads({p.key: p.value for p in proto.metadata_props}["fastnn_cli"])
+    assert extra["classes"] == ["high", "low", "mid"] and extra["features"] == ["a", "b", "c"]
+
+    r = cli("predict", "m.safetensors", "d.csv", "--proba", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    header, rows = csv_rows(r.stdout)
+    assert header == ["p_high", "p_low", "p_mid"]
+    proba = np.array(rows, dtype=np.float64)
+    (got,) = run_ort(tmp_path / "m.onnx", X.astype(np.float32))   # raw features: the scaling is in the graph
+    np.testing.assert_allclose(got, proba, rtol=0, atol=1e-5)
+
+    r = cli("import", "m.onnx", "back.safetensors", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "wrote back.safetensors", r.stderr
+    before = cli("predict", "m.safetensors", "d.csv", cwd=tmp_path)
+    after = cli("predict", "back.safetensors", "d.csv", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == before.stdout and csv_rows(after.stdout)[0] == ["kind"]   # the names came back
+    assert set(r[0] for r in csv_rows(after.stdout)[1]) <= {"high", "low", "mid"}
+
+
+def test_cli_import_of_a_torch_file_runs_in_predict(tnn, tmp_path, rng):
+    net = all_activations_net(tnn, "softmax")
+    torch_export(net, torch.randn(3, 12), tmp_path / "t.onnx", False, 17)
+    r = cli("import", "t.onnx", "t.safetensors", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    x = inputs(rng, 20, 12, "float32")
+    np.save(tmp_path / "x.npy", x)
+    r = cli("predict", "t.safetensors", "x.npy", "--proba", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with torch.inference_mode():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.array(csv_rows(r.stdout)[1], dtype=np.float64), want, rtol=0, atol=1e-5)
+
+
+def test_cli_errors(rt, tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    r = cli("import", "junk.onnx", "out.safetensors", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.startswith("fastnn: error: junk.onnx: not an ONNX model"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.safetensors").exists()
+    r = cli("export", "nope.safetensors", "x.onnx", cwd=tmp_path)
+    assert r.returncode == 1 and "nope.safetensors: no such file" in r.stderr
+    model_for("relu", "mse", "float32").save(tmp_path / "m.safetensors")
+    r = cli("export", "m.safetensors", "x.onnx", "--opset", "9", cwd=tmp_path)
+    assert r.returncode == 2 and "--opset" in r.stderr and "an opset >= 13" in r.stderr
+    r = cli("import", "m.safetensors", "out.safetensors", cwd=tmp_path)   # a model file is not ONNX
+    assert r.returncode == 1 and "not an ONNX model" in r.stderr, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["junk.onnx", "m.safetensors"]
