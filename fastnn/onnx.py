@@ -476,7 +476,7 @@ class _Graph:
         return a.astype(np_type, copy=False).reshape(shape)
 
     def is_const(self, v):
-        return v in self.inits or (v in self.producer and self.producer[v].op_type == "Constant")
+        return v in self.inits or self.made_by(v, "Constant") is not None
 
     def const(self, v, user):
         """The value of constant `v` read by node `user` (an initializer or a Constant node)."""
@@ -484,7 +484,7 @@ class _Graph:
             return self._arrays[v]
         if v in self.inits:
             a = self.array(self.inits[v], f"initializer {v!r}")
-        elif v in self.producer and self.producer[v].op_type == "Constant":
+        elif self.made_by(v, "Constant") is not None:
             a = self._constant_node(self.producer[v])
         else:
             raise self.error(f"{self.label(user)} needs {v!r} to be a constant (an initializer), but it is computed")
@@ -523,6 +523,11 @@ class _Graph:
                     return kind(v)
                 raise self.error(f"{self.label(n)}: attribute {name} has the wrong type")
         return default
+
+    def made_by(self, v, *ops):
+        """The node computing `v` when it is one of the default domain's `ops`, else None."""
+        n = self.producer.get(v)
+        return n if n is not None and n.op_type in ops and n.domain in ("", "ai.onnx") else None
 
     def only_consumer(self, v, n):
         return [id(c) for c in self.consumers.get(v, [])] == [id(n)]
@@ -583,8 +588,8 @@ def _match_matmul(g, n):
 def _match_add(g, n):
     """Add(MatMul(x, W), C) in either order: a Dense layer with a bias."""
     for mm_out, c in ((n.input[0], n.input[1]), (n.input[1], n.input[0])) if len(n.input) == 2 else ():
-        m = g.producer.get(mm_out)
-        if m is not None and m.op_type == "MatMul" and g.is_const(c) and not g.is_const(mm_out):
+        m = g.made_by(mm_out, "MatMul")
+        if m is not None and g.is_const(c):
             piece = _match_matmul(g, m)
             piece.info["b"] = _bias(g, n, c, piece.info["w"].shape[1])
             piece.nodes = [n, m]
@@ -619,13 +624,22 @@ def _product_leaves(g, root):
     leaves, nodes, todo = [], [root], [(v, root) for v in root.input]
     while todo:
         v, parent = todo.pop()
-        n = g.producer.get(v)
-        if n is None or n.op_type != "Mul" or len(n.input) != 2 or not g.only_consumer(v, parent) or len(nodes) > 8:
+        n = g.made_by(v, "Mul")
+        if n is None or len(n.input) != 2 or not g.only_consumer(v, parent) or len(nodes) > 8:
             leaves.append(v)
         else:
             nodes.append(n)
             todo += [(u, n) for u in n.input]
     return leaves, nodes
+
+
+def _float_cast(g, v, chain):
+    """What `v` casts when it is a Cast to float or double (appended to `chain`), else `v`."""
+    cast = g.made_by(v, "Cast")
+    if cast is None or len(cast.input) != 1 or g.attr(cast, "to", None, int) not in _FLOAT_TYPES:
+        return v
+    chain.append(cast)
+    return cast.input[0]
 
 
 def _match_gelu(g, n):
@@ -637,27 +651,21 @@ def _match_gelu(g, n):
     if len(consts) != 1 or len(others) != 2 or not _near(g.scalar(consts[0], n), 0.5):
         return None
     for x, e in (others, others[::-1]):
-        add = g.producer.get(e)
-        if add is None or add.op_type != "Add" or len(add.input) != 2:
+        add = g.made_by(e, "Add")
+        if add is None or len(add.input) != 2:
             continue
         one = [v for v in add.input if _near(g.scalar(v, add), 1.0)]
         if len(one) != 1:
             continue
-        t = add.input[1] if add.input[0] == one[0] else add.input[0]
         chain = [add]
-        erf = g.producer.get(t)
-        if erf is not None and erf.op_type == "Cast":   # Cast(Erf(Cast(u)))
-            chain.append(erf)
-            erf = g.producer.get(erf.input[0])
-        if erf is None or erf.op_type != "Erf":
+        t = add.input[1] if add.input[0] == one[0] else add.input[0]
+        t = _float_cast(g, t, chain)     # Cast(Erf(Cast(u))) in double graphs
+        erf = g.made_by(t, "Erf")
+        if erf is None or len(erf.input) != 1:
             continue
         chain.append(erf)
-        u = erf.input[0]
-        pre = g.producer.get(u)
-        if pre is not None and pre.op_type == "Cast":
-            chain.append(pre)
-            u = pre.input[0]
-        scale = g.producer.get(u)
+        u = _float_cast(g, erf.input[0], chain)
+        scale = g.made_by(u, "Div", "Mul")
         if scale is None or len(scale.input) != 2:
             continue
         if scale.op_type == "Div" and scale.input[0] == x and _near(g.scalar(scale.input[1], scale), math.sqrt(2)):
@@ -675,8 +683,8 @@ def _match_mul(g, n):
     """x * Sigmoid(x) (silu) or the GELU formula."""
     if len(n.input) == 2:
         for x, s in (n.input, n.input[::-1]):
-            sig = g.producer.get(s)
-            if sig is not None and sig.op_type == "Sigmoid" and list(sig.input) == [x]:
+            sig = g.made_by(s, "Sigmoid")
+            if sig is not None and list(sig.input) == [x]:
                 return _Piece("act", x, [n, sig], act="silu", alpha=0.0)
     piece = _match_gelu(g, n)
     if piece is None:
@@ -689,14 +697,13 @@ def _match_where(g, n):
     """Where(x < 0, alpha*x, x) (leaky_relu) or Where(x > 0, x, alpha*(Exp(x) - 1)) (elu), either
     comparison."""
     bad = g.error(f"{g.label(n)} is not the leaky_relu or elu pattern fastnn writes for double graphs")
-    cond = g.producer.get(n.input[0]) if len(n.input) == 3 else None
-    if cond is None or cond.op_type not in ("Less", "Greater") or len(cond.input) != 2 or \
-            g.scalar(cond.input[1], cond) != 0.0:
+    cond = g.made_by(n.input[0], "Less", "Greater") if len(n.input) == 3 else None
+    if cond is None or len(cond.input) != 2 or g.scalar(cond.input[1], cond) != 0.0:
         raise bad
     x = cond.input[0]
     pos, neg = (n.input[2], n.input[1]) if cond.op_type == "Less" else (n.input[1], n.input[2])
-    mul = g.producer.get(neg)
-    if pos != x or mul is None or mul.op_type != "Mul" or len(mul.input) != 2:
+    mul = g.made_by(neg, "Mul")
+    if pos != x or mul is None or len(mul.input) != 2:
         raise bad
     for v, c in (mul.input, mul.input[::-1]):
         alpha = g.scalar(c, mul)
@@ -704,9 +711,9 @@ def _match_where(g, n):
             continue
         if v == x:
             return _Piece("act", x, [n, cond, mul], act="leaky_relu", alpha=alpha)
-        sub = g.producer.get(v)
-        exp = g.producer.get(sub.input[0]) if sub is not None and sub.op_type == "Sub" and len(sub.input) == 2 else None
-        if exp is not None and exp.op_type == "Exp" and list(exp.input) == [x] and g.scalar(sub.input[1], sub) == 1.0:
+        sub = g.made_by(v, "Sub")
+        exp = g.made_by(sub.input[0], "Exp") if sub is not None and len(sub.input) == 2 else None
+        if exp is not None and list(exp.input) == [x] and g.scalar(sub.input[1], sub) == 1.0:
             return _Piece("act", x, [n, cond, mul, sub, exp], act="elu", alpha=alpha)
     raise bad
 
@@ -730,7 +737,8 @@ def _match_flatten(g, n):
 
 def _match_reshape(g, n):
     shape = g.const(n.input[1], n) if len(n.input) == 2 else None
-    if shape is None or shape.dtype.kind != "i" or shape.shape != (2,) or shape[0] not in (-1, 0):
+    if shape is None or shape.dtype.kind != "i" or shape.shape != (2,) or shape[0] not in (-1, 0) or \
+            (shape[0] == 0 and g.attr(n, "allowzero", 0, int)):
         raise g.error(f"{g.label(n)}: fastnn reads Reshape at the input only to (-1, features) or (0, features)")
     return _Piece("noop", n.input[0], [n], reshape=int(shape[1]))
 
@@ -761,6 +769,8 @@ def _trace_output(g, v):
     nodes, label, int_cast, out = [], False, None, v
     while v in g.producer:
         n = g.producer[v]
+        if not n.input or not n.input[0]:
+            break   # the chain's own check names it
         op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
         if op == "Identity" or op == "Reshape" and len(n.input) == 2 and g.is_const(n.input[1]):
             nxt = n.input[0]
@@ -773,9 +783,8 @@ def _trace_output(g, v):
         elif op == "ai.onnx.ml.ArrayFeatureExtractor" and len(n.input) == 2 and g.is_const(n.input[0]):
             label, nxt = True, n.input[1]
         elif op == "Concat" and len(n.input) == 2 and g.attr(n, "axis", None, int) in (1, -1):
-            sub = g.producer.get(n.input[0])   # scikit-learn's binary [1 - p, p]
-            if sub is None or sub.op_type != "Sub" or len(sub.input) != 2 or sub.input[1] != n.input[1] or \
-                    g.scalar(sub.input[0], sub) != 1.0:
+            sub = g.made_by(n.input[0], "Sub")   # scikit-learn's binary [1 - p, p]
+            if sub is None or len(sub.input) != 2 or sub.input[1] != n.input[1] or g.scalar(sub.input[0], sub) != 1.0:
                 break
             nodes.append(sub)
             nxt = n.input[1]
@@ -852,6 +861,8 @@ def _chain(g):
             raise g.error(f"operator {g.label(n)} is not one fastnn reads (it reads Gemm, MatMul(+Add), Relu, "
                           f"LeakyRelu, Elu, Sigmoid, Tanh, Softmax, Gelu and its Erf formula, x*Sigmoid(x), "
                           f"Identity, Dropout, and Flatten/Reshape/Cast at the input)")
+        if not n.input or not n.input[0]:
+            raise g.error(f"{g.label(n)} has no data input")
         piece = _MATCHERS[n.op_type](g, n)
         pieces.append(piece)
         v = piece.x
@@ -871,7 +882,7 @@ def _check_closed(g, pieces, post, x):
     for n in post:
         owner.setdefault(id(n), len(pieces))
     for n in g.nodes:
-        if id(n) not in owner and n.op_type != "Constant":
+        if id(n) not in owner and not (n.op_type == "Constant" and n.domain in ("", "ai.onnx")):
             raise g.error(f"operator {g.label(n)} is not part of the chain of layers fastnn reads")
     for k, piece in enumerate(pieces):
         outs = [o for n in piece.nodes for o in n.output if o]

@@ -665,12 +665,26 @@ def test_unsupported_operators_are_named(rt):
         ([h.make_node("Gemm", ["x", "W"], ["h"], name="fc"), h.make_node("Relu", ["h"], ["y"], name="relu"),
           h.make_node("Tanh", ["h"], ["z"], name="output_branch")], "graph outputs 'y' and 'z'"),
         ([h.make_node("Gemm", ["x", "W", "W"], ["y"], name="fc")], "the bias 'W' has shape (4, 3)"),
+        ([h.make_node("Gemm", ["x", "W"], ["h"], name="fc"), h.make_node("Identity", [], ["y"], name="empty")],
+         "Identity node 'empty' has no data input"),
     ]
     for nodes, message in cases:
         model = graph(nodes, [weight("W", 4, 3)])
         if any(n.name == "output_branch" for n in nodes):
             model.graph.output.append(h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, ["n", 3]))
         refused(model, message)
+    # the double GELU's Erf between Casts that do not keep the values, or from another domain
+    from fastnn.onnx import to_proto
+    gelu = to_proto(fnn.Sequential([fnn.Dense(3, "gelu")], input_dim=4, dtype="float64", seed=0))
+    for change in ("int_cast", "domain"):
+        p = onnx.ModelProto()
+        p.CopyFrom(gelu)
+        if change == "int_cast":
+            cast = next(n for n in p.graph.node if n.op_type == "Cast")
+            cast.attribute[0].i = onnx.TensorProto.UINT8
+        else:
+            next(n for n in p.graph.node if n.op_type == "Erf").domain = "com.example"
+        refused(p, "Mul node 'dense/Mul_3' is neither")
     # 5000 Muls in a row, a graph without outputs
     deep = [h.make_node("Gemm", ["x", "W"], ["m0"], name="fc")]
     deep += [h.make_node("Mul", [f"m{k}", "W"], [f"m{k + 1}"], name=f"mul{k}") for k in range(5000)]
