@@ -16,7 +16,7 @@ from . import ops
 
 __version__ = _core.VERSION
 __all__ = ["ops", "build_info", "set_num_threads", "get_num_threads", "FastNNError", "ModelFormatError",
-           "NotCompiledError", "NotFittedError", "__version__"]
+           "NotCompiledError", "NotFittedError", "from_onnx", "__version__"]
 
 
 def build_info():
@@ -58,3 +58,10 @@ from . import layers, optimizers, models
 
 from . import saving
 from .saving import load
+
+
+def from_onnx(source):
+    """A Sequential from an ONNX file (a path, its bytes, or an onnx.ModelProto) holding an MLP as
+    fastnn, torch.onnx.export or skl2onnx write it; ModelFormatError names anything else.  Needs the
+    optional onnx package (pip install "fastnn[onnx]"); see fastnn/onnx.py for what is read."""
+    return saving.from_onnx(source)

@@ -1,4 +1,4 @@
-"""The `fastnn` command (also `python -m fastnn`): info, train, predict, demo, bench.
+"""The `fastnn` command (also `python -m fastnn`): info, train, predict, demo, bench, export, import.
 
 Exit status: 0 success; 1 a data or runtime error (a file that cannot be read or parsed, a missing
 column, a model file that is not one, a failed training); 2 a usage error (an unknown option, a bad
@@ -408,6 +408,32 @@ def cmd_bench(args):
     return benchmark.run_cli(options)
 
 
+def cmd_export(args):
+    """`fastnn export MODEL OUT.onnx`: the model file's metadata (the command's class and column names)
+    rides along in metadata_props."""
+    from . import onnx as onnx_io
+
+    model, _ = load_model(args.model)
+    onnx_io.export(model, args.out, opset=args.opset)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_import(args):
+    """`fastnn import IN.onnx OUT.safetensors`: metadata_props other than fastnn's own come back as the
+    model file's metadata."""
+    import fastnn as fnn
+
+    check_exists(args.onnx, "ONNX")
+    model = fnn.from_onnx(args.onnx)
+    try:
+        model.save(args.out)
+    except OSError as e:
+        raise CLIError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    print(f"wrote {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- main
 
 def build_parser():
@@ -474,6 +500,20 @@ def build_parser():
     s.add_argument("--compare", action="store_true", help="also fit scikit-learn's MLP (if installed) and compare")
     s.add_argument("--out", default="digits.safetensors", metavar="PATH", help="model file (default digits.safetensors)")
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("export", help='a model file as an ONNX graph (needs pip install "fastnn[onnx]")',
+                       description="Write a model file as an ONNX graph that gives `fastnn predict --proba`'s "
+                                   "outputs; the class and column names ride along in its metadata_props.")
+    s.add_argument("model", metavar="MODEL", help="model file (.safetensors)")
+    s.add_argument("out", metavar="OUT", help="ONNX file to write")
+    s.add_argument("--opset", type=_number(int, 13, what="an opset >= 13"), default=17, help="(default 17)")
+    s.set_defaults(fn=cmd_export)
+    s = sub.add_parser("import", help="an ONNX MLP (from PyTorch, scikit-learn, fastnn) as a model file",
+                       description="Read an ONNX MLP graph (torch.onnx.export, skl2onnx, fastnn export) and write "
+                                   "it as a model file for fine-tuning, `fastnn predict` and the C API.")
+    s.add_argument("onnx", metavar="IN", help="ONNX file")
+    s.add_argument("out", metavar="OUT", help="model file to write (.safetensors)")
+    s.set_defaults(fn=cmd_import)
 
     from .benchmark import add_cli_arguments
     s = sub.add_parser("bench", help="GEMM and training benchmarks side by side with NumPy, PyTorch, scikit-learn",

@@ -112,8 +112,9 @@ class Sequential:
         self._require_built("n_outputs")
         return self._dims[-1]
 
-    def build(self, input_dim):
-        """Allocate and initialise the parameters for `input_dim` input features."""
+    def build(self, input_dim, *, initialize=True):
+        """Allocate and initialise the parameters for `input_dim` input features.  initialize=False
+        leaves them zero, for a caller that copies weights in next (an imported model)."""
         input_dim = integer(input_dim, "input_dim", low=1)
         if self.built:
             if input_dim != self.input_dim:
@@ -132,7 +133,8 @@ class Sequential:
         grads = np.zeros(off, dtype=self.dtype)
         for i, layer in enumerate(self.layers):
             layer._bind(params, grads, offsets[i], dims[i])
-            layer.init_weights(np.random.default_rng([self.seed, i]))
+            if initialize:
+                layer.init_weights(np.random.default_rng([self.seed, i]))
         self._net = _core.Net(descs, input_dim, params, grads, self.seed)
         self._params, self._grads, self._dims = params, grads, dims
         self.input_dim = input_dim
@@ -300,6 +302,14 @@ class Sequential:
             self.compile(loss, optimizer=settings["optimizer"], metrics=settings["metrics"], huber_delta=huber_delta)
         else:
             self.compile(loss, huber_delta=huber_delta)
+
+    def export_onnx(self, path, *, opset=17):
+        """Write the model as an ONNX graph that gives `predict`'s outputs (probabilities for the
+        cross-entropies): Gemm layers, standard activations, a symbolic batch dimension, the
+        model's metadata in metadata_props.  Needs the optional onnx package
+        (pip install "fastnn[onnx]"); fastnn/onnx.py describes the graph."""
+        from . import onnx as onnx_io
+        onnx_io.export(self, path, opset=opset)
 
     def load_weights(self, source, *, layout="fastnn", strict=True):
         """Copy weights from `source`, a safetensors path or a dict of arrays/tensors.  layout="fastnn":

@@ -9,14 +9,19 @@
 - Pickling (`Sequential.__reduce__`) goes through the same bytes, plus the seed and the compile
   settings (loss, optimizer object, metrics); optimizer state such as momentum is not kept.
 - `load_weights`, `read_safetensors`, `LoadResult`: weights from other sources (fastnn/weights.py).
+- `from_onnx(source)`: a model from an ONNX MLP graph (fastnn/onnx.py reads the graph; needs the
+  optional onnx package).
 """
+import numpy as np
+
 from . import _core
 from ._format import path_arg
 from .models import Sequential
 from .models import _unpickle, _unpickle_unbuilt  # noqa: F401  (named by pickles of fastnn 0.1.0)
 from .weights import LoadResult, load_weights, read_safetensors
 
-__all__ = ["save", "load", "loads", "dumps", "load_weights", "read_safetensors", "architecture", "LoadResult"]
+__all__ = ["save", "load", "loads", "dumps", "load_weights", "read_safetensors", "architecture", "LoadResult",
+           "from_onnx"]
 
 
 def architecture(model):
@@ -47,3 +52,23 @@ def loads(data):
     except TypeError:
         raise TypeError(f"data: expected the bytes of a model file, got {type(data).__name__}") from None
     return Sequential._from_model_file(_core.ModelFile.from_buffer(data))
+
+
+def from_onnx(source):
+    """A Sequential from an ONNX MLP graph (a path, the file's bytes, or an onnx.ModelProto): its
+    weights bit for bit, its final softmax/sigmoid as the loss's link, its metadata_props (other than
+    fastnn's own) as the model's metadata.  ModelFormatError names anything else."""
+    from . import onnx as onnx_io
+
+    specs, width, dtype, loss, delta, extra = onnx_io.read(source)
+    model = Sequential([layer for layer, _ in specs], dtype=dtype)
+    model.build(width, initialize=False)
+    for layer, spec in specs:
+        if spec["kind"] == "dense":
+            np.copyto(layer.weight, spec["w"])
+            if spec["b"] is not None:
+                np.copyto(layer.bias, spec["b"])
+    if loss is not None:
+        model.compile(loss, huber_delta=delta)
+    model.metadata = extra
+    return model

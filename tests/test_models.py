@@ -302,6 +302,16 @@ def test_kernel_init_variants():
         fnn.Dense(3, kernel_init="zeros")
 
 
+def test_build_without_initializing_leaves_zeros_for_weights_copied_in():
+    m = fnn.Sequential([fnn.Dense(5, "relu"), fnn.Dense(2)], seed=0)
+    m.build(3, initialize=False)
+    assert all(not w.any() for w in m.get_weights())
+    drawn = fnn.Sequential([fnn.Dense(5, "relu"), fnn.Dense(2)], input_dim=3, seed=0)
+    m.set_weights(drawn.get_weights())   # then the model is the initialized one, bit for bit
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    assert np.array_equal(m.predict(x), drawn.predict(x))
+
+
 # ---- errors --------------------------------------------------------------------------------------
 
 def test_not_compiled():
