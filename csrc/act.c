@@ -44,6 +44,14 @@ int fnn_act_grad_from_output(int act, double alpha) {
     }
 }
 
+/* exp over arrays (the softmax's): float through the active vector-math kernel (the same bits at
+ * every level), double through exp() itself. */
+static void fnn_sexp_n(const float *x, float *y, size_t n) { fnn_vmath_kernel_active()->exp(x, y, n); }
+
+static void fnn_dexp_n(const double *x, double *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = exp(x[i]);
+}
+
 #define FNN_T float
 #define FNN_P s
 #define FNN_M(fn) fn##f /* the float flavour of a <math.h> function: expf, erfcf, ... */

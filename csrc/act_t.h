@@ -101,20 +101,39 @@ static void FNN_FN(act_bwd_n)(int act, T alpha, const T *x, const T *y, const T 
 }
 
 /* ---- row-wise (one row of n values; row sums are accumulated in double, in column order) ------ */
+/* Four running maxima, then theirs: short dependency chains (a max is exact in any order; a NaN is
+ * passed over here and poisons the row in the exp). */
 static T FNN_FN(row_max)(const T *x, size_t n) {
-    T m = x[0];
-    for (size_t j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
-    return m;
+    T m[4] = {x[0], x[0], x[0], x[0]};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int t = 0; t < 4; t++) m[t] = x[j + t] > m[t] ? x[j + t] : m[t];
+    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
+    m[0] = m[1] > m[0] ? m[1] : m[0];
+    m[2] = m[3] > m[2] ? m[3] : m[2];
+    return m[2] > m[0] ? m[2] : m[0];
 }
 
-static void FNN_FN(softmax_row)(const T *x, T *y, size_t n) {
-    T m = FNN_FN(row_max)(x, n);
-    double s = 0;
-    for (size_t j = 0; j < n; j++) {
-        y[j] = FNN_M(exp)(x[j] - m); /* reads x[j] before writing y[j]: y may equal x */
-        s += y[j];
+/* Rows [0, r) of n values: each row less its max, exp over all of them at once (narrow rows, such as
+ * ten classes, would spend more on a call per row than on the exp), then each row over its sum. */
+static void FNN_FN(softmax_rows)(const T *x, T *y, size_t r, size_t n) {
+    for (size_t i = 0; i < r; i++) {
+        const T *xi = x + i * n;
+        T *yi = y + i * n;
+        const T m = FNN_FN(row_max)(xi, n);
+        for (size_t j = 0; j < n; j++) yi[j] = xi[j] - m; /* reads x[j] before writing y[j]: y may equal x */
     }
-    for (size_t j = 0; j < n; j++) y[j] = (T)(y[j] / s);
+    FNN_FN(exp_n)(y, y, r * n);
+    for (size_t i = 0; i < r; i++) {
+        T *yi = y + i * n;
+        double s[4] = {0, 0, 0, 0}; /* four running sums, then theirs: a fixed order, in two vector adds */
+        size_t j = 0;
+        for (; j + 4 <= n; j += 4)
+            for (int t = 0; t < 4; t++) s[t] += yi[j + t];
+        for (; j < n; j++) s[0] += yi[j];
+        const double inv = 1.0 / ((s[0] + s[1]) + (s[2] + s[3]));
+        for (j = 0; j < n; j++) yi[j] = (T)(yi[j] * inv);
+    }
 }
 
 static void FNN_FN(log_softmax_row)(const T *x, T *y, size_t n) {
@@ -144,14 +163,17 @@ void FNN_FN(act_forward)(int act, T alpha, const T *x, T *y, size_t rows, size_t
     size_t n = rows * cols;
     if (n == 0 || (act == FNN_ACT_LINEAR && x == y)) return;
     nt = fnn_threads_for(n, FNN_ACT_GRAIN, nt);
-    if (FNN_ACT_IS_ROWWISE(act)) {
-        int soft = act == FNN_ACT_SOFTMAX;
-        FNN_PARALLEL_FOR(i, rows, {
-            const T *xi = x + (size_t)i * cols;
-            T *yi = y + (size_t)i * cols;
-            if (soft) FNN_FN(softmax_row)(xi, yi, cols);
-            else FNN_FN(log_softmax_row)(xi, yi, cols);
+    if (act == FNN_ACT_SOFTMAX) { /* blocks of rows of about FNN_ACT_CHUNK values, at least one row */
+        const size_t per = cols < FNN_ACT_CHUNK ? FNN_ACT_CHUNK / cols : 1;
+        long nblk = (long)((rows + per - 1) / per);
+        FNN_PARALLEL_FOR(b, nblk, {
+            size_t r0 = (size_t)b * per, r = rows - r0 < per ? rows - r0 : per;
+            FNN_FN(softmax_rows)(x + r0 * cols, y + r0 * cols, r, cols);
         });
+        return;
+    }
+    if (FNN_ACT_IS_ROWWISE(act)) {
+        FNN_PARALLEL_FOR(i, rows, { FNN_FN(log_softmax_row)(x + (size_t)i * cols, y + (size_t)i * cols, cols); });
         return;
     }
     long nchunk = (long)((n + FNN_ACT_CHUNK - 1) / FNN_ACT_CHUNK);

@@ -91,6 +91,26 @@ void *fnn_thread_buffer(int slot, size_t bytes);
 int fnn_sall_finite(const float *x, size_t n); /* 1 if no NaN or Inf among n values */
 int fnn_dall_finite(const double *x, size_t n);
 
+/* ---- vector math (kernels/vmath_t.h), per ISA, the same bits on each ----------------------------
+ * Functions whose results must not depend on the SIMD level are compiled without contracting a
+ * multiply and an add into one rounding (FNN_EXACT; FNN_EXACT_BEGIN opens their bodies for clang). */
+#if defined(__clang__)
+#define FNN_EXACT
+#define FNN_EXACT_BEGIN _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define FNN_EXACT __attribute__((optimize("fp-contract=off")))
+#define FNN_EXACT_BEGIN
+#else
+#define FNN_EXACT
+#define FNN_EXACT_BEGIN
+#endif
+typedef struct {
+    void (*exp)(const float *x, float *y, size_t n);  /* y = exp(x), y may be x */
+    int (*all_finite)(const float *x, size_t n);       /* as fnn_sall_finite */
+} fnn_vmath_kernel;
+extern const fnn_vmath_kernel fnn_vmath_kernel_ref, fnn_vmath_kernel_avx2, fnn_vmath_kernel_avx512;
+const fnn_vmath_kernel *fnn_vmath_kernel_active(void);
+
 /* ---- activations (act.c) -------------------------------------------------------------------------
  * The codes are private to the library; names cross every boundary (files, Python) through
  * fnn_act_name/fnn_act_from_name, so the order of this enum may change without breaking anything. */
@@ -188,6 +208,11 @@ typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, size_
                                  size_t ldc, float alpha, float beta);
 typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, size_t ldb, double *c,
                                  size_t ldc, double alpha, double beta);
+/* The same tile with A read in place, row-major with leading dimension lda (kernels/ukr_t.h: _da). */
+typedef void (*fnn_sgemm_ukra_fn)(size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
+                                  size_t ldc, float alpha, float beta);
+typedef void (*fnn_dgemm_ukra_fn)(size_t k, const double *a, size_t lda, const double *b, size_t ldb, double *c,
+                                  size_t ldc, double alpha, double beta);
 /* mr2/ukr2: an optional narrower tile (same nr) for products whose M is a poor multiple of mr
  * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none. */
 /* gemv: the small-M kernel (kernels/gemv_t.h) for m <= FNN_GEMV_MAX_M rows with A and B as stored. */
@@ -206,6 +231,7 @@ typedef struct {
     fnn_sgemm_ukr_fn ukr2;
     fnn_sgemv_fn gemv;
     fnn_spackt_fn packt;
+    fnn_sgemm_ukra_fn ukra, ukra2; /* ukr and ukr2 reading A in place */
 } fnn_sgemm_kernel;
 typedef struct {
     int mr, nr, mc, kc, nc;
@@ -214,6 +240,7 @@ typedef struct {
     fnn_dgemm_ukr_fn ukr2;
     fnn_dgemv_fn gemv;
     fnn_dpackt_fn packt;
+    fnn_dgemm_ukra_fn ukra, ukra2;
 } fnn_dgemm_kernel;
 
 extern size_t fnn_gemm_blocks[5]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,

@@ -16,6 +16,11 @@
 #ifndef FNN_DIRECT_B_MAX_M
 #define FNN_DIRECT_B_MAX_M 64
 #endif
+/* Products with at most this many columns read a row-major A in place (whole tiles) instead of
+ * packing it: each value of A would serve four tiles at most. */
+#ifndef FNN_DIRECT_A_MAX_N
+#define FNN_DIRECT_A_MAX_N 64
+#endif
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 
 /* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
@@ -33,24 +38,28 @@ static double *fnn_dgemm_workspace(size_t n) {
 #define FNN_P s
 #define KERNEL fnn_sgemm_kernel
 #define UKR_FN fnn_sgemm_ukr_fn
+#define UKRA_FN fnn_sgemm_ukra_fn
 #define PACKT_FN fnn_spackt_fn
 #include "gemm_t.h"
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
 #undef UKR_FN
+#undef UKRA_FN
 #undef PACKT_FN
 
 #define FNN_T double
 #define FNN_P d
 #define KERNEL fnn_dgemm_kernel
 #define UKR_FN fnn_dgemm_ukr_fn
+#define UKRA_FN fnn_dgemm_ukra_fn
 #define PACKT_FN fnn_dpackt_fn
 #include "gemm_t.h"
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
 #undef UKR_FN
+#undef UKRA_FN
 #undef PACKT_FN
 
 /* ---- public entry points ------------------------------------------------------------ */

@@ -56,11 +56,24 @@ static void FNN_FN(scale_c)(size_t rows, size_t cols, T beta, T *c, size_t ldc) 
 /* The fused epilogue on a finished tile: c = act(c + bias). */
 static void FNN_FN(epilogue)(T *c, size_t ldc, size_t rows, size_t cols, const T *bias, int act,
                              T act_alpha) {
+    if (act == FNN_ACT_RELU && bias) { /* the common layer in one loop; relu as act_forward computes it */
+        for (size_t i = 0; i < rows; i++) {
+            T *FNN_RESTRICT ci = c + i * ldc;
+            for (size_t j = 0; j < cols; j++) {
+                T v = ci[j] + bias[j];
+                ci[j] = v < 0 ? (T)0 : v;
+            }
+        }
+        return;
+    }
     for (size_t i = 0; i < rows; i++) {
         T *ci = c + i * ldc;
         if (bias)
             for (size_t j = 0; j < cols; j++) ci[j] += bias[j];
-        if (act != FNN_ACT_LINEAR) FNN_FN(act_forward)(act, act_alpha, ci, ci, 1, cols, 1);
+        if (act == FNN_ACT_RELU)
+            for (size_t j = 0; j < cols; j++) ci[j] = ci[j] < 0 ? (T)0 : ci[j];
+        else if (act != FNN_ACT_LINEAR)
+            FNN_FN(act_forward)(act, act_alpha, ci, ci, 1, cols, 1);
     }
 }
 
@@ -78,16 +91,16 @@ void FNN_FN(gemm_ref)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, con
 
 /* Cache blocks of the active kernel for a product with M = m: the register tile (the narrower one
  * when the wide one would pad M by more than ~12% beyond it) and MC/KC/NC as whole tiles. */
-typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; PACKT_FN packt; } FNN_FN(gemm_plan);
+typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; PACKT_FN packt; UKRA_FN ukra; } FNN_FN(gemm_plan);
 
 static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
-    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt};
+    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt, kr->ukra};
     if (kr->mr2) {
         size_t mr2 = (size_t)kr->mr2;
         int narrow = (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
         if (fnn_gemm_blocks[3]) narrow = fnn_gemm_blocks[3] == 2;
-        if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; }
+        if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; p.ukra = kr->ukra2; }
     }
     size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
     size_t KC = fnn_gemm_blocks[1] ? fnn_gemm_blocks[1] : (size_t)kr->kc;
@@ -120,6 +133,9 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
      * paying a packing pass over all of it (a partial last panel is still packed, zero-padded). */
     const size_t direct_max = fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M;
     const int direct_b = !tb && m <= direct_max;
+    /* With few columns, each packed value of A would serve a tile or two: full tiles of rows read A in
+     * place (the last, partial one is still packed, zero-padded). */
+    const int direct_a = !ta && pl->ukra && n <= FNN_DIRECT_A_MAX_N;
 
     for (size_t jc = 0; jc < n; jc += nc) {
         size_t ncur = n - jc < nc ? n - jc : nc;
@@ -137,6 +153,7 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
                 size_t mcur = m - ic < mc ? m - ic : mc;
                 for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                     size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
+                    if (direct_a && rows == mr) continue;
                     const T *src = ta ? a + pc * lda + ic + i0 : a + (ic + i0) * lda + pc;
                     FNN_FN(pack_a)(pl->packt, (int)mr, rows, kcur, src, lda, ta, pa + i0 * kcur);
                 }
@@ -148,12 +165,15 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
                     for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                         size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
                         T *ct = c + (ic + i0) * ldc + jc + j0;
-                        const T *ap = pa + i0 * kcur;
+                        const T *ap = pa + i0 * kcur, *aa = a + (ic + i0) * lda + pc;
+                        const int in_place_a = direct_a && rows == mr;
                         if (rows == mr && cols == nr) {
-                            pl->ukr(kcur, ap, bp, bld, ct, ldc, alpha, beta_cur);
+                            if (in_place_a) pl->ukra(kcur, aa, lda, bp, bld, ct, ldc, alpha, beta_cur);
+                            else pl->ukr(kcur, ap, bp, bld, ct, ldc, alpha, beta_cur);
                         } else {
                             T tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
-                            pl->ukr(kcur, ap, bp, bld, tmp, nr, alpha, 0);
+                            if (in_place_a) pl->ukra(kcur, aa, lda, bp, bld, tmp, nr, alpha, 0);
+                            else pl->ukr(kcur, ap, bp, bld, tmp, nr, alpha, 0);
                             for (size_t i = 0; i < rows; i++)
                                 for (size_t j = 0; j < cols; j++) {
                                     T *cij = ct + i * ldc + j;
@@ -223,7 +243,7 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
     size_t pm = 1, pn = 1;
     if (nt > 1) {
         const int direct_b = !tb && m <= (fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M);
-        const double pack_a = ta ? 0.25 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
+        const double pack_a = ta ? 0.25 : n <= FNN_DIRECT_A_MAX_N ? 0.0 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
         double best = -1;
         for (size_t per = 1; per <= 4; per *= 2) {
             size_t want = per * (size_t)nt;

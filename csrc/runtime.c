@@ -113,6 +113,16 @@ const fnn_dgemm_kernel *fnn_dgemm_kernel_active(void) {
     }
 }
 
+const fnn_vmath_kernel *fnn_vmath_kernel_active(void) {
+    switch (fnn_simd_level()) {
+#if defined(__x86_64__)
+    case FNN_SIMD_AVX512: return &fnn_vmath_kernel_avx512;
+    case FNN_SIMD_AVX2: return &fnn_vmath_kernel_avx2;
+#endif
+    default: return &fnn_vmath_kernel_ref;
+    }
+}
+
 /* ---- threads ----------------------------------------------------------------- */
 static atomic_int g_threads = 0; /* 0 = not set: the OpenMP default */
 

@@ -58,14 +58,21 @@ cdef extern from "fnn_impl.h" nogil:
     int fnn_dall_finite(const double *x, size_t n)
 
 
-def all_finite(const floating[::1] x):
-    """True when the contiguous 1-D buffer holds no NaN or Inf."""
+def all_finite(x):
+    """True when the contiguous 1-D float32 or float64 array holds no NaN or Inf.  Not a fused-type
+    function: its dispatch would cost more than the scan of a small array (one-row predicts)."""
+    cdef const float[::1] f
+    cdef const double[::1] d
     cdef int ok
-    if x.shape[0] == 0:
+    cdef size_t n = x.shape[0]
+    if n == 0:
         return True
-    with nogil:
-        if floating is float:
-            ok = fnn_sall_finite(&x[0], x.shape[0])
-        else:
-            ok = fnn_dall_finite(&x[0], x.shape[0])
+    if x.dtype.itemsize == 4:
+        f = x
+        with nogil:
+            ok = fnn_sall_finite(&f[0], n)
+    else:
+        d = x
+        with nogil:
+            ok = fnn_dall_finite(&d[0], n)
     return bool(ok)

@@ -1,8 +1,11 @@
 /* avx512.c - GEMM micro-kernels and the transposing pack for AVX-512 F/BW/DQ/VL (512-bit, 32
  * registers).  Compiled with a target attribute only; chosen at run time when the CPU has AVX-512.
  * Empty on other architectures.
- * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad. */
+ * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad.
+ * Also the vector math (vmath_t.h) at 512 bits. */
 #include "../fnn_impl.h"
+
+#include <string.h>
 
 #if defined(__x86_64__)
 #define UKR_VBYTES 64
@@ -67,8 +70,18 @@
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {
     .mr = 14, .nr = 32, .mc = 252, .kc = 384, .nc = 4096, .ukr = fnn_sgemm_ukr_avx512_14x32,
-    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512};
+    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512,
+    .ukra = fnn_sgemm_ukr_avx512_14x32_da, .ukra2 = fnn_sgemm_ukr_avx512_8x32_da};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {
     .mr = 14, .nr = 16, .mc = 126, .kc = 384, .nc = 2048, .ukr = fnn_dgemm_ukr_avx512_14x16,
-    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512};
+    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512,
+    .ukra = fnn_dgemm_ukr_avx512_14x16_da, .ukra2 = fnn_dgemm_ukr_avx512_8x16_da};
+
+/* exp and the finiteness scan (vmath_t.h) */
+#define VM_VBYTES 64
+#define VM_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define VM_EXP fnn_vexp_avx512
+#define VM_FINITE fnn_vall_finite_avx512
+#include "vmath_t.h"
+const fnn_vmath_kernel fnn_vmath_kernel_avx512 = {.exp = fnn_vexp_avx512, .all_finite = fnn_vall_finite_avx512};
 #endif

@@ -1,6 +1,9 @@
 /* ref.c - the generic GEMM micro-kernels and transposing pack: portable C with 16-byte vectors (SSE2
- * on x86-64, NEON on aarch64, scalar code elsewhere).  Always compiled and always registered first. */
+ * on x86-64, NEON on aarch64, scalar code elsewhere), and the vector math at 16 bytes.  Always
+ * compiled and always registered first. */
 #include "../fnn_impl.h"
+
+#include <string.h>
 
 #define UKR_VBYTES 16
 #define UKR_ATTR
@@ -54,7 +57,17 @@
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {
     .mr = 4, .nr = 8, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_ref_4x8,
-    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_sgemv_ref, .packt = fnn_spackt_ref};
+    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_sgemv_ref, .packt = fnn_spackt_ref,
+    .ukra = fnn_sgemm_ukr_ref_4x8_da};
 const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {
     .mr = 4, .nr = 4, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_ref_4x4,
-    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_dgemv_ref, .packt = fnn_dpackt_ref};
+    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_dgemv_ref, .packt = fnn_dpackt_ref,
+    .ukra = fnn_dgemm_ukr_ref_4x4_da};
+
+/* exp and the finiteness scan (vmath_t.h) */
+#define VM_VBYTES 16
+#define VM_ATTR 
+#define VM_EXP fnn_vexp_ref
+#define VM_FINITE fnn_vall_finite_ref
+#include "vmath_t.h"
+const fnn_vmath_kernel fnn_vmath_kernel_ref = {.exp = fnn_vexp_ref, .all_finite = fnn_vall_finite_ref};
