@@ -79,6 +79,8 @@ FNN_API const char *fnn_strerror(int code);
 enum { FNN_SIMD_GENERIC = 0, FNN_SIMD_AVX2 = 1, FNN_SIMD_AVX512 = 2 };
 FNN_API int  fnn_cpu_has_avx2(void);    /* AVX2 and FMA */
 FNN_API int  fnn_cpu_has_avx512(void);  /* AVX-512 F, BW, DQ, VL */
+FNN_API int  fnn_cpu_has_avx512_vnni(void); /* and VNNI: the int8 dot products */
+FNN_API int  fnn_cpu_has_avx512_bf16(void); /* and BF16: the bfloat16 dot products */
 FNN_API int  fnn_simd_level(void);      /* the level in use */
 FNN_API int  fnn_simd_max(void);        /* the highest level this CPU runs */
 FNN_API int  fnn_set_simd_level(int level); /* FNN_OK, or FNN_ERR_ARG if the CPU lacks it */

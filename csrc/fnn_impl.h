@@ -84,7 +84,7 @@ void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on 
 void  fnn_aligned_free(void *p);
 /* A buffer of at least `bytes` (FNN_ALIGN-aligned) owned by the calling thread, one per slot; it only
  * grows and lives until the thread ends.  NULL on failure.  Separate slots for users that nest. */
-enum { FNN_TBUF_GEMM, FNN_TBUF_MODEL, FNN_TBUF__COUNT };
+enum { FNN_TBUF_GEMM, FNN_TBUF_MODEL, FNN_TBUF_BF16, FNN_TBUF__COUNT };
 void *fnn_thread_buffer(int slot, size_t bytes);
 
 /* ---- input checks (check.c) ---------------------------------------------- */

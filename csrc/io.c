@@ -15,9 +15,15 @@
  * The first failure is reported with a specific message (fnn_last_error_detail, the thread's error
  * channel, which lives here) and its code.  A model that passes is planned by the engine's own plan
  * function (plan.c), as a training net is.
+ *
+ * Schema 1.1 adds low-precision Dense layers (lowp.h): "precision": "int8" (tensors weight I8,
+ * weight_scale F32, bias F32, and input_range F32 [2] when "input_scales" is "calibrated") or
+ * "bfloat16" (weight BF16, bias F32).  Their values are checked too: int8 weights within +-63, scales
+ * finite and >= 0, a range finite around 0.
  */
 #include "model.h"
 #include "json.h"
+#include "lowp.h"
 
 #include <errno.h>
 #include <math.h>
@@ -347,7 +353,8 @@ static char *dup_str(const char *s, size_t len) {
 
 /* The keys a layer of each kind may have. */
 static int layer_key_ok(int kind, const char *key) {
-    static const char *const dense[] = {"type", "units", "activation", "alpha", "use_bias", "l1", "l2", "trainable", "name", NULL};
+    static const char *const dense[] = {"type", "units", "activation", "alpha", "use_bias", "l1", "l2", "trainable",
+                                        "name", "precision", "input_scales", NULL};
     static const char *const dropout[] = {"type", "p", "trainable", "name", NULL};
     static const char *const act[] = {"type", "activation", "alpha", "trainable", "name", NULL};
     const char *const *keys = kind == FNN_LAYER_DENSE ? dense : kind == FNN_LAYER_DROPOUT ? dropout : act;
@@ -380,6 +387,34 @@ static int parse_activation(arch_reader *r, const fnn_json_node *layer, const ch
     return 0;
 }
 
+/* A Dense layer's "precision" (null: the model's dtype; "int8"; "bfloat16") and, for int8,
+ * "input_scales" ("per_row", the default, or "calibrated": an input_range tensor fixes them). */
+static int parse_precision(arch_reader *r, const fnn_json_node *layer, const char *where, fnn_layer_desc *L) {
+    char q[256];
+    const fnn_json_node *v = fnn_json_get(r->doc, layer, "precision"), *sc = fnn_json_get(r->doc, layer, "input_scales");
+    if (v && v->type != FNN_JSON_NULL) {
+        if (v->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s precision is not a string", where);
+        L->wkind = fnn_weight_kind_from_name(v->str);
+        if (L->wkind != FNN_WEIGHT_INT8 && L->wkind != FNN_WEIGHT_BF16)
+            return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown precision \"%s\" (expected int8 or "
+                        "bfloat16)", where, Q(q, v->str, v->len));
+    }
+    if (sc && sc->type != FNN_JSON_NULL) {
+        if (L->wkind != FNN_WEIGHT_INT8)
+            return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has input_scales but no int8 precision", where);
+        if (sc->type != FNN_JSON_STRING)
+            return fail(r->c, FNN_ERR_FORMAT, "architecture: %s input_scales is not a string", where);
+        if (strcmp(sc->str, "calibrated") == 0) L->r_off = 0; /* set by attach_tensors */
+        else if (strcmp(sc->str, "per_row") != 0)
+            return fail(r->c, FNN_ERR_FORMAT, "architecture: %s input_scales \"%s\" (expected per_row or calibrated)",
+                        where, Q(q, sc->str, sc->len));
+    }
+    if (L->wkind == FNN_WEIGHT_INT8 && L->in > FNN_Q_MAX_K)
+        return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has int8 weights on %zu inputs (at most %d: the "
+                    "int32 sums must not overflow)", where, L->in, FNN_Q_MAX_K);
+    return 0;
+}
+
 static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t width, fnn_layer_desc *L, char **name) {
     char where[64], w[96], q[256];
     snprintf(where, sizeof where, "layers[%d]", i);
@@ -395,6 +430,8 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
     L->in = L->out = width;
     L->use_bias = 0;
     L->trainable = 1;
+    L->wkind = FNN_WEIGHT_NATIVE;
+    L->r_off = FNN_PLAN_NONE;
     const fnn_json_node *v;
     if ((v = fnn_json_get(r->doc, n, "trainable"))) {
         snprintf(w, sizeof w, "%s trainable", where);
@@ -423,6 +460,7 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
             snprintf(w, sizeof w, "%s l2", where);
             if (arch_number(r, v, w, 0, 0, HUGE_VAL, 0, &L->l2)) return r->c->rc;
         }
+        if (parse_precision(r, n, where, L)) return r->c->rc;
         break;
     case FNN_LAYER_DROPOUT:
         if (!(v = fnn_json_get(r->doc, n, "p"))) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no p", where);
@@ -506,6 +544,11 @@ static int parse_architecture(ctx *c, arch *m, const char *text, size_t len, int
     int i = 0;
     for (const fnn_json_node *n = fnn_json_child(&doc, layers); n; n = fnn_json_next(&doc, n), i++) {
         if (parse_layer(&r, n, i, width, &m->L[i], &m->names[i])) goto done;
+        if (m->L[i].wkind != FNN_WEIGHT_NATIVE && m->dtype != 4) {
+            fail(c, FNN_ERR_FORMAT, "architecture: layers[%d] has %s weights but the model's dtype is float64 (low "
+                 "precision is for float32 models)", i, fnn_weight_kind_name(m->L[i].wkind));
+            goto done;
+        }
         width = m->L[i].out;
     }
 done:
@@ -515,8 +558,12 @@ done:
 
 /* ---- tensors against the architecture ------------------------------------------------------------- */
 
-/* "layers.<i>.weight" / "layers.<i>.bias" with i in canonical decimal: i and 0/1, else -1. */
-static int param_name(const char *s, size_t len, int *layer, int *is_bias) {
+/* A Dense layer's tensors, by their suffix in "layers.<i>.<suffix>". */
+enum { P_WEIGHT, P_BIAS, P_SCALE, P_RANGE, P__COUNT };
+static const char *const param_suffix[P__COUNT] = {"weight", "bias", "weight_scale", "input_range"};
+
+/* "layers.<i>.<suffix>" with i in canonical decimal: i and the suffix's code, else -1. */
+static int param_name(const char *s, size_t len, int *layer, int *which) {
     if (len < 8 || memcmp(s, "layers.", 7) != 0) return -1;
     size_t p = 7;
     long v = 0;
@@ -527,11 +574,34 @@ static int param_name(const char *s, size_t len, int *layer, int *is_bias) {
     }
     if (p == d0 || (s[d0] == '0' && p - d0 > 1) || p >= len || s[p] != '.') return -1;
     p++;
-    if (len - p == 6 && memcmp(s + p, "weight", 6) == 0) *is_bias = 0;
-    else if (len - p == 4 && memcmp(s + p, "bias", 4) == 0) *is_bias = 1;
-    else return -1;
+    *which = -1;
+    for (int k = 0; k < P__COUNT; k++)
+        if (len - p == strlen(param_suffix[k]) && memcmp(s + p, param_suffix[k], len - p) == 0) *which = k;
+    if (*which < 0) return -1;
     *layer = (int)v;
     return 0;
+}
+
+/* Does layer L have the tensor `which`? */
+static int has_param(const fnn_layer_desc *L, int which) {
+    switch (which) {
+    case P_WEIGHT: return 1;
+    case P_BIAS: return L->use_bias;
+    case P_SCALE: return L->wkind == FNN_WEIGHT_INT8;
+    default: return L->wkind == FNN_WEIGHT_INT8 && L->r_off != FNN_PLAN_NONE;
+    }
+}
+
+/* The dtype a tensor of layer L must have, for a model of dtype `dtype`. */
+static const char *param_dtype(const fnn_layer_desc *L, int which, int dtype) {
+    if (which == P_WEIGHT && L->wkind == FNN_WEIGHT_INT8) return "I8";
+    if (which == P_WEIGHT && L->wkind == FNN_WEIGHT_BF16) return "BF16";
+    return dtype == 4 ? "F32" : "F64";
+}
+
+/* Slots of the model's dtype a tensor takes in the parameter buffer: int8 weights four to a float. */
+static size_t param_slots(const fnn_layer_desc *L, int which, size_t count) {
+    return which == P_WEIGHT && L->wkind == FNN_WEIGHT_INT8 ? (count + 3) / 4 : count;
 }
 
 static void store_le(void *dst, const unsigned char *src, size_t n, size_t elem) {
@@ -544,72 +614,121 @@ static void store_le(void *dst, const unsigned char *src, size_t n, size_t elem)
 #endif
 }
 
+/* A tensor's bytes into the parameter buffer at dst: as stored, or bfloat16 widened to float32. */
+static void store_param(void *dst, const unsigned char *src, size_t n, const tensor *t) {
+    if (strcmp(t->dtype_name, "BF16") != 0) {
+        store_le(dst, src, n, t->elem);
+        return;
+    }
+    float *d = dst;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24;
+        memcpy(d + i, &u, sizeof u);
+    }
+}
+
+/* The values of the low-precision tensors (copied to params) that the arithmetic relies on. */
+static int check_values(ctx *c, const fnn_layer_desc *L, int l, const void *params) {
+    const float *f = params;
+    if (L->wkind != FNN_WEIGHT_INT8) return 0;
+    const int8_t *w = (const int8_t *)(f + L->w_off);
+    for (size_t i = 0; i < L->in * L->out; i++)
+        if (w[i] < -FNN_Q_WMAX || w[i] > FNN_Q_WMAX)
+            return fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.weight\": value %d at [%zu, %zu] is outside [-%d, %d] "
+                        "(int8 weights have 7 bits)", l, w[i], i / L->out, i % L->out, FNN_Q_WMAX, FNN_Q_WMAX);
+    for (size_t j = 0; j < L->out; j++) {
+        float v = f[L->s_off + j];
+        if (!(v >= 0) || !isfinite(v))
+            return fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.weight_scale\": value %g at [%zu] is not a finite "
+                        "scale >= 0", l, (double)v, j);
+    }
+    if (L->r_off != FNN_PLAN_NONE) {
+        float lo = f[L->r_off], hi = f[L->r_off + 1];
+        if (!isfinite(lo) || !isfinite(hi) || !(lo <= 0) || !(hi >= 0))
+            return fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.input_range\": [%g, %g] is not a finite range "
+                        "[lo, hi] with lo <= 0 <= hi", l, (double)lo, (double)hi);
+    }
+    return 0;
+}
+
 /* Check every tensor against the architecture, set the layers' offsets and copy the tensors into one
  * parameter buffer (*params, n_params values). */
 static int attach_tensors(ctx *c, arch *m, const container *f, void **params, size_t *n_params_out) {
-    const tensor **w = calloc((size_t)m->nl * 2, sizeof *w); /* [2l] weight, [2l+1] bias */
+    const tensor **w = calloc((size_t)m->nl * P__COUNT, sizeof *w); /* [P__COUNT * l + which] */
     if (!w) return fail(c, FNN_ERR_NOMEM, "out of memory");
     char q[256];
     for (size_t i = 0; i < f->n_t && !c->rc; i++) {
         const tensor *t = &f->t[i];
-        int l, is_bias;
-        if (param_name(t->name, t->name_len, &l, &is_bias) || l >= m->nl || m->L[l].kind != FNN_LAYER_DENSE ||
-            (is_bias && !m->L[l].use_bias)) {
+        int l, which;
+        if (param_name(t->name, t->name_len, &l, &which) || l >= m->nl || m->L[l].kind != FNN_LAYER_DENSE ||
+            !has_param(&m->L[l], which)) {
             fail(c, FNN_ERR_FORMAT, "unexpected tensor \"%s\": the architecture has no such parameter",
                  Q(q, t->name, t->name_len));
             break;
         }
-        w[2 * l + is_bias] = t;
+        w[P__COUNT * l + which] = t;
     }
     size_t n_params = 0;
     for (int l = 0; l < m->nl && !c->rc; l++) {
         fnn_layer_desc *L = &m->L[l];
         if (L->kind != FNN_LAYER_DENSE) continue;
-        for (int b = 0; b <= L->use_bias && !c->rc; b++) {
-            const tensor *t = w[2 * l + b];
-            const char *what = b ? "bias" : "weight";
+        for (int b = 0; b < P__COUNT && !c->rc; b++) {
+            if (!has_param(L, b)) continue;
+            const tensor *t = w[P__COUNT * l + b];
+            const char *what = param_suffix[b], *want = param_dtype(L, b, m->dtype);
             if (!t) {
-                fail(c, FNN_ERR_FORMAT, "missing tensor \"layers.%d.%s\" (layer %d is dense)", l, what, l);
+                fail(c, FNN_ERR_FORMAT, "missing tensor \"layers.%d.%s\" (layer %d is dense%s%s)", l, what, l,
+                     L->wkind ? " with " : "", L->wkind ? fnn_weight_kind_name(L->wkind) : "");
                 break;
             }
-            if (t->dtype != m->dtype) {
-                fail(c, t->dtype ? FNN_ERR_FORMAT : FNN_ERR_UNSUPPORTED, "tensor \"layers.%d.%s\" is %s but the model's "
-                     "dtype is %s", l, what, t->dtype_name, m->dtype == 4 ? "float32 (F32)" : "float64 (F64)");
+            if (strcmp(t->dtype_name, want) != 0) {
+                if (L->wkind == FNN_WEIGHT_NATIVE && b <= P_BIAS)
+                    fail(c, t->dtype ? FNN_ERR_FORMAT : FNN_ERR_UNSUPPORTED, "tensor \"layers.%d.%s\" is %s but the "
+                         "model's dtype is %s", l, what, t->dtype_name, m->dtype == 4 ? "float32 (F32)" : "float64 (F64)");
+                else
+                    fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.%s\" is %s but layer %d has %s weights: expected %s", l,
+                         what, t->dtype_name, l, fnn_weight_kind_name(L->wkind), want);
                 break;
             }
-            int ok = b ? t->ndim == 1 && t->shape[0] == L->out
-                       : t->ndim == 2 && t->shape[0] == L->in && t->shape[1] == L->out;
+            size_t n_want = b == P_WEIGHT ? 2 : 1, d0 = b == P_WEIGHT ? L->in : b == P_RANGE ? 2 : L->out;
+            int ok = t->ndim == n_want && t->shape[0] == d0 && (b != P_WEIGHT || t->shape[1] == L->out);
             if (!ok) {
                 char sh[128];
                 size_t o = 0;
                 for (size_t d = 0; d < t->ndim; d++)
                     o += (size_t)snprintf(sh + o, sizeof sh - o, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
                 if (t->ndim == 0) sh[0] = '\0';
-                if (b) fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.bias\" has shape [%s] but layer %d has %zu units: "
-                            "expected [%zu]", l, sh, l, L->out, L->out);
-                else fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.weight\" has shape [%s] but layer %d maps %zu inputs to "
-                          "%zu units: expected [%zu, %zu]", l, sh, l, L->in, L->out, L->in, L->out);
+                if (b == P_WEIGHT)
+                    fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.weight\" has shape [%s] but layer %d maps %zu inputs to "
+                         "%zu units: expected [%zu, %zu]", l, sh, l, L->in, L->out, L->in, L->out);
+                else if (b == P_RANGE)
+                    fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.input_range\" has shape [%s]: expected [2] (lo, hi)", l, sh);
+                else
+                    fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.%s\" has shape [%s] but layer %d has %zu units: "
+                         "expected [%zu]", l, what, sh, l, L->out, L->out);
                 break;
             }
             /* sizes are bounded: every tensor lies within the data section, and they do not overlap */
-            if (b) L->b_off = n_params;
-            else L->w_off = n_params;
-            n_params += (size_t)((t->end - t->begin) / t->elem);
+            size_t *off = b == P_WEIGHT ? &L->w_off : b == P_BIAS ? &L->b_off : b == P_SCALE ? &L->s_off : &L->r_off;
+            *off = n_params;
+            n_params += param_slots(L, b, (size_t)((t->end - t->begin) / t->elem));
         }
     }
     if (!c->rc) {
         *n_params_out = n_params;
         *params = fnn_aligned_alloc(n_params * (size_t)m->dtype);
         if (!*params) fail(c, FNN_ERR_NOMEM, "out of memory for %zu parameters", n_params);
+        else if (n_params) memset(*params, 0, n_params * (size_t)m->dtype); /* the int8 slots' padding */
     }
     for (int l = 0; l < m->nl && !c->rc; l++) {
         const fnn_layer_desc *L = &m->L[l];
-        for (int b = 0; L->kind == FNN_LAYER_DENSE && b <= L->use_bias; b++) {
-            const tensor *t = w[2 * l + b];
-            size_t off = b ? L->b_off : L->w_off;
-            store_le((char *)*params + off * (size_t)m->dtype, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem),
-                     t->elem);
+        for (int b = 0; L->kind == FNN_LAYER_DENSE && b < P__COUNT; b++) {
+            if (!has_param(L, b)) continue;
+            const tensor *t = w[P__COUNT * l + b];
+            size_t off = b == P_WEIGHT ? L->w_off : b == P_BIAS ? L->b_off : b == P_SCALE ? L->s_off : L->r_off;
+            store_param((char *)*params + off * (size_t)m->dtype, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem), t);
         }
+        if (L->kind == FNN_LAYER_DENSE) check_values(c, L, l, *params);
     }
     free(w);
     return c->rc;
@@ -714,6 +833,7 @@ static int build_model(ctx *c, const unsigned char *buf, size_t len, fnn_model *
     m->dtype = a.dtype;
     int rc = fnn_plan_init(&m->plan, a.L, a.nl, a.n_in, n_params);
     if (!rc) rc = fnn_plan_set_loss(&m->plan, a.loss, a.loss_param);
+    if (!rc) rc = fnn_plan_pack(&m->plan, m->params);
     if (rc) { /* the reader checked everything the plan checks: only memory can fail here */
         fail(c, rc, rc == FNN_ERR_NOMEM ? "out of memory" : "the architecture cannot be planned");
         goto done;

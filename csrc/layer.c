@@ -7,11 +7,36 @@
  * step, layer, element), so they do not depend on the thread count either.
  */
 #include "net.h"
+#include "lowp.h"
 #include "rng.h"
 
 #include <math.h>
 
 #define FNN_LAYER_GRAIN 32768 /* elements per thread, at least, in the elementwise passes */
+
+/* Low precision (lowp.h) is for float models; a double net refuses it (net_t.h), so the double
+ * layer steps get stand-ins that the plan never reaches. */
+static void fnn_sdense_int8_(const fnn_plan *p, int l, const float *params, const float *x, size_t rows, float *y,
+                             float *scratch, int nt) {
+    const fnn_layer_desc *d = &p->L[l];
+    const fnn_qdense q = {.pack = p->qpack + p->qoff[l], .in = d->in, .out = d->out, .wscale = params + d->s_off,
+                          .bias = d->use_bias ? params + d->b_off : NULL,
+                          .range = d->r_off == FNN_PLAN_NONE ? NULL : params + d->r_off,
+                          .act = p->act[l], .alpha = (float)p->alpha[l]};
+    fnn_qdense_forward(&q, x, rows, y, scratch, nt);
+}
+
+static void fnn_ddense_int8_(const fnn_plan *p, int l, const double *params, const double *x, size_t rows,
+                             double *y, double *scratch, int nt) {
+    (void)p, (void)l, (void)params, (void)x, (void)rows, (void)y, (void)scratch, (void)nt;
+}
+
+static void fnn_dgemm_bf16_ex(int round, int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
+                              size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc,
+                              const double *bias, int act, double act_alpha, int nt) {
+    (void)round;
+    fnn_dgemm_ex(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha, nt);
+}
 
 #define FNN_T float
 #define FNN_P s

@@ -36,37 +36,54 @@ double FNN_FN(penalty)(const fnn_plan *p, const T *params, int all) {
 
 /* ---- dense: y = act(x W + b) --------------------------------------------------------------------- */
 
+/* A Dense layer's product C = op(A) op(B) (+ bias, act): in T, or with bfloat16 inputs when bf16 names
+ * the ones to round (lowp.h: bfloat16 weights, or training with precision="bfloat16"). */
+static void FNN_FN(dense_gemm_)(int bf16, int ta, int tb, size_t m, size_t n, size_t k, const T *a, size_t lda,
+                                const T *b, size_t ldb, T *c, size_t ldc, const T *bias, int act, T act_alpha,
+                                int nt) {
+    if (bf16) FNN_FN(gemm_bf16_ex)(bf16, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, bias, act, act_alpha, nt);
+    else FNN_FN(gemm_ex)(ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, bias, act, act_alpha, nt);
+}
+
 /* With z: the pre-activation is kept (training, when act' needs it) and act runs over it after the
  * GEMM.  Without: act runs in the GEMM's epilogue, tile by tile, unless it is row-wise. */
 static void FNN_FN(dense_forward)(T *y, T *z, const fnn_layer_desc *d, int act, T alpha, const T *params,
-                                  const T *x, size_t rows, int nt) {
+                                  const T *x, size_t rows, int bf16, int nt) {
     const T *w = params + d->w_off, *b = d->use_bias ? params + d->b_off : NULL;
     if (z || FNN_ACT_IS_ROWWISE(act)) { /* a tile of the epilogue holds part of a row only */
         T *pre = z ? z : y;
-        FNN_FN(gemm_ex)(0, 0, rows, d->out, d->in, 1, x, d->in, w, d->out, 0, pre, d->out, b, FNN_ACT_LINEAR, 0, nt);
+        FNN_FN(dense_gemm_)(bf16, 0, 0, rows, d->out, d->in, x, d->in, w, d->out, pre, d->out, b, FNN_ACT_LINEAR, 0, nt);
         FNN_FN(act_forward)(act, alpha, pre, y, rows, d->out, nt);
     } else {
-        FNN_FN(gemm_ex)(0, 0, rows, d->out, d->in, 1, x, d->in, w, d->out, 0, y, d->out, b, act, alpha, nt);
+        FNN_FN(dense_gemm_)(bf16, 0, 0, rows, d->out, d->in, x, d->in, w, d->out, y, d->out, b, act, alpha, nt);
     }
 }
 
 /* g (B x out, dL/dy) becomes dL/dz in place; then dW = x^T dZ, db = column sums of dZ (when the layer
  * trains) and, when gx != NULL, dL/dx = dZ W^T into gx.  Returns the layer's penalty (added to dW). */
 static double FNN_FN(dense_backward)(T *gx, T *grads, T *g, const fnn_layer_desc *d, int act, T alpha,
-                                     const T *params, const T *x, const T *y, const T *z, size_t rows, int nt) {
+                                     const T *params, const T *x, const T *y, const T *z, size_t rows, int bf16,
+                                     int nt) {
     const T *w = params + d->w_off;
     double pen = 0;
     if (z) FNN_FN(act_backward)(act, alpha, z, y, g, g, rows, d->out, nt);
     else FNN_FN(act_backward_from_output)(act, alpha, y, g, rows * d->out, nt);
     if (d->trainable) {
         T *gw = grads + d->w_off;
-        FNN_FN(gemm_ex)(1, 0, d->in, d->out, rows, 1, x, d->in, g, d->out, 0, gw, d->out, NULL, FNN_ACT_LINEAR, 0, nt);
+        FNN_FN(dense_gemm_)(bf16, 1, 0, d->in, d->out, rows, x, d->in, g, d->out, gw, d->out, NULL, FNN_ACT_LINEAR, 0, nt);
         if (d->use_bias) FNN_FN(colsum)(g, rows, d->out, 0, grads + d->b_off, nt);
         if (d->l1 > 0 || d->l2 > 0) pen = FNN_FN(penalty_)(w, gw, d->in * d->out, d->l1, d->l2);
     }
     if (gx)
-        FNN_FN(gemm_ex)(0, 1, rows, d->in, d->out, 1, g, d->out, w, d->out, 0, gx, d->in, NULL, FNN_ACT_LINEAR, 0, nt);
+        FNN_FN(dense_gemm_)(bf16, 0, 1, rows, d->in, d->out, g, d->out, w, d->out, gx, d->in, NULL, FNN_ACT_LINEAR, 0, nt);
     return pen;
+}
+
+/* Which inputs of a Dense layer's products a pass rounds to bfloat16: its input (its weights already
+ * are) for bfloat16 weights; both in a training pass of a net that trains in bfloat16. */
+static int FNN_FN(bf16_)(const fnn_plan *p, const fnn_layer_desc *d, int training) {
+    if (d->wkind == FNN_WEIGHT_BF16) return FNN_BF16_A;
+    return training && p->bf16 ? FNN_BF16_A | FNN_BF16_B : 0;
 }
 
 /* ---- dropout: y = x * keep / (1 - p), keep drawn by Philox(seed; step, layer, element) ------------ */
@@ -109,8 +126,11 @@ const T *FNN_FN(forward)(const fnn_plan *p, const T *params, const T *x, size_t 
         if (p->folded[l]) continue;
         switch (d->kind) {
         case FNN_LAYER_DENSE:
-            FNN_FN(dense_forward)(y, drop ? FNN_FN(buf_)(ws, cap, p->zcol[l]) : NULL, d, p->act[l], (T)p->alpha[l],
-                                  params, cur, rows, nt);
+            if (d->wkind == FNN_WEIGHT_INT8)
+                FNN_FN(dense_int8_)(p, l, params, cur, rows, y, FNN_FN(buf_)(ws, cap, drop ? p->qcol : p->qicol), nt);
+            else
+                FNN_FN(dense_forward)(y, drop ? FNN_FN(buf_)(ws, cap, p->zcol[l]) : NULL, d, p->act[l], (T)p->alpha[l],
+                                      params, cur, rows, FNN_FN(bf16_)(p, d, drop != NULL), nt);
             cur = y;
             break;
         case FNN_LAYER_DROPOUT:
@@ -144,7 +164,7 @@ double FNN_FN(backward)(const fnn_plan *p, const T *params, T *grads, const T *c
             const T *z = p->zcol[l] == FNN_PLAN_NONE ? NULL : ws + cap * p->zcol[l];
             T *gx = l > lo ? g[!cur] : NULL;
             pen += FNN_FN(dense_backward)(gx, grads, g[cur], d, p->act[l], (T)p->alpha[l], params, in[l], in[l + 1],
-                                          z, rows, nt);
+                                          z, rows, FNN_FN(bf16_)(p, d, 1), nt);
             if (gx) cur = !cur;
             break;
         }

@@ -18,7 +18,7 @@
 #define FNN_IO_MAX_WIDTH ((size_t)1 << 31) /* features of any layer */
 #define FNN_IO_MAX_NDIM 8
 #define FNN_IO_SCHEMA_MAJOR 1             /* files of a newer major schema are refused */
-#define FNN_IO_SCHEMA_MINOR 0
+#define FNN_IO_SCHEMA_MINOR 1             /* 1.1: int8 and bfloat16 Dense layers */
 
 struct fnn_model {
     int dtype;          /* sizeof(float) or sizeof(double) */

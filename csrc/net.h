@@ -26,6 +26,12 @@ enum fnn_layer_kind { FNN_LAYER_DENSE = 0, FNN_LAYER_DROPOUT, FNN_LAYER_ACTIVATI
 const char *fnn_layer_kind_name(int kind);       /* "dense", "dropout", "activation"; NULL out of range */
 int fnn_layer_kind_from_name(const char *name);  /* the code, or -1 */
 
+/* What a Dense layer's weights are (lowp.h): the model's dtype, int8 with per-column scales, or
+ * bfloat16 (float values that bfloat16 holds exactly; products in bf16).  Float models only. */
+enum fnn_weight_kind { FNN_WEIGHT_NATIVE = 0, FNN_WEIGHT_INT8, FNN_WEIGHT_BF16, FNN_WEIGHT__COUNT };
+const char *fnn_weight_kind_name(int kind);      /* "native", "int8", "bfloat16"; NULL out of range */
+int fnn_weight_kind_from_name(const char *name); /* the code, or -1 */
+
 typedef struct {
     int kind;          /* enum fnn_layer_kind */
     int act;           /* Dense, Activation: enum fnn_act */
@@ -36,6 +42,10 @@ typedef struct {
     double l1, l2;     /* Dense: loss += l1*sum|W| + l2*sum W^2 (weights only) */
     size_t w_off, b_off; /* Dense: offsets of W and b in the parameter buffer */
     double p;          /* Dropout: probability of dropping a unit, in [0, 1) */
+    int wkind;         /* Dense: enum fnn_weight_kind.  INT8: W is in x out bytes from params + w_off
+                        * (in units of the dtype, in*out/4 of them rounded up), s_off the out column
+                        * scales, r_off the calibrated input range [lo, hi] or FNN_PLAN_NONE (per row) */
+    size_t s_off, r_off;
 } fnn_layer_desc;
 
 /* ---- the plan (plan.c) ------------------------------------------------------------------------
@@ -62,6 +72,13 @@ typedef struct {
     int lowest;              /* lowest trainable Dense layer, -1 if none */
     size_t *col, *zcol, *icol; /* per layer: columns of y (training), z (training), y (inference) */
     size_t cols, icols;      /* columns per row of a training / inference workspace */
+    /* low precision (lowp.h): the int8 layers' packed weights (fnn_plan_pack) at qpack + qoff[l],
+     * their quantized inputs in the workspace at columns qcol (training) / qicol (inference), and
+     * bf16 = 1 when training multiplies in bfloat16 (compile(precision="bfloat16")) */
+    unsigned char *qpack;
+    size_t *qoff, qpack_bytes;
+    size_t qcol, qicol;
+    int bf16;
 } fnn_plan;
 
 /* Validate `nl` descriptors for n_in inputs over a parameter buffer of n_params values (offsets in
@@ -71,6 +88,11 @@ void fnn_plan_free(fnn_plan *p);
 /* loss: enum fnn_loss or -1; param: huber delta (> 0).  Re-plans folding, link and layout. */
 int  fnn_plan_set_loss(fnn_plan *p, int loss, double param);
 int  fnn_plan_set_trainable(fnn_plan *p, int layer, int trainable);
+/* Pack the int8 layers' weights from params (after they are set or changed); FNN_ERR_NOMEM.  The
+ * plan then holds its own packed copy: a net or model whose int8 weights change packs again. */
+int  fnn_plan_pack(fnn_plan *p, const void *params);
+/* 1 when some Dense layer has int8 or bfloat16 weights (such a plan predicts but does not train). */
+int  fnn_plan_lowp(const fnn_plan *p);
 /* GEMM flops of one training step on `rows` rows (6 per weight per row): what sizes its threads. */
 double fnn_plan_step_flops(const fnn_plan *p, size_t rows);
 
@@ -211,6 +233,17 @@ int  fnn_snet_forward(fnn_snet *net, const fnn_rows *x, size_t rows, size_t batc
                       float *out);
 int  fnn_dnet_forward(fnn_dnet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                       double *out);
+/* The int8 weights changed (params are the caller's): pack them again. */
+int  fnn_snet_repack(fnn_snet *net);
+int  fnn_dnet_repack(fnn_dnet *net);
+/* on = 1: training steps multiply in bfloat16 (float32 weights, state and sums); FNN_ERR_ARG for a
+ * double net. */
+int  fnn_snet_set_bf16(fnn_snet *net, int on);
+int  fnn_dnet_set_bf16(fnn_dnet *net, int on);
+/* The range [min, max] of each layer's input over n rows (inference mode, batch rows at a time):
+ * lo_hi[2l], lo_hi[2l+1] for layer l, each including 0.  What int8 calibration fixes its scales by. */
+int  fnn_snet_input_ranges(fnn_snet *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi);
+int  fnn_dnet_input_ranges(fnn_dnet *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi);
 /* *loss = weighted mean loss over n rows + penalties (inference mode); pred optional (linked). */
 int  fnn_snet_evaluate(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                        const float *sample_w, size_t n, size_t batch, double *loss, float *pred);

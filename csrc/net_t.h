@@ -104,6 +104,12 @@ int FNN_FN(net_new)(struct NET **out, const fnn_layer_desc *layers, int n_layers
         free(net);
         return rc;
     }
+    if (sizeof(T) != sizeof(float) && fnn_plan_lowp(&net->plan)) { /* int8/bf16 weights: float only */
+        fnn_plan_free(&net->plan);
+        free(net);
+        return FNN_ERR_ARG;
+    }
+    fnn_plan_pack(&net->plan, params);
     if (mtx_init(&net->lock, mtx_plain) != thrd_success) {
         fnn_plan_free(&net->plan);
         free(net);
@@ -291,6 +297,7 @@ static int FNN_FN(net_begin_)(struct NET *net, const fnn_rows *x, const int64_t 
 static int FNN_FN(net_train_step_)(struct NET *net, const fnn_rows *x, const int64_t *labels, const T *target,
                                    const T *sample_w, size_t rows, int update, double *loss) {
     if (!loss || rows == 0 || (update && !net->has_opt)) return FNN_ERR_ARG;
+    if (fnn_plan_lowp(&net->plan)) return FNN_ERR_UNSUPPORTED; /* quantized weights do not train */
     size_t batch = rows;
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, rows, &batch, &nt);
     if (rc) return rc;
@@ -302,6 +309,7 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
                                   const T *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
                                   size_t count, double *losses, T *pred, size_t *bad) {
     if (!losses || n == 0 || batch == 0 || !net->has_opt) return FNN_ERR_ARG;
+    if (fnn_plan_lowp(&net->plan)) return FNN_ERR_UNSUPPORTED;
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, n, &batch, &nt);
     if (rc) return rc;
     const double pen_frozen = FNN_FN(penalty)(&net->plan, net->params, 0); /* frozen weights do not move */
@@ -370,6 +378,36 @@ static int FNN_FN(net_evaluate_)(struct NET *net, const fnn_rows *x, const int64
     return FNN_OK;
 }
 
+static int FNN_FN(net_input_ranges_)(struct NET *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi) {
+    if (!lo_hi || n == 0 || batch == 0) return FNN_ERR_ARG;
+    int nt, rc = FNN_FN(net_begin_)(net, x, NULL, NULL, 0, n, &batch, &nt);
+    if (rc) return rc;
+    const fnn_plan *p = &net->plan;
+    for (int l = 0; l < p->nl; l++) lo_hi[2 * l] = lo_hi[2 * l + 1] = 0;
+    for (size_t start = 0; start < n; start += batch) {
+        size_t r = n - start < batch ? n - start : batch;
+        FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, nt), r, net->lay, net->cap, NULL, net->in,
+                        nt);
+        for (int l = 0; l < p->nl; l++) {
+            const T *v = net->in[l];
+            float lo = lo_hi[2 * l], hi = lo_hi[2 * l + 1];
+            for (size_t i = 0; i < r * p->L[l].in; i++) {
+                lo = (float)v[i] < lo ? (float)v[i] : lo;
+                hi = (float)v[i] > hi ? (float)v[i] : hi;
+            }
+            lo_hi[2 * l] = lo;
+            lo_hi[2 * l + 1] = hi;
+        }
+    }
+    return FNN_OK;
+}
+
+static int FNN_FN(net_set_bf16_)(struct NET *net, int on) {
+    if (on && sizeof(T) != sizeof(float)) return FNN_ERR_ARG; /* mixed precision is for float32 models */
+    net->plan.bf16 = on != 0;
+    return FNN_OK;
+}
+
 /* ---- the public entry points: each holds the net's lock around its unlocked body ---------------- */
 #define FNN_LOCKED(net, call)                                                                      \
     do {                                                                                           \
@@ -406,6 +444,11 @@ int FNN_FN(net_forward)(struct NET *net, const fnn_rows *x, size_t rows, size_t 
 int FNN_FN(net_evaluate)(struct NET *net, const fnn_rows *x, const int64_t *labels, const T *target, const T *sample_w,
                          size_t n, size_t batch, double *loss, T *pred) {
     FNN_LOCKED(net, FNN_FN(net_evaluate_)(net, x, labels, target, sample_w, n, batch, loss, pred));
+}
+int FNN_FN(net_repack)(struct NET *net) { FNN_LOCKED(net, fnn_plan_pack(&net->plan, net->params)); }
+int FNN_FN(net_set_bf16)(struct NET *net, int on) { FNN_LOCKED(net, FNN_FN(net_set_bf16_)(net, on)); }
+int FNN_FN(net_input_ranges)(struct NET *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi) {
+    FNN_LOCKED(net, FNN_FN(net_input_ranges_)(net, x, n, batch, lo_hi));
 }
 #undef FNN_LOCKED
 

@@ -8,6 +8,7 @@
  * style (logits) are one model.  Layout: see fnn_plan in net.h.
  */
 #include "net.h"
+#include "lowp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,21 @@ int fnn_layer_kind_from_name(const char *name) {
         if (strcmp(name, kind_names[k]) == 0) return k;
     return -1;
 }
+
+static const char *const weight_names[FNN_WEIGHT__COUNT] = {
+    [FNN_WEIGHT_NATIVE] = "native", [FNN_WEIGHT_INT8] = "int8", [FNN_WEIGHT_BF16] = "bfloat16"};
+
+const char *fnn_weight_kind_name(int kind) {
+    return kind >= 0 && kind < FNN_WEIGHT__COUNT ? weight_names[kind] : NULL;
+}
+
+int fnn_weight_kind_from_name(const char *name) {
+    for (int k = 0; name && k < FNN_WEIGHT__COUNT; k++)
+        if (strcmp(name, weight_names[k]) == 0) return k;
+    return -1;
+}
+
+static int plan_qpack_(fnn_plan *p);
 
 static size_t mul_(size_t a, size_t b) { return a && b > SIZE_MAX / a ? SIZE_MAX : a * b; }
 
@@ -61,6 +77,15 @@ static void plan_(fnn_plan *p) {
         if (p->needs_z[l]) p->zcol[l] = add_cols_(&p->cols, L[l].out);
         if (writes) p->icol[l] = add_cols_(&p->icols, L[l].out);
     }
+    /* one scratch for the quantized input of whichever int8 layer runs (lowp.h), per row 4-byte words */
+    size_t qwords = 0;
+    for (int l = 0; l < p->nl; l++)
+        if (L[l].kind == FNN_LAYER_DENSE && L[l].wkind == FNN_WEIGHT_INT8) {
+            size_t w = (fnn_qscratch_bytes(1, L[l].in) + 3) / 4;
+            qwords = w > qwords ? w : qwords;
+        }
+    p->qcol = qwords ? add_cols_(&p->cols, qwords) : FNN_PLAN_NONE;
+    p->qicol = qwords ? add_cols_(&p->icols, qwords) : FNN_PLAN_NONE;
 }
 
 static void find_lowest_(fnn_plan *p) {
@@ -74,6 +99,13 @@ static int check_layer_(const fnn_layer_desc *d, size_t width, size_t n_params) 
     switch (d->kind) {
     case FNN_LAYER_DENSE: {
         size_t nw = mul_(d->in, d->out);
+        if (d->wkind < 0 || d->wkind >= FNN_WEIGHT__COUNT) return FNN_ERR_ARG;
+        if (d->wkind == FNN_WEIGHT_INT8) { /* bytes in float slots; scales; an optional range */
+            if (d->in > FNN_Q_MAX_K || d->s_off > n_params || d->out > n_params - d->s_off ||
+                (d->r_off != FNN_PLAN_NONE && (d->r_off > n_params || n_params - d->r_off < 2)))
+                return FNN_ERR_ARG;
+            nw = nw == SIZE_MAX ? nw : (nw + 3) / 4;
+        }
         if (!fnn_act_is_layer(d->act) || nw == SIZE_MAX || d->w_off > n_params || nw > n_params - d->w_off ||
             (d->use_bias && (d->b_off > n_params || d->out > n_params - d->b_off)) || !(d->l1 >= 0) || !(d->l2 >= 0))
             return FNN_ERR_ARG;
@@ -120,6 +152,10 @@ int fnn_plan_init(fnn_plan *p, const fnn_layer_desc *L, int nl, size_t n_in, siz
     p->n_params = n_params;
     p->loss = -1;
     p->loss_param = 1.0;
+    if (plan_qpack_(p)) {
+        fnn_plan_free(p);
+        return FNN_ERR_NOMEM;
+    }
     plan_(p);
     find_lowest_(p);
     return FNN_OK;
@@ -128,7 +164,39 @@ int fnn_plan_init(fnn_plan *p, const fnn_layer_desc *L, int nl, size_t n_in, siz
 void fnn_plan_free(fnn_plan *p) {
     if (!p) return;
     free(p->L); free(p->act); free(p->alpha); free(p->folded); free(p->needs_z); free(p->col);
+    free(p->qoff); fnn_aligned_free(p->qpack);
     memset(p, 0, sizeof *p);
+}
+
+/* The packed weights' place: each int8 layer's panels from a FNN_ALIGN boundary (zeros until packed). */
+static int plan_qpack_(fnn_plan *p) {
+    size_t at = 0;
+    for (int l = 0; l < p->nl; l++)
+        if (p->L[l].kind == FNN_LAYER_DENSE && p->L[l].wkind == FNN_WEIGHT_INT8) {
+            if (!p->qoff && !(p->qoff = calloc((size_t)p->nl, sizeof *p->qoff))) return -1;
+            p->qoff[l] = at;
+            at += (fnn_qpack_bytes(p->L[l].in, p->L[l].out) + FNN_ALIGN - 1) / FNN_ALIGN * FNN_ALIGN;
+        }
+    if (!at) return 0;
+    if (!(p->qpack = fnn_aligned_alloc(at))) return -1;
+    memset(p->qpack, 0, at);
+    p->qpack_bytes = at;
+    return 0;
+}
+
+int fnn_plan_pack(fnn_plan *p, const void *params) {
+    if (!p || (p->qpack && !params)) return FNN_ERR_ARG;
+    for (int l = 0; l < p->nl; l++)
+        if (p->L[l].kind == FNN_LAYER_DENSE && p->L[l].wkind == FNN_WEIGHT_INT8)
+            fnn_qpack((const int8_t *)((const float *)params + p->L[l].w_off), p->L[l].in, p->L[l].out,
+                      p->qpack + p->qoff[l]);
+    return FNN_OK;
+}
+
+int fnn_plan_lowp(const fnn_plan *p) {
+    for (int l = 0; p && l < p->nl; l++)
+        if (p->L[l].kind == FNN_LAYER_DENSE && p->L[l].wkind != FNN_WEIGHT_NATIVE) return 1;
+    return 0;
 }
 
 int fnn_plan_set_loss(fnn_plan *p, int loss, double param) {

@@ -50,6 +50,23 @@ int fnn_cpu_has_avx512(void) {
 #endif
 }
 
+/* The int8 and bf16 extensions of AVX-512, used at the avx512 level when present (lowp.h). */
+int fnn_cpu_has_avx512_vnni(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return fnn_cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+int fnn_cpu_has_avx512_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return fnn_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
 int fnn_simd_max(void) {
     if (fnn_cpu_has_avx512()) return FNN_SIMD_AVX512;
     if (fnn_cpu_has_avx2()) return FNN_SIMD_AVX2;

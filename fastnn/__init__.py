@@ -16,11 +16,13 @@ from . import ops
 
 __version__ = _core.VERSION
 __all__ = ["ops", "build_info", "set_num_threads", "get_num_threads", "FastNNError", "ModelFormatError",
-           "NotCompiledError", "NotFittedError", "from_onnx", "__version__"]
+           "NotCompiledError", "NotFittedError", "from_onnx", "quantize", "dequantize", "__version__"]
 
 
 def build_info():
-    """What this build of fastnn runs: SIMD level, OpenMP, threads, compiler."""
+    """What this build of fastnn runs: SIMD level, OpenMP, threads, compiler, and the instruction paths
+    of int8 products ("avx512_vnni", "avx2", "generic") and bfloat16 products ("avx512_bf16", or
+    "software": rounded to bfloat16, then multiplied in float32) at that level."""
     return {
         "version": __version__,
         "openmp": _core.has_openmp(),
@@ -28,6 +30,8 @@ def build_info():
         "simd_available": _core.simd_available(),
         "num_threads": _core.get_num_threads(),
         "compiler": _core.compiler(),
+        "int8": _core.int8_path(),
+        "bf16": _core.bf16_path(),
     }
 
 
@@ -58,6 +62,7 @@ from . import layers, optimizers, models
 
 from . import saving
 from .saving import load
+from .quantization import quantize, dequantize
 
 
 def from_onnx(source):

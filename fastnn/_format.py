@@ -5,6 +5,9 @@ Reading is the C reader's job (csrc/io.c, bound in fastnn/_io.pxi): one reader f
 - `encode(architecture, tensors, extra_metadata=None)` -> the file's bytes: header padded with spaces
   to a multiple of 8 (as the safetensors package writes it), tensors little-endian and back to back in
   the given order; `extra_metadata` (str -> str, none of RESERVED_KEYS) joins the format's own keys.
+  A tensor is (name, array) or (name, array, dtype) with dtype "BF16" for float32 values stored as
+  bfloat16 (rounded to nearest even); int8 arrays are I8.  The schema is 1.1 when the architecture
+  has low-precision layers (docs/FORMAT.md), else 1.0, which every fastnn reads.
 - `write_atomic(path, data)`: the bytes reach `path` whole or not at all: a temporary file in the same
   directory, fsync, rename over `path`, fsync of the directory.  On any error the temporary file is
   removed and an existing `path` is left as it was.
@@ -20,8 +23,9 @@ import numpy as np
 from . import _core
 
 SCHEMA = "1.0"
+SCHEMA_LOWP = "1.1"  # Dense layers with "precision" (int8, bfloat16)
 FORMAT = "fastnn"
-_DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.float64): ("F64", "<f8")}
+_DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.float64): ("F64", "<f8"), np.dtype(np.int8): ("I8", "i1")}
 
 
 # The __metadata__ keys the format itself uses; a model's extra metadata may use any other string.
@@ -67,21 +71,32 @@ def check_extra_metadata(extra, name="extra_metadata"):
 def metadata(architecture, extra=None):
     """The `__metadata__` of a model file with this architecture (a dict, see docs/FORMAT.md), plus
     the `extra` keys (checked by check_extra_metadata)."""
-    meta = {"format": FORMAT, "fastnn_schema": SCHEMA, "fastnn_version": _core.VERSION,
+    lowp = any(layer.get("precision") for layer in architecture.get("layers", ()))
+    meta = {"format": FORMAT, "fastnn_schema": SCHEMA_LOWP if lowp else SCHEMA, "fastnn_version": _core.VERSION,
             "architecture": _json(architecture)}
     meta.update(check_extra_metadata(extra))
     return meta
 
 
+def _bf16_bytes(a):
+    """float32 values as little-endian bfloat16 (the upper halves after rounding to nearest even)."""
+    r = _core.bf16_round(np.ascontiguousarray(a, dtype=np.float32).reshape(-1))
+    return (r.view(np.uint32) >> 16).astype("<u2").tobytes()
+
+
 def encode(architecture, tensors, *, extra_metadata=None):
-    """The bytes of a model file: `tensors` is a list of (name, float32/float64 array) in file order;
-    `extra_metadata` (str -> str) joins the format's own metadata keys."""
+    """The bytes of a model file: `tensors` is a list of (name, float32/float64/int8 array) or (name,
+    array, dtype) in file order, dtype "BF16" or None; `extra_metadata` (str -> str) joins the format's
+    own metadata keys."""
     header = {"__metadata__": metadata(architecture, extra_metadata)}
     chunks, offset = [], 0
-    for name, a in tensors:
+    for name, a, *as_dtype in tensors:
         a = np.asarray(a)
-        code, le = _DTYPES[a.dtype]
-        raw = np.ascontiguousarray(a, dtype=le).tobytes()
+        if as_dtype and as_dtype[0] == "BF16":
+            code, raw = "BF16", _bf16_bytes(a)
+        else:
+            code, le = _DTYPES[a.dtype]
+            raw = np.ascontiguousarray(a, dtype=le).tobytes()
         header[name] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)

@@ -156,6 +156,10 @@ cdef class ModelFile:
                 d["alpha"] = L.act_alpha
             if L.kind == LAYER_KINDS["dense"]:
                 d.update(units=L.out, use_bias=bool(L.use_bias), l1=L.l1, l2=L.l2)
+                if L.wkind != WEIGHT_KINDS["native"]:
+                    d["precision"] = fnn_weight_kind_name(L.wkind).decode()
+                if L.wkind == WEIGHT_KINDS["int8"]:
+                    d["input_scales"] = "per_row" if L.r_off == FNN_PLAN_NONE else "calibrated"
             out.append(d)
         return out
 
@@ -174,11 +178,15 @@ cdef class ModelFile:
             L = &p.L[i]
             if L.kind != LAYER_KINDS["dense"]:
                 continue
-            for name, off, shape in ((f"layers.{i}.weight", L.w_off, (L.in_, L.out)),
-                                     (f"layers.{i}.bias", L.b_off, (L.out,))):
-                if name.endswith("bias") and not L.use_bias:
+            int8 = L.wkind == WEIGHT_KINDS["int8"]
+            for name, off, shape, t in ((f"layers.{i}.weight", L.w_off, (L.in_, L.out), _np.int8 if int8 else dt),
+                                        (f"layers.{i}.bias", L.b_off, (L.out,), dt),
+                                        (f"layers.{i}.weight_scale", L.s_off, (L.out,), dt),
+                                        (f"layers.{i}.input_range", L.r_off, (2,), dt)):
+                if (name.endswith(".bias") and not L.use_bias) or (name.endswith("_scale") and not int8) or \
+                        (name.endswith("_range") and (not int8 or L.r_off == FNN_PLAN_NONE)):
                     continue
-                a = _np.empty(shape, dtype=dt)
+                a = _np.empty(shape, dtype=t)
                 dst = a.reshape(-1).view(_np.int8)
                 memcpy(&dst[0], base + <size_t>off * size, <size_t>dst.shape[0])
                 out[name] = a

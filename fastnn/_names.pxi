@@ -26,6 +26,9 @@ cdef extern from "net.h" nogil:
     int fnn_loss_link(int loss)
     const char *fnn_optim_name(int kind)
     const char *fnn_layer_kind_name(int kind)
+    const char *fnn_weight_kind_name(int kind)
+    enum:
+        FNN_WEIGHT__COUNT
 
 
 ctypedef const char *(*name_fn)(int) noexcept nogil
@@ -45,6 +48,8 @@ LOSSES = _table(fnn_loss_name, FNN_LOSS__COUNT)
 LOSS_LINKS = {n: fnn_act_name(fnn_loss_link(c)).decode() for n, c in LOSSES.items()}
 OPTIMIZERS = _table(fnn_optim_name, FNN_OPT__COUNT)
 LAYER_KINDS = _table(fnn_layer_kind_name, FNN_LAYER__COUNT)
+# What a Dense layer's weights are: "native" (the model's dtype), "int8", "bfloat16".
+WEIGHT_KINDS = _table(fnn_weight_kind_name, FNN_WEIGHT__COUNT)
 
 ERR_NOMEM = FNN_ERR_NOMEM
 ERR_ARG = FNN_ERR_ARG

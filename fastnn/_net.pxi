@@ -17,6 +17,9 @@ cdef extern from "net.h" nogil:
         size_t w_off
         size_t b_off
         double p
+        int wkind
+        size_t s_off
+        size_t r_off
     ctypedef struct fnn_plan:
         int nl
         const fnn_layer_desc *L
@@ -87,6 +90,13 @@ cdef extern from "net.h" nogil:
                          float *out)
     int fnn_dnet_forward(fnn_dnet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                          double *out)
+    int fnn_snet_repack(fnn_snet *net)
+    int fnn_dnet_repack(fnn_dnet *net)
+    int fnn_snet_set_bf16(fnn_snet *net, int on)
+    int fnn_dnet_set_bf16(fnn_dnet *net, int on)
+    int fnn_snet_input_ranges(fnn_snet *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi)
+    int fnn_dnet_input_ranges(fnn_dnet *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi)
+    size_t FNN_PLAN_NONE
     int fnn_snet_evaluate(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                           const float *sample_w, size_t n, size_t batch, double *loss, float *pred)
     int fnn_dnet_evaluate(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
@@ -139,8 +149,8 @@ def permutation(uint64_t seed, uint64_t epoch, int64_t[::1] perm):
 
 cdef class Net:
     """One C net.  `layers`: list of dicts (kind, act, act_alpha, in, out, use_bias, trainable, l1, l2,
-    w_off, b_off, p) with kind and act given by name; params/grads: 1-D contiguous float32 or float64
-    arrays of the same dtype."""
+    w_off, b_off, p, and for low-precision Dense layers wkind, s_off, r_off) with kind, act and wkind
+    given by name; params/grads: 1-D contiguous float32 or float64 arrays of the same dtype."""
     cdef fnn_snet *s
     cdef fnn_dnet *d
     cdef readonly object params, grads, state
@@ -167,6 +177,9 @@ cdef class Net:
                 ld[i].w_off = l.get("w_off", 0)
                 ld[i].b_off = l.get("b_off", 0)
                 ld[i].p = l.get("p", 0.0)
+                ld[i].wkind = WEIGHT_KINDS[l.get("wkind") or "native"]
+                ld[i].s_off = l.get("s_off", 0)
+                ld[i].r_off = l["r_off"] if l.get("r_off") is not None else FNN_PLAN_NONE
             self.params, self.grads = params, grads
             self.is_double = params.dtype.itemsize == 8
             if self.is_double:
@@ -252,6 +265,14 @@ cdef class Net:
     def workspace_bytes(self, size_t batch):
         """Bytes of the workspace for `batch` rows (2**64 - 1 when that overflows)."""
         return fnn_dnet_workspace_bytes(self.d, batch) if self.is_double else fnn_snet_workspace_bytes(self.s, batch)
+
+    def repack(self):
+        """The int8 weights in params changed: pack them again."""
+        check(fnn_dnet_repack(self.d) if self.is_double else fnn_snet_repack(self.s), "repack")
+
+    def set_bf16(self, bint on):
+        """Training steps multiply in bfloat16 (on) or in the net's dtype."""
+        check(fnn_dnet_set_bf16(self.d, on) if self.is_double else fnn_snet_set_bf16(self.s, on), "precision")
 
     def reserve(self, size_t batch):
         cdef int rc
@@ -384,3 +405,16 @@ def net_evaluate(Net net, x, const int64_t[::1] labels, target, sample_w, size_t
                                    <float *>op)
     check(rc, "evaluate")
     return loss
+
+
+def net_input_ranges(Net net, x, size_t batch, float[::1] lo_hi):
+    """lo_hi[2l], lo_hi[2l + 1] = the range of layer l's input over the rows of x (inference mode)."""
+    cdef fnn_rows r
+    cdef size_t n = _rows(&r, x, net.is_double)
+    cdef int rc
+    with nogil:
+        if net.is_double:
+            rc = fnn_dnet_input_ranges(net.d, &r, n, batch, &lo_hi[0])
+        else:
+            rc = fnn_snet_input_ranges(net.s, &r, n, batch, &lo_hi[0])
+    check(rc, "input ranges")

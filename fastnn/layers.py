@@ -13,6 +13,12 @@ saving, pickling and the summary go through these, never through the layer's typ
 - `Dropout(p=0.5, *, keep_prob=None)`: inverted dropout, p = probability of dropping a unit.
 - `Activation(name, **params)`: an activation as a layer of its own (folded into the Dense below it
   when that one is linear).
+
+A Dense layer of a quantized model (fastnn/quantization.py) has a `precision`: "int8" (parameters `weight`
+int8, `bias`, `weight_scale` per column, and `input_range` when calibrated; `input_scales` says
+"per_row" or "calibrated") or "bfloat16" (`weight` float32 holding bfloat16 values).  Its parameters
+are read-only: such a layer only predicts.  An int8 weight takes a quarter of the float slots of the
+model's buffer (`param_slots`), viewed as int8.
 """
 import math
 import weakref
@@ -20,6 +26,7 @@ import weakref
 import numpy as np
 
 from . import _core
+from ._errors import FastNNError
 from ._validate import integer, real_number, replacement
 
 __all__ = ["Layer", "Dense", "Dropout", "Activation", "ACTIVATIONS", "INITIALIZERS"]
@@ -157,6 +164,30 @@ class Layer:
     def n_params(self, in_features):
         return sum(math.prod(shape) for _, shape in self.param_shapes(in_features))
 
+    def param_slots(self, name, shape):
+        """Values of the model's dtype that parameter `name` takes in the flat buffer."""
+        return math.prod(shape)
+
+    def param_view_dtype(self, name):
+        """The dtype a parameter is viewed as when it is not the model's own (int8 weights), else None."""
+        return None
+
+    def param_file_dtypes(self):
+        """{name: safetensors dtype} of the parameters a model file stores in a dtype of their own."""
+        return {}
+
+    def n_slots(self, in_features):
+        """Values of the model's dtype the layer's parameters take in the flat buffer."""
+        return sum(self.param_slots(name, shape) for name, shape in self.param_shapes(in_features))
+
+    def param_offsets(self, in_features, offset):
+        """{name: offset in the flat buffer} of each parameter, laid out from `offset` in order."""
+        out = {}
+        for name, shape in self.param_shapes(in_features):
+            out[name] = offset
+            offset += self.param_slots(name, shape)
+        return out
+
     def descriptor(self, in_features, offset):
         """The C engine's description of the layer (see fastnn._core.Net), its parameters starting at
         `offset` in the flat buffer."""
@@ -164,12 +195,17 @@ class Layer:
                 "trainable": self._trainable}
 
     def _bind(self, params, grads, offset, in_features):
-        """Point the layer at its slices of the model's parameter and gradient buffers."""
+        """Point the layer at its slices of the model's parameter and gradient buffers (a parameter of
+        another dtype, an int8 weight, has its own view and no gradient)."""
         self._views = {}
+        offsets = self.param_offsets(in_features, offset)
         for name, shape in self.param_shapes(in_features):
-            part = slice(offset, offset + math.prod(shape))
-            self._views[name] = (params[part].reshape(shape), grads[part].reshape(shape))
-            offset = part.stop
+            part = slice(offsets[name], offsets[name] + self.param_slots(name, shape))
+            other = self.param_view_dtype(name)
+            if other is None:
+                self._views[name] = (params[part].reshape(shape), grads[part].reshape(shape))
+            else:
+                self._views[name] = (params[part].view(other)[:math.prod(shape)].reshape(shape), None)
 
     def parameters(self):
         """[(name, writable view)] of the parameters once the model is built, in buffer order."""
@@ -220,6 +256,27 @@ class Dense(Layer):
         if kernel_init != "auto" and kernel_init not in INITIALIZERS:
             raise ValueError(f"kernel_init: expected 'auto' or one of {', '.join(INITIALIZERS)}, got {kernel_init!r}")
         self.kernel_init = kernel_init
+        self._precision = None     # "int8" or "bfloat16" in a quantized model (fastnn/quantization.py)
+        self._input_scales = None  # int8: "per_row" or "calibrated"
+
+    @property
+    def precision(self):
+        """None (the model's dtype), or "int8"/"bfloat16" in a quantized model."""
+        return self._precision
+
+    @property
+    def input_scales(self):
+        """int8: "per_row" (each input row quantized by its own range) or "calibrated"; else None."""
+        return self._input_scales
+
+    def _set_precision(self, precision, input_scales=None):
+        """Make this (unbuilt) layer a low-precision one; fastnn/quantization.py and model files do."""
+        if precision not in (None, "int8", "bfloat16"):
+            raise ValueError(f"precision: expected 'int8' or 'bfloat16', got {precision!r}")
+        if precision == "int8" and input_scales not in ("per_row", "calibrated"):
+            raise ValueError(f"input_scales: expected 'per_row' or 'calibrated', got {input_scales!r}")
+        self._precision = precision
+        self._input_scales = input_scales if precision == "int8" else None
 
     # weight and bias are views of the model's parameter buffer; assigning copies into it
     @property
@@ -251,12 +308,20 @@ class Dense(Layer):
     def _assign(self, dst, value, what):
         if dst is None:
             raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
+        if self._precision:
+            raise FastNNError(f"{self.name}: {what}: the layer is quantized ({self._precision}): its weights are "
+                              "fixed; fastnn.dequantize(model) gives a float32 model to change")
         np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
 
     def spec(self):
-        return {"type": self.kind, "units": self.units, "activation": self.activation,
-                "alpha": _alpha_or_none(self.activation, self.alpha), "use_bias": self.use_bias, "l1": self.l1,
-                "l2": self.l2, "trainable": self.trainable, "name": self.name}
+        d = {"type": self.kind, "units": self.units, "activation": self.activation,
+             "alpha": _alpha_or_none(self.activation, self.alpha), "use_bias": self.use_bias, "l1": self.l1,
+             "l2": self.l2, "trainable": self.trainable, "name": self.name}
+        if self._precision:
+            d["precision"] = self._precision
+        if self._input_scales:
+            d["input_scales"] = self._input_scales
+        return d
 
     @classmethod
     def _from_spec(cls, d):
@@ -266,6 +331,8 @@ class Dense(Layer):
         layer = cls(d["units"], act, l1=d["l1"], l2=d["l2"], use_bias=d["use_bias"], name=d["name"])
         if d.get("kernel_init", "auto") != "auto":
             layer.kernel_init = d["kernel_init"]
+        if d.get("precision"):
+            layer._set_precision(d["precision"], d.get("input_scales") or "per_row")
         return layer
 
     def _pickle_extra(self):
@@ -275,14 +342,36 @@ class Dense(Layer):
         return self.units
 
     def param_shapes(self, in_features):
-        return [("weight", (in_features, self.units))] + ([("bias", (self.units,))] if self.use_bias else [])
+        shapes = [("weight", (in_features, self.units))] + ([("bias", (self.units,))] if self.use_bias else [])
+        if self._precision == "int8":
+            shapes.append(("weight_scale", (self.units,)))
+            if self._input_scales == "calibrated":
+                shapes.append(("input_range", (2,)))
+        return shapes
+
+    def param_slots(self, name, shape):
+        if name == "weight" and self._precision == "int8":
+            return -(-math.prod(shape) // 4)  # int8 values, four to a float32
+        return math.prod(shape)
+
+    def param_view_dtype(self, name):
+        return np.int8 if name == "weight" and self._precision == "int8" else None
+
+    def param_file_dtypes(self):
+        return {"weight": "BF16"} if self._precision == "bfloat16" else {}
 
     def descriptor(self, in_features, offset):
         d = super().descriptor(in_features, offset)
+        off = self.param_offsets(in_features, offset)
         d.update(act=self.activation, act_alpha=self.alpha, use_bias=self.use_bias, l1=self.l1, l2=self.l2,
-                 w_off=offset)
+                 w_off=off["weight"])
         if self.use_bias:
-            d["b_off"] = offset + in_features * self.units
+            d["b_off"] = off["bias"]
+        if self._precision:
+            d["wkind"] = self._precision
+            d["trainable"] = False
+        if self._precision == "int8":
+            d.update(s_off=off["weight_scale"], r_off=off.get("input_range"))
         return d
 
     def memory_culprit(self, in_features):
@@ -295,14 +384,19 @@ class Dense(Layer):
         return "he_normal" if self.activation in _RELU_FAMILY else "glorot_uniform"
 
     def init_weights(self, rng):
-        """Fill `weight` from `rng` (a numpy Generator) and zero `bias`."""
+        """Fill `weight` from `rng` (a numpy Generator) and zero `bias`.  A quantized layer's weights
+        come from the model it quantizes (or its file): they stay zero here."""
+        if self._precision:
+            return
         fan_in, fan_out = self.weight.shape
         self.weight[...] = INITIALIZERS[self.initializer()](rng, fan_in, fan_out)
         if self.bias is not None:
             self.bias[...] = 0
 
     def summary_label(self):
-        return super().summary_label() + (f"({self.activation})" if self.activation != "linear" else "")
+        tags = [self.activation] if self.activation != "linear" else []
+        tags += [self._precision] if self._precision else []
+        return super().summary_label() + (f"({', '.join(tags)})" if tags else "")
 
     def get_config(self):
         cfg = {"units": self.units, "activation": self.activation}

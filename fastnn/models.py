@@ -17,7 +17,7 @@ from . import _core, _format
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import weights as _weights
-from ._errors import NonFiniteLossError, NotCompiledError, NotFittedError
+from ._errors import FastNNError, NonFiniteLossError, NotCompiledError, NotFittedError
 from ._validate import all_finite, check_memory, integer, real_array, real_number, replacement
 from .callbacks import CallbackList
 from .layers import Layer
@@ -25,6 +25,7 @@ from .layers import Layer
 __all__ = ["Sequential"]
 
 LOSSES = tuple(_core.LOSSES)
+TRAINING_PRECISIONS = ("float32", "bfloat16")
 _CHUNK_SECONDS = 0.15   # target duration of one C call of fit
 _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the training batch is smaller)
 
@@ -75,6 +76,7 @@ class Sequential:
         self.loss = None
         self.huber_delta = 1.0
         self.metrics = []
+        self.training_precision = "float32"  # compile(precision=): the arithmetic of training steps
         self._net = None
         self._params = self._grads = self._state = None
         self._state_for = None  # the optimizer object the state belongs to
@@ -108,6 +110,32 @@ class Sequential:
         return self._net is not None
 
     @property
+    def precision(self):
+        """"int8" or "bfloat16" for a quantized model (fastnn.quantize), else the dtype: "float32" or
+        "float64".  (The arithmetic of training steps is `training_precision`, set by compile.)"""
+        for layer in self.layers:
+            if getattr(layer, "precision", None):
+                return layer.precision
+        return str(self.dtype)
+
+    @property
+    def quantized(self):
+        return self.precision in ("int8", "bfloat16")
+
+    def _require_trainable(self, what):
+        if self.quantized:
+            raise FastNNError(f"{what}: the model is quantized ({self.precision}): it predicts and evaluates but "
+                              "does not train; fastnn.dequantize(model) gives a float32 model to train")
+
+    def _lowp_weights_set(self):
+        """The quantized weights are in place: pack them for the engine and make their views read-only."""
+        self._net.repack()
+        for layer in self.layers:
+            if getattr(layer, "precision", None):
+                for _, a in layer.parameters():
+                    a.flags.writeable = False
+
+    @property
     def n_outputs(self):
         self._require_built("n_outputs")
         return self._dims[-1]
@@ -126,7 +154,7 @@ class Sequential:
         for layer in self.layers:
             descs.append(layer.descriptor(dims[-1], off))
             offsets.append(off)
-            off += layer.n_params(dims[-1])
+            off += layer.n_slots(dims[-1])
             dims.append(descs[-1]["out"])
         self._check_param_memory(dims, off)
         params = np.zeros(off, dtype=self.dtype)
@@ -203,7 +231,7 @@ class Sequential:
     def count_params(self):
         """Number of parameters (trainable or not)."""
         self._require_built("count_params")
-        return int(self._params.size)
+        return int(sum(a.size for a in self._param_arrays()))
 
     def summary(self):
         """A table of the layers, their output widths and parameter counts."""
@@ -218,7 +246,8 @@ class Sequential:
             trainable += (n or 0) if layer.trainable else 0
         widths = [max(len(r[c]) for r in rows) for c in range(5)]
         line = "  ".join("{:<%d}" % w for w in widths)
-        out = [f"Sequential (dtype {self.dtype}, input_dim {self.input_dim})", line.format(*rows[0]),
+        kind = f"precision {self.precision}" if self.quantized else f"dtype {self.dtype}"
+        out = [f"Sequential ({kind}, input_dim {self.input_dim})", line.format(*rows[0]),
                "-" * (sum(widths) + 8)]
         out += [line.format(*r) for r in rows[1:]]
         out.append(f"Total params: {total:,}  trainable: {trainable:,}  frozen: {total - trainable:,}")
@@ -241,6 +270,9 @@ class Sequential:
     def set_weights(self, weights):
         """Copy `weights` (the layout of get_weights) into the parameters."""
         self._require_built("set_weights")
+        if self.quantized:
+            raise FastNNError(f"set_weights: the model is quantized ({self.precision}): its weights are fixed; "
+                              "fastnn.dequantize(model) gives a float32 model to change")
         arrays = self._param_arrays()
         try:
             weights = list(weights)
@@ -270,7 +302,12 @@ class Sequential:
         self._require_built("save")
         meta = _format.check_extra_metadata(self.metadata, "metadata")
         meta.update(_format.check_extra_metadata(extra_metadata))
-        return _format.encode(self.spec(), self._named_parameters(), extra_metadata=meta)
+        return _format.encode(self.spec(), self._file_tensors(), extra_metadata=meta)
+
+    def _file_tensors(self):
+        """[(file name, array, safetensors dtype or None)]: the parameters as the model file stores them."""
+        return [(f"layers.{i}.{name}", a, layer.param_file_dtypes().get(name))
+                for i, layer in enumerate(self.layers) for name, a in layer.parameters()]
 
     def save(self, path, *, extra_metadata=None):
         """Write the model file (safetensors with the architecture in its metadata) atomically;
@@ -288,8 +325,10 @@ class Sequential:
         model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype,
                     seed=settings["seed"] if settings else None)
         params = dict(model._named_parameters())
-        for name, a in mf.tensors().items():  # the reader checked names and shapes
+        for name, a in mf.tensors().items():  # the reader checked names, shapes and values
             np.copyto(params[name], a)
+        if model.quantized:
+            model._lowp_weights_set()
         model.metadata = {k: v for k, v in mf.metadata.items() if k not in _format.RESERVED_KEYS}
         loss, param = mf.loss
         model._compile_as(loss, param, settings)
@@ -299,7 +338,8 @@ class Sequential:
         if loss is None:
             return
         if settings:
-            self.compile(loss, optimizer=settings["optimizer"], metrics=settings["metrics"], huber_delta=huber_delta)
+            self.compile(loss, optimizer=settings["optimizer"], metrics=settings["metrics"], huber_delta=huber_delta,
+                         precision=settings.get("precision", "float32"))
         else:
             self.compile(loss, huber_delta=huber_delta)
 
@@ -308,6 +348,9 @@ class Sequential:
         cross-entropies): Gemm layers, standard activations, a symbolic batch dimension, the
         model's metadata in metadata_props.  Needs the optional onnx package
         (pip install "fastnn[onnx]"); fastnn/onnx.py describes the graph."""
+        if self.quantized:
+            raise FastNNError(f"export_onnx: the model is quantized ({self.precision}), which the ONNX export does "
+                              "not write yet; export fastnn.dequantize(model)")
         from . import onnx as onnx_io
         onnx_io.export(self, path, opset=opset)
 
@@ -318,6 +361,9 @@ class Sequential:
         strict=False skips the layers that do not match (a new head) instead of raising
         ModelFormatError.  Nothing changes unless every check passes.  Returns a LoadResult
         (loaded, skipped, unexpected)."""
+        if self.built and self.quantized:
+            raise FastNNError(f"load_weights: the model is quantized ({self.precision}): its weights are fixed; "
+                              "load them into a float model and quantize it")
         return _weights.load_weights(self, source, layout=layout, strict=strict)
 
     def _pickle_settings(self):
@@ -330,7 +376,7 @@ class Sequential:
             except (ValueError, TypeError, KeyError):
                 same = False
             specs.append(name if same else fn)
-        return {"seed": self.seed, "optimizer": self.optimizer, "metrics": specs}
+        return {"seed": self.seed, "optimizer": self.optimizer, "metrics": specs, "precision": self.training_precision}
 
     def __reduce__(self):
         """Pickle and copy.deepcopy through the model file's bytes (plus seed and compile settings)."""
@@ -344,12 +390,24 @@ class Sequential:
 
     # ---- compile ----------------------------------------------------------------------------------
 
-    def compile(self, loss, optimizer="sgd", metrics=(), *, huber_delta=1.0):
+    def compile(self, loss, optimizer="sgd", metrics=(), *, huber_delta=1.0, precision="float32"):
         """Choose the loss ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"), the
         optimizer (a name or an instance) and the metrics (names of fastnn.metrics or callables
-        metric(y_true, y_pred)).  Resets the optimizer state."""
+        metric(y_true, y_pred)).  Resets the optimizer state.
+
+        precision="bfloat16" trains in mixed precision: every product of a training step (forward and
+        backward) takes its inputs rounded to bfloat16 and sums in float32; the weights, gradients and
+        optimizer state stay float32 (float32 models only).  evaluate and predict, validation included,
+        run in float32."""
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+        if precision not in TRAINING_PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(TRAINING_PRECISIONS)}, got {precision!r}")
+        if precision == "bfloat16" and self.dtype != np.float32:
+            raise ValueError(f"precision: 'bfloat16' trains float32 models (their master weights); this model "
+                             f"is {self.dtype}")
+        if precision == "bfloat16" and self.quantized:
+            raise ValueError(f"precision: the model is quantized ({self.precision}) and does not train")
         self.huber_delta = real_number(huber_delta, "huber_delta", low=0.0, low_open=True)
         opt = _optimizers.get(optimizer)
         if metrics is None:
@@ -369,12 +427,14 @@ class Sequential:
                 raise type(e)(f"metrics[{i}]: {str(e).removeprefix('metric: ')}") from None
             ms.append((m if isinstance(m, str) else getattr(fn, "__name__", "metric"), fn))
         self.loss, self.optimizer, self.metrics = loss, opt, ms
+        self.training_precision = precision
         if self.built:
             self._configure()
 
     def _configure(self):
         """Push the loss and a fresh optimizer state into the plan."""
         self._net.set_loss(self.loss, self.huber_delta)
+        self._net.set_bf16(self.training_precision == "bfloat16")
         n_state = _core.optim_n_state(self.optimizer.describe(self._epochs_seen))
         check_memory(n_state * self._params.nbytes, f"optimizer: the state of {type(self.optimizer).__name__} "
                                                     f"({n_state} per parameter, {self._params.size:,} parameters)")
@@ -487,6 +547,7 @@ class Sequential:
     def compute_gradients(self, X, y, *, sample_weight=None):
         """The loss on (X, y) (with dropout active, as in training); fills every trainable layer's
         weight_grad and bias_grad.  Updates nothing."""
+        self._require_trainable("compute_gradients")
         self._require_compiled("compute_gradients")
         X = self._prepare_x(X)
         labels, target = self._prepare_y(y, X.shape[0])
@@ -499,6 +560,7 @@ class Sequential:
 
     def train_on_batch(self, X, y, *, sample_weight=None, class_weight=None):
         """One optimizer step on (X, y) as one batch; returns its loss (before the update)."""
+        self._require_trainable("train_on_batch")
         self._require_compiled("train_on_batch")
         X = self._prepare_x(X)
         labels, target = self._prepare_y(y, X.shape[0])
@@ -523,6 +585,7 @@ class Sequential:
         by a callback) ends fit within one chunk of batches: the weights are those of the last completed
         step, `model.history` holds the epochs completed, callbacks get on_train_end, and the exception
         propagates."""
+        self._require_trainable("fit")
         self._require_compiled("fit")
         epochs = integer(epochs, "epochs", low=0)
         batch_size = integer(batch_size, "batch_size", low=1)

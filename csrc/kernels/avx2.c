@@ -1,10 +1,14 @@
 /* avx2.c - GEMM micro-kernels and the transposing pack for AVX2 + FMA (256-bit, 16 registers), and
- * the vector math at 256 bits.  Compiled with a target attribute only; chosen at run time when the
- * CPU has AVX2 and FMA.  Empty on other architectures.
- * float: 6 rows x 2 vectors (12 accumulators), or 4 rows when M is a multiple of 4 that 6 would pad. */
-#include "../fnn_impl.h"
+ * the int8 micro-kernels.  Compiled with a target attribute only; chosen at run time when the CPU has
+ * AVX2 and FMA.  Empty on other architectures.
+ * float: 6 rows x 2 vectors (12 accumulators), or 4 rows when M is a multiple of 4 that 6 would pad.
+ * int8: rows x 16 columns (two vectors); two groups of four products as two vpmaddubsw (u8 x s8 pairs
+ * into int16), their sum in int16 and one vpmaddwd by ones (pairs of those into int32): exact for
+ * 7-bit inputs and weights (lowp.h). */
+#include "../lowp.h"
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <string.h>
 #define UKR_VBYTES 32
 #define UKR_ATTR __attribute__((target("avx2,fma")))
@@ -65,6 +69,143 @@
 #undef PACKT_W
 #undef PACKT_NAME
 
+#define QUKR_ATTR __attribute__((target("avx2,fma")))
+#define QUKR_V __m256i
+#define QUKR_NV 2
+#define QUKR_ZERO() _mm256_setzero_si256()
+#define QUKR_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define QUKR_STORE(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
+#define QUKR_BCAST(x) _mm256_set1_epi32(x)
+#define QUKR_SETUP const __m256i ones_ = _mm256_set1_epi16(1);
+#define QUKR_DOT2(acc, a0, b0, a1, b1)                                                            \
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a0, b0),               \
+                                                             _mm256_maddubs_epi16(a1, b1)), ones_))
+#define QUKR_MR 1
+#define QUKR_NAME fnn_qgemm_ukr_avx2_1x16
+#include "qukr_t.h"
+#undef QUKR_MR
+#undef QUKR_NAME
+#define QUKR_MR 2
+#define QUKR_NAME fnn_qgemm_ukr_avx2_2x16
+#include "qukr_t.h"
+#undef QUKR_MR
+#undef QUKR_NAME
+#define QUKR_MR 3
+#define QUKR_NAME fnn_qgemm_ukr_avx2_3x16
+#include "qukr_t.h"
+#undef QUKR_MR
+#undef QUKR_NAME
+#define QUKR_MR 4
+#define QUKR_NAME fnn_qgemm_ukr_avx2_4x16
+#include "qukr_t.h"
+#undef QUKR_MR
+#undef QUKR_NAME
+
+/* The passes around the int8 product (lowp.h), eight lanes at a time, the same bits as the portable
+ * ones: the same IEEE operations in the same order, max/min taking NaN the way the C comparisons do,
+ * and no multiply fused into the add after it (FNN_EXACT). */
+
+__attribute__((target("avx2,fma"))) static void qrange_avx2_(const float *x, size_t n, float *plo, float *phi) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        lo = _mm256_min_ps(v, lo); /* a NaN in v gives the second operand: it is passed over */
+        hi = _mm256_max_ps(v, hi);
+    }
+    float l[8], h[8], rl = 0, rh = 0;
+    _mm256_storeu_ps(l, lo);
+    _mm256_storeu_ps(h, hi);
+    for (int t = 0; t < 8; t++) {
+        rl = l[t] < rl ? l[t] : rl;
+        rh = h[t] > rh ? h[t] : rh;
+    }
+    for (; i < n; i++) {
+        rl = x[i] < rl ? x[i] : rl;
+        rh = x[i] > rh ? x[i] : rh;
+    }
+    *plo = rl;
+    *phi = rh;
+}
+
+__attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qrows_avx2(const float *x, size_t rows, size_t n, size_t kp,
+                                                                  const float *range, uint8_t *q, float *s,
+                                                                  int32_t *zp) {
+    FNN_EXACT_BEGIN
+    const __m256 lo256 = _mm256_set1_ps(-256.0f), hi256 = _mm256_set1_ps(256.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t r = 0; r < rows; r++, x += n, q += kp) {
+        float lo, hi, inv, z;
+        if (range) lo = range[0], hi = range[1];
+        else qrange_avx2_(x, n, &lo, &hi);
+        fnn_qparams(lo, hi, &inv, &z, s + r);
+        zp[r] = (int32_t)z;
+        const __m256 vi = _mm256_set1_ps(inv);
+        const __m256i vz = _mm256_set1_epi32(zp[r]);
+        size_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            __m256i k[4];
+            for (int u = 0; u < 4; u++) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * u), vi);
+                v = _mm256_min_ps(_mm256_max_ps(v, lo256), hi256); /* NaN becomes -256, as in the portable form */
+                k[u] = _mm256_add_epi32(_mm256_cvtps_epi32(v), vz);
+            }
+            /* saturating packs clamp to [0, 255], min to the top; the packs interleave the 128-bit lanes,
+             * which order undoes */
+            __m256i w = _mm256_packus_epi16(_mm256_packs_epi32(k[0], k[1]), _mm256_packs_epi32(k[2], k[3]));
+            w = _mm256_min_epu8(w, _mm256_set1_epi8(FNN_Q_AMAX));
+            _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(w, order));
+        }
+        for (; i < n; i++) { /* the portable form */
+            float v = x[i] * inv;
+            v = v > -256.0f ? v : -256.0f;
+            v = v < 256.0f ? v : 256.0f;
+            v = ((v + 12582912.0f) - 12582912.0f) + z;
+            v = v > 0 ? v : 0;
+            v = v < FNN_Q_AMAX ? v : FNN_Q_AMAX;
+            q[i] = (uint8_t)(int32_t)v;
+        }
+        for (i = n; i < kp; i++) q[i] = 0;
+    }
+}
+
+__attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qout_avx2(const fnn_qout *o, const int32_t *t, size_t rows,
+                                                                size_t cols, float *y, size_t ldy) {
+    FNN_EXACT_BEGIN
+    const __m256i cs0 = _mm256_loadu_si256((const __m256i *)(const void *)o->cs);
+    const __m256i cs1 = _mm256_loadu_si256((const __m256i *)(const void *)(o->cs + 8));
+    const __m256 ws0 = _mm256_loadu_ps(o->ws), ws1 = _mm256_loadu_ps(o->ws + 8), zero = _mm256_setzero_ps();
+    const __m256 b0 = o->b ? _mm256_loadu_ps(o->b) : zero, b1 = o->b ? _mm256_loadu_ps(o->b + 8) : zero;
+    for (size_t i = 0; i < rows; i++) {
+        const __m256i z = _mm256_set1_epi32(o->rz[i]);
+        const __m256 s = _mm256_set1_ps(o->rs[i]);
+        const int32_t *ti = t + i * 16;
+        __m256 v0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(const void *)ti),
+                                                        _mm256_mullo_epi32(z, cs0)));
+        __m256 v1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(ti + 8)),
+                                                        _mm256_mullo_epi32(z, cs1)));
+        v0 = _mm256_mul_ps(v0, _mm256_mul_ps(s, ws0));
+        v1 = _mm256_mul_ps(v1, _mm256_mul_ps(s, ws1));
+        if (o->b) {
+            v0 = _mm256_add_ps(v0, b0);
+            v1 = _mm256_add_ps(v1, b1);
+        }
+        if (o->relu) { /* max(0, v) keeps a NaN v, as v < 0 ? 0 : v does */
+            v0 = _mm256_max_ps(zero, v0);
+            v1 = _mm256_max_ps(zero, v1);
+        }
+        float *yi = y + i * ldy;
+        if (cols == 16) {
+            _mm256_storeu_ps(yi, v0);
+            _mm256_storeu_ps(yi + 8, v1);
+        } else { /* the last panel's columns only */
+            const __m256i j = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), c = _mm256_set1_epi32((int)cols);
+            _mm256_maskstore_ps(yi, _mm256_cmpgt_epi32(c, j), v0);
+            _mm256_maskstore_ps(yi + 8, _mm256_cmpgt_epi32(c, _mm256_add_epi32(j, _mm256_set1_epi32(8))), v1);
+        }
+    }
+}
+
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {
     .mr = 6, .nr = 16, .mc = 144, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_avx2_6x16,
@@ -74,6 +215,11 @@ const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {
     .mr = 6, .nr = 8, .mc = 96, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_avx2_6x8,
     .mr2 = 4, .ukr2 = fnn_dgemm_ukr_avx2_4x8, .gemv = fnn_dgemv_avx2, .packt = fnn_dpackt_avx2,
     .ukra = fnn_dgemm_ukr_avx2_6x8_da, .ukra2 = fnn_dgemm_ukr_avx2_4x8_da};
+const fnn_qgemm_kernel fnn_qgemm_kernel_avx2 = {
+    .name = "avx2", .mc = 256, .ukr = {[1] = fnn_qgemm_ukr_avx2_1x16, [2] = fnn_qgemm_ukr_avx2_2x16,
+                                       [3] = fnn_qgemm_ukr_avx2_3x16, [4] = fnn_qgemm_ukr_avx2_4x16},
+    .rows = fnn_qrows_avx2, .out = fnn_qout_avx2};
+
 /* exp and the finiteness scan (vmath_t.h) */
 #define VM_VBYTES 32
 #define VM_ATTR __attribute__((target("avx2,fma")))

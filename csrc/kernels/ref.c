@@ -1,7 +1,7 @@
 /* ref.c - the generic GEMM micro-kernels and transposing pack: portable C with 16-byte vectors (SSE2
- * on x86-64, NEON on aarch64, scalar code elsewhere), and the vector math at 16 bytes.  Always
- * compiled and always registered first. */
-#include "../fnn_impl.h"
+ * on x86-64, NEON on aarch64, scalar code elsewhere); the generic int8 kernels, plain C; the bfloat16
+ * pair kernel and the vector math at 16 bytes.  Always compiled and always registered first. */
+#include "../lowp.h"
 
 #include <string.h>
 
@@ -63,6 +63,53 @@ const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {
     .mr = 4, .nr = 4, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_ref_4x4,
     .mr2 = 0, .ukr2 = NULL, .gemv = fnn_dgemv_ref, .packt = fnn_dpackt_ref,
     .ukra = fnn_dgemm_ukr_ref_4x4_da};
+
+/* int8: plain C over one tile, instantiated per row count so that the loops unroll. */
+static inline __attribute__((always_inline)) void qref_(int mr, size_t kq, const uint8_t *a, size_t lda,
+                                                        const int8_t *b, int32_t *c) {
+    int32_t acc[FNN_Q_MAX_MR][FNN_Q_NR];
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < FNN_Q_NR; j++) acc[i][j] = 0;
+    for (size_t g = 0; g < kq; g++) {
+        const int8_t *bg = b + g * 64;
+        for (int i = 0; i < mr; i++) {
+            const uint8_t *ai = a + (size_t)i * lda + 4 * g;
+            const int32_t a0 = ai[0], a1 = ai[1], a2 = ai[2], a3 = ai[3];
+            for (int j = 0; j < FNN_Q_NR; j++)
+                acc[i][j] += a0 * bg[4 * j] + a1 * bg[4 * j + 1] + a2 * bg[4 * j + 2] + a3 * bg[4 * j + 3];
+        }
+    }
+    for (int i = 0; i < mr; i++) memcpy(c + i * FNN_Q_NR, acc[i], sizeof acc[i]);
+}
+
+static void fnn_qgemm_ukr_ref_1x16(size_t kq, const uint8_t *a, size_t lda, const int8_t *b, int32_t *c) {
+    qref_(1, kq, a, lda, b, c);
+}
+static void fnn_qgemm_ukr_ref_2x16(size_t kq, const uint8_t *a, size_t lda, const int8_t *b, int32_t *c) {
+    qref_(2, kq, a, lda, b, c);
+}
+static void fnn_qgemm_ukr_ref_4x16(size_t kq, const uint8_t *a, size_t lda, const int8_t *b, int32_t *c) {
+    qref_(4, kq, a, lda, b, c);
+}
+
+const fnn_qgemm_kernel fnn_qgemm_kernel_ref = {
+    .name = "generic", .mc = 256,
+    .ukr = {[1] = fnn_qgemm_ukr_ref_1x16, [2] = fnn_qgemm_ukr_ref_2x16, [4] = fnn_qgemm_ukr_ref_4x16},
+    .rows = fnn_qrows_ref, .out = fnn_qout_ref};
+
+/* bfloat16 pairs: the portable form of vdpbf16ps (bukr_t.h), 4 x 8; the test oracle of the AVX512_BF16
+ * path's loops on any CPU (fnn_bf16_force_pairs), while the software path multiplies in float32. */
+#define BUKR_VBYTES 16
+#define BUKR_ATTR
+#define BUKR_MR 4
+#define BUKR_NV 2
+#define BUKR_NAME fnn_bgemm_ukr_ref_4x8
+#define BUKR_DOT(acc, a, b)                                                                        \
+    (((acc) + (BUKR_F)((a) & 0xffff0000u) * (BUKR_F)((b) & 0xffff0000u)) + (BUKR_F)((a) << 16) * (BUKR_F)((b) << 16))
+#include "bukr_t.h"
+
+const fnn_bgemm_kernel fnn_bgemm_kernel_ref = {
+    .name = "software", .mr = 4, .nr = 8, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_bgemm_ukr_ref_4x8};
 
 /* exp and the finiteness scan (vmath_t.h) */
 #define VM_VBYTES 16
