@@ -21,19 +21,34 @@ def model_file(layers, input_dim, dtype="float32", loss=None, rnd=random.Random(
     code, fmt, size = ("F32", "<f", 4) if dtype == "float32" else ("F64", "<d", 8)
     arch = {"input_dim": input_dim, "dtype": dtype, "loss": loss, "link": LINKS.get(loss, "linear"),
             "layers": layers, **extra}
-    header = {"__metadata__": {"format": "fastnn", "fastnn_schema": "1.0", "fastnn_version": "0.1.0",
-                               "architecture": json.dumps(arch, separators=(",", ":"))}}
+    lowp = any(layer.get("precision") for layer in layers)
+    header = {"__metadata__": {"format": "fastnn", "fastnn_schema": "1.1" if lowp else "1.0",
+                               "fastnn_version": "0.1.0", "architecture": json.dumps(arch, separators=(",", ":"))}}
     data, width = b"", input_dim
     for i, layer in enumerate(layers):
         if layer["type"] != "dense":
             continue
-        shapes = [("weight", [width, layer["units"]])]
+        prec = layer.get("precision")
+        shapes = [("weight", [width, layer["units"]], {"int8": "I8", "bfloat16": "BF16"}.get(prec, code))]
         if layer.get("use_bias", True):
-            shapes.append(("bias", [layer["units"]]))
-        for what, shape in shapes:
+            shapes.append(("bias", [layer["units"]], code))
+        if prec == "int8":  # docs/FORMAT.md, schema 1.1
+            shapes.append(("weight_scale", [layer["units"]], "F32"))
+            if layer.get("input_scales") == "calibrated":
+                shapes.append(("input_range", [2], "F32"))
+        for what, shape, dt in shapes:
             n = shape[0] * (shape[1] if len(shape) > 1 else 1)
-            raw = struct.pack(f"<{n}{fmt[1]}", *(rnd.uniform(-1, 1) for _ in range(n)))
-            header[f"layers.{i}.{what}"] = {"dtype": code, "shape": shape,
+            if dt == "I8":
+                raw = struct.pack(f"<{n}b", *(rnd.randint(-63, 63) for _ in range(n)))
+            elif dt == "BF16":
+                raw = b"".join(struct.pack("<f", rnd.uniform(-1, 1))[2:] for _ in range(n))
+            elif what == "input_range":
+                raw = struct.pack("<2f", -rnd.uniform(0, 2), rnd.uniform(0, 2))
+            elif what == "weight_scale":
+                raw = struct.pack(f"<{n}f", *(rnd.uniform(0, 0.1) for _ in range(n)))
+            else:
+                raw = struct.pack(f"<{n}{fmt[1]}", *(rnd.uniform(-1, 1) for _ in range(n)))
+            header[f"layers.{i}.{what}"] = {"dtype": dt, "shape": shape,
                                             "data_offsets": [len(data), len(data) + len(raw)]}
             data += raw
         width = layer["units"]
@@ -58,6 +73,11 @@ def seeds():
                                dense(2, use_bias=k % 2 == 0)],
                               input_dim=2 + k % 3, dtype=("float32", "float64")[k % 2], loss=loss, **extra))
     out.append(model_file([{"type": "activation", "activation": "softmax", "alpha": None}], input_dim=3))
+    # low precision (schema 1.1): int8 per row and calibrated, bfloat16
+    out.append(model_file([dense(5, "relu", precision="int8", input_scales="per_row", trainable=False),
+                           dense(3, "tanh", precision="int8", input_scales="calibrated", trainable=False),
+                           dense(2, precision="bfloat16", use_bias=False, trainable=False)],
+                          input_dim=4, loss="cross_entropy"))
     good = out[0]
     out += [b"", good[:8], good[:-1], good + b"\0"]
     return out
@@ -67,7 +87,9 @@ def tokens():
     words = ["__metadata__", "format", "fastnn", "fastnn_schema", "fastnn_version", "architecture", "dtype",
              "shape", "data_offsets", "F32", "F64", "F16", "BF16", "I64", "input_dim", "float32", "float64",
              "loss", "link", "huber_delta", "layers", "type", "dense", "dropout", "activation", "units", "alpha",
-             "use_bias", "l1", "l2", "trainable", "name", "p", "layers.0.weight", "layers.0.bias", "1.0", "2.0"]
+             "use_bias", "l1", "l2", "trainable", "name", "p", "layers.0.weight", "layers.0.bias", "1.0", "2.0",
+             "1.1", "precision", "input_scales", "int8", "bfloat16", "per_row", "calibrated", "I8",
+             "layers.0.weight_scale", "layers.0.input_range"]
     words += ACTS + [x for x in LOSSES if x]
     out = []
     for w in words:
