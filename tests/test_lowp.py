@@ -464,3 +464,61 @@ def test_bf16_file_dtype_checked(tmp_path, rng):
     (tmp_path / "b.safetensors").write_bytes(bad)
     with pytest.raises(fnn.ModelFormatError, match=r"layers\.0\.weight.*BF16"):
         fnn.load(tmp_path / "b.safetensors")
+
+
+# ---- mixed-precision training: compile(precision="bfloat16") ----------------------------------------
+
+def test_bf16_training_gradients_are_products_of_bf16_values(rng):
+    X = ref_bf16(rng.normal(size=(64, 19)).astype(F))  # inputs already bfloat16: the rounding left is g's
+    y = rng.normal(size=(64, 7)).astype(F)
+    grads = {}
+    for prec in ("float32", "bfloat16"):
+        m = fnn.Sequential([fnn.Dense(7)], input_dim=19, seed=1)
+        m.layers[0].weight = ref_bf16(m.layers[0].weight)
+        m.compile("mse", precision=prec)
+        assert m.training_precision == prec
+        m.compute_gradients(X, y)
+        grads[prec] = m.layers[0].weight_grad.copy()
+    g32, g16 = grads["float32"], grads["bfloat16"]
+    np.testing.assert_allclose(g16, g32, rtol=2e-2, atol=2e-2 * np.abs(g32).max())
+    assert not np.array_equal(g16, g32)  # dL/dy was rounded to bfloat16 before dW = x^T g
+
+
+def test_bf16_training_reaches_float32_accuracy_on_digits():
+    pytest.importorskip("sklearn")
+    from fastnn.datasets import load_digits
+    Xtr, Xte, ytr, yte = _split(*load_digits())
+    acc, weights = {}, {}
+    for prec in ("float32", "bfloat16"):
+        for threads in (1, 2):
+            m = fnn.Sequential([fnn.Dense(128, "relu"), fnn.Dropout(0.1), fnn.Dense(10)], seed=0)
+            m.compile("cross_entropy", fnn.Adam(lr=0.003), metrics=["accuracy"], precision=prec)
+            with_nt = fnn.get_num_threads()
+            fnn.set_num_threads(threads)
+            try:
+                m.fit(Xtr, ytr, epochs=20, batch_size=32, verbose=0)
+            finally:
+                fnn.set_num_threads(with_nt)
+            acc[prec] = m.evaluate(Xte, yte)["accuracy"]
+            weights[prec, threads] = m.layers[0].weight.copy()
+            assert m.layers[0].weight.dtype == np.float32  # float32 master weights
+    assert acc["bfloat16"] >= acc["float32"] - 0.005
+    assert np.array_equal(weights["bfloat16", 1], weights["bfloat16", 2])  # same bits for 1 and 2 threads
+    assert not np.array_equal(weights["bfloat16", 1], weights["float32", 1])
+
+
+def test_bf16_training_keeps_freezing_and_survives_pickle(rng):
+    X = rng.normal(size=(100, 6)).astype(F)
+    y = rng.integers(0, 3, 100)
+    m = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(3)], input_dim=6, seed=2)
+    m.layers[0].trainable = False
+    m.compile("cross_entropy", "adam", precision="bfloat16")
+    frozen = m.layers[0].weight.copy()
+    m.fit(X, y, epochs=2, verbose=0)
+    assert np.array_equal(m.layers[0].weight, frozen)
+    p = pickle.loads(pickle.dumps(m))
+    assert p.training_precision == "bfloat16"
+    with pytest.raises(ValueError, match="precision"):
+        m.compile("cross_entropy", precision="float16")
+    with pytest.raises(ValueError, match="float32"):
+        fnn.Sequential([fnn.Dense(2)], input_dim=3, dtype="float64").compile("mse", precision="bfloat16")
