@@ -7,6 +7,8 @@ they did.
   threads, with and without shuffling and dropout; the two save byte-identical files, and C's
   `fnn_model_evaluate` is Python's `evaluate()["loss"]`.
 - The C writer's bytes are Python's for every kind of architecture, metadata and number.
+- examples/finetune fine-tunes a Python-saved model's last layer: the frozen layers keep their bits
+  and the accuracy on the new task rises.
 - Bad input (csrc/tests/train_errors.c): every bad call is an error code with a detail, and changes
   nothing; a model being trained refuses the calls of other threads.  Under ASan with leak checks
   (tools/sanitize.sh), and under valgrind where installed.
@@ -36,6 +38,7 @@ def cprogs(embed, tmp_path_factory):
     return {
         "driver": build_c(os.path.join(TESTS_C, "train_driver.c"), out / "train_driver", lib),
         "errors": build_c(os.path.join(TESTS_C, "train_errors.c"), out / "train_errors", lib, ["-pthread"]),
+        "finetune": build_c(os.path.join(ROOT, "examples", "finetune", "finetune.c"), out / "finetune", lib),
     }
 
 
@@ -218,6 +221,67 @@ def test_c_save_into_a_read_only_directory_keeps_the_old_file(cprogs, tmp_path):
         d.chmod(0o755)
 
 
+# ---- examples/finetune --------------------------------------------------------------------------------
+
+def task(rng, W, n, shift):
+    X = rng.normal(size=(n, W.shape[0])).astype(np.float32)
+    return X, (np.argmax(X @ W, axis=1) + shift) % W.shape[1]
+
+
+def write_csv(path, X, y):
+    with open(path, "w") as f:
+        f.write(",".join(f"x{j}" for j in range(X.shape[1])) + ",label\n")
+        for row, label in zip(X, y):
+            f.write(",".join(f"{v:.9g}" for v in row) + f",{label}\n")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_finetune_example_tunes_the_last_layer(cprogs, tmp_path, dtype):
+    """The seed's small-data recipe in C: a network pretrained on one task is tuned on a few hundred rows
+    of a related one (the same features, the classes relabelled); only its last layer moves."""
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(16, 4))
+    X, y = task(rng, W, 3000, 0)
+    pre = fnn.Sequential([fnn.Dense(48, "relu"), fnn.Dropout(0.1), fnn.Dense(32, "relu"), fnn.Dense(4)],
+                         input_dim=16, dtype=dtype, seed=0)
+    pre.compile("cross_entropy", optimizer=fnn.Adam(lr=0.01))
+    pre.fit(X, y, epochs=6, verbose=0)
+    pre.save(tmp_path / "pre.safetensors")
+    X_new, y_new = task(rng, W, 600, 1)
+    X_test, y_test = task(rng, W, 2000, 1)
+    write_csv(tmp_path / "new.csv", X_new, y_new)
+
+    r = run(cprogs["finetune"], "--epochs", 8, "--lr", "0.01", "--threads", 2, tmp_path / "pre.safetensors",
+            tmp_path / "new.csv", tmp_path / "tuned.safetensors")
+    assert r.returncode == 0, r.stderr
+    losses = [float(v) for v in re.findall(r"^epoch \d+/8: loss (\S+)$", r.stdout, re.M)]
+    assert len(losses) == 8 and losses[-1] < losses[0] / 4, r.stdout
+    assert "600 rows" in r.stdout and "saved" in r.stdout
+
+    tuned = fnn.load(tmp_path / "tuned.safetensors")
+    for i in (0, 2):  # the frozen Dense layers, bit for bit
+        assert np.array_equal(tuned.layers[i].weight, pre.layers[i].weight)
+        assert np.array_equal(tuned.layers[i].bias, pre.layers[i].bias)
+        assert not tuned.layers[i].trainable
+    assert not np.array_equal(tuned.layers[3].weight, pre.layers[3].weight) and tuned.layers[3].trainable
+    before = (pre.predict(X_test).argmax(1) == y_test).mean()
+    after = (tuned.predict(X_test).argmax(1) == y_test).mean()
+    assert before < 0.4 and after > 0.8, (before, after)
+
+
+def test_finetune_example_reports_bad_data(cprogs, tmp_path):
+    m = fnn.Sequential([fnn.Dense(4, "relu"), fnn.Dense(3)], input_dim=2, seed=0)
+    m.compile("cross_entropy")
+    m.save(tmp_path / "m.safetensors")
+    cases = [("1,2,0\n3,4,7\n", "class labels must be in [0, 3)"), ("1,2\n", "expected 3 numbers"),
+             ("1,2,0.5\n", "not a whole number"), ("1,nan,1\n", "x contains NaN"), ("x,y,label\n", "no rows")]
+    for text, message in cases:
+        (tmp_path / "d.csv").write_text(text)
+        r = run(cprogs["finetune"], tmp_path / "m.safetensors", tmp_path / "d.csv", tmp_path / "out.safetensors")
+        assert r.returncode == 1 and message in r.stderr, (text, r.stderr)
+        assert not (tmp_path / "out.safetensors").exists()
+
+
 # ---- bad input, threads, leaks ----------------------------------------------------------------------------
 
 def errors_model(path):
@@ -260,6 +324,15 @@ def test_training_from_c_is_clean_under_valgrind(cprogs, tmp_path):
     rc, report = memcheck(cprogs["errors"], tmp_path / "m.safetensors", tmp_path / "scratch")
     assert rc == 0, report[-3000:]  # 99 would be a memcheck error or a leak
     assert "ERROR SUMMARY: 0 errors" in report and lost_bytes(report, "definitely") == 0, report[-3000:]
+    rng = np.random.default_rng(1)
+    X, y = task(rng, rng.normal(size=(12, 4)), 200, 0)
+    write_csv(tmp_path / "new.csv", X, y)
+    for args, status in ((["--epochs", 2, "--threads", 2], 0), (["--all", "--optimizer", "nope"], 1)):
+        rc, report = memcheck(cprogs["finetune"], *args, tmp_path / "m.safetensors", tmp_path / "new.csv",
+                              tmp_path / "out.safetensors")
+        assert rc == status, (args, report[-3000:])
+        assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
+        assert lost_bytes(report, "definitely") == 0 and lost_bytes(report, "indirectly") == 0, report[-3000:]
 
 
 # ---- the seed of a loaded model ----------------------------------------------------------------------
