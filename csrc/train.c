@@ -8,7 +8,9 @@
  * same options, call for call: the epoch's shuffle fnn_permutation(seed, epoch), every batch one
  * training step through fnn_snet_fit_chunk/fnn_dnet_fit_chunk, the optimizer state and step counts
  * kept from call to call until a different optimizer or loss asks for a fresh start (compile).
- * Hence the same bits as Python.  The per-dtype work is train_t.h.
+ * Hence the same bits as Python.  The per-dtype work is train_t.h, which defines (static)
+ * fnn_strain_convert_, fnn_strain_open_, fnn_strain_fit_, fnn_strain_evaluate_ and the same with
+ * fnn_dtrain_.
  *
  * Every call checks its arguments before it changes anything, and says what was wrong through
  * fnn_last_error_detail (io.c's thread-local channel).  The model's gate (model.c) keeps the calls

@@ -24,7 +24,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn import _core
-from conftest import ROOT, SANITIZED, build_c
+from conftest import ROOT, SANITIZED, build_c, with_threads
 from _io_util import activation, architecture, dense, dropout, model_bytes
 
 TESTS_C = os.path.join(ROOT, "csrc", "tests")
@@ -66,7 +66,7 @@ CASES = {
                          "--momentum", "0.5", "--nesterov", "--weight-decay", "0.001", "--seed", "5",
                          "--freeze", "1"],
         opt=lambda: fnn.SGD(lr=0.02, momentum=0.5, nesterov=True, weight_decay=0.001), shuffle=True,
-        loss="huber", huber_delta=0.5, y="targets", seed=5, freeze=1),
+        loss="huber", huber_delta=0.5, y="targets", seed=5, freeze=1, eval_other="mae"),
     "bce_adamw_defaults": dict(
         dropout=False, c=["--loss", "binary_cross_entropy", "--optimizer", "adamw", "--seed", "2"],
         opt=lambda: fnn.AdamW(), shuffle=True, loss="binary_cross_entropy", y="probabilities", seed=2),
@@ -74,7 +74,7 @@ CASES = {
         dropout=True, c=["--loss", "mse", "--optimizer", "rmsprop", "--lr", "0.003", "--momentum", "0.2",
                          "--centered", "--alpha", "0.9", "--batch", "7", "--seed", "9"],
         opt=lambda: fnn.RMSprop(lr=0.003, momentum=0.2, centered=True, alpha=0.9), shuffle=True, loss="mse",
-        y="targets", seed=9, batch=7),
+        y="targets", seed=9, batch=7, eval_other="huber"),
 }
 
 
@@ -108,8 +108,9 @@ def test_c_fit_gives_pythons_bits(cprogs, tmp_path, case, dtype, threads):
             y = (y * 4 - 2).astype(np.float32)
         y.tofile(tmp_path / "y.f32")
         data = ["--targets", tmp_path / "y.f32"]
+    other = ["--eval-loss", spec["eval_other"]] if "eval_other" in spec else []
     r = run(cprogs["driver"], path, tmp_path / "c.safetensors", "--x", tmp_path / "x.f32", "--rows", rows, *data,
-            "--epochs", 3, "--batch", spec.get("batch", 16), "--threads", threads, *spec["c"])
+            "--epochs", 3, "--batch", spec.get("batch", 16), "--threads", threads, *spec["c"], *other)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
 
@@ -135,6 +136,9 @@ def test_c_fit_gives_pythons_bits(cprogs, tmp_path, case, dtype, threads):
     if spec.get("freeze"):
         frozen = fnn.load(path)
         assert np.array_equal(c.layers[0].weight, frozen.layers[0].weight)
+    if "eval_other" in spec:  # evaluated with another loss than the model's: a plan of its own
+        py.compile(spec["eval_other"])
+        assert got["eval_other"] == with_threads(threads, lambda: py.evaluate(X, y)["loss"])
 
 
 def test_fit_of_a_model_without_a_loss_needs_one(cprogs, tmp_path):

@@ -1,11 +1,13 @@
 /* train_driver.c - the C training API driven from the command line, for tests/test_ctrain.py: load a
  * model, optionally freeze, fit on raw float32 rows with int32 labels or float32 targets, evaluate,
- * save.  Prints one JSON object: {"loss": <last epoch's loss>, "eval": <loss after training>}.
+ * save.  Prints one JSON object: {"loss": <last epoch's loss>, "eval": <loss after training>,
+ * "eval_other": <the same with --eval-loss's loss, when given>}.
  *
  *   train_driver MODEL OUT --x X.f32 --rows N (--labels Y.i32 | --targets Y.f32) [--epochs E]
  *                [--calls C] [--loss NAME] [--optimizer NAME] [--lr V] [--momentum V] [--nesterov]
  *                [--beta1 V] [--beta2 V] [--eps V] [--weight-decay V] [--alpha V] [--centered]
  *                [--huber-delta V] [--batch B] [--no-shuffle] [--seed S] [--threads T] [--freeze K]
+ *                [--eval-loss NAME]
  *
  * --calls C runs the E epochs as C calls of E/C epochs each (the state carries over: same bits).
  *   train_driver MODEL OUT --resave      load and save only (what the writer makes of a file)
@@ -39,7 +41,7 @@ static int api_error(const char *what, int rc) {
 
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
-    const char *model_path = argv[1], *out_path = argv[2], *xp = NULL, *lp = NULL, *tp = NULL;
+    const char *model_path = argv[1], *out_path = argv[2], *xp = NULL, *lp = NULL, *tp = NULL, *eval_loss = NULL;
     if (argc == 4 && strcmp(argv[3], "--resave") == 0) {
         fnn_model *m = NULL;
         int rc = fnn_model_load(model_path, &m);
@@ -61,6 +63,7 @@ int main(int argc, char **argv) {
         else if (OPT("--epochs")) epochs = strtoull(v, NULL, 10);
         else if (OPT("--calls")) calls = strtoull(v, NULL, 10);
         else if (OPT("--loss")) o.loss = v;
+        else if (OPT("--eval-loss")) eval_loss = v;
         else if (OPT("--optimizer")) o.optimizer = v;
         else if (OPT("--lr")) o.lr = strtod(v, NULL);
         else if (OPT("--momentum")) o.momentum = strtod(v, NULL);
@@ -94,7 +97,7 @@ int main(int argc, char **argv) {
     float *x = read_all(xp, rows * ni * sizeof(float)), *t = tp ? read_all(tp, rows * no * sizeof(float)) : NULL;
     int32_t *y = lp ? read_all(lp, rows * sizeof(int32_t)) : NULL;
     int status = 0;
-    double loss = 0, eval = 0;
+    double loss = 0, eval = 0, eval_other = 0;
     if (!x || (lp && !y) || (tp && !t)) {
         fprintf(stderr, "train_driver: cannot read the data (%s)\n", strerror(errno));
         status = 2;
@@ -105,8 +108,12 @@ int main(int argc, char **argv) {
             if ((rc = fnn_model_fit(m, x, y, t, rows, epochs / calls, &o, &loss))) status = api_error("fit", rc);
         if (!status && (rc = fnn_model_evaluate(m, x, y, t, rows, &o, &eval))) status = api_error("evaluate", rc);
         if (!status && (rc = fnn_model_save(m, out_path))) status = api_error("save", rc);
+        fnn_train_options other = o;
+        other.loss = eval_loss;
+        if (!status && eval_loss && (rc = fnn_model_evaluate(m, x, y, t, rows, &other, &eval_other)))
+            status = api_error("evaluate", rc);
     }
-    if (!status) printf("{\"loss\": %.17g, \"eval\": %.17g}\n", loss, eval);
+    if (!status) printf("{\"loss\": %.17g, \"eval\": %.17g, \"eval_other\": %.17g}\n", loss, eval, eval_other);
     free(x);
     free(y);
     free(t);
