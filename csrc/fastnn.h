@@ -147,7 +147,7 @@ FNN_API const char *fnn_last_error_detail(void);
  * over every call) is shuffled by the permutation of (seed, e), and dropout is keyed by (seed, step). */
 typedef struct fnn_train_options {
     const char *loss;          /* "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber";
-                                * NULL (default): the loss saved in the model file */
+                                * NULL (default): the model's (the file's, or the last fit's) */
     const char *optimizer;     /* "sgd" (default), "adam", "adamw", "rmsprop" */
     double lr, momentum, beta1, beta2, eps, weight_decay;   /* NaN, 0, 0.9, 0.999, 1e-8, NaN */
     int nesterov;              /* SGD: Nesterov momentum (needs momentum > 0); default 0 */
@@ -170,7 +170,7 @@ FNN_API int  fnn_model_unfreeze(fnn_model *m);               /* every layer trai
  * training loss, penalties included, as Python's history["loss"][-1]; NaN for 0 epochs.  Errors:
  * FNN_ERR_ARG (a NULL pointer, no rows, a label out of range, an unknown name, a hyperparameter out
  * of its domain), FNN_ERR_NONFINITE (NaN or Inf in x or the targets, or a loss that became NaN),
- * FNN_ERR_NOMEM, FNN_ERR_BUSY; fnn_last_error_detail() names the argument. */
+ * FNN_ERR_NOMEM, FNN_ERR_BUSY; fnn_last_error_detail() names the argument.  o: NULL = the defaults. */
 FNN_API int  fnn_model_fit(fnn_model *m, const float *x, const int32_t *labels, const float *targets, size_t rows,
                            size_t epochs, const fnn_train_options *o, double *final_loss);
 /* *loss = mean loss over the rows + the L1/L2 penalties, dropout off: Python's evaluate()["loss"],
