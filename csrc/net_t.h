@@ -26,6 +26,11 @@ struct NET {
     void *ws;
     T *lay, *g[2], *xb, *tb, *wb;
     int64_t *lb;
+    fnn_grad_hook hook;     /* data-parallel training's gradient exchange (net.h), or NULL */
+    void *hook_ctx;
+    int hook_layers;        /* raise FNN_GRAD_LAYER events too */
+    int hook_rc;            /* the first nonzero return of a LAYER event in this step */
+    size_t hook_rows;       /* the rows of the step in progress */
 };
 
 /* ---- workspace -------------------------------------------------------------------------------- */
@@ -179,6 +184,39 @@ void FNN_FN(net_workspace_info)(const struct NET *net, size_t *rows, int *n_allo
 
 int FNN_FN(net_step_threads)(const struct NET *net, size_t batch) { return net ? FNN_FN(net_step_threads_)(net, batch) : 1; }
 
+/* ---- the gradient hook (net.h) --------------------------------------------------------------------- */
+
+static void FNN_FN(net_layer_done_)(void *ctx, int layer) {
+    struct NET *net = ctx;
+    if (net->hook_rc) return;
+    fnn_grad_event e = {.event = FNN_GRAD_LAYER, .layer = layer, .status = FNN_OK, .rows = net->hook_rows};
+    net->hook_rc = net->hook(net->hook_ctx, &e);
+}
+
+/* The step's exchange: FNN_GRAD_STEP, after the LAYER events (if any).  The first error wins. */
+static int FNN_FN(net_exchange_)(struct NET *net, int status, size_t rows) {
+    fnn_grad_event e = {.event = FNN_GRAD_STEP, .layer = -1, .status = status, .rows = rows};
+    int rc = net->hook(net->hook_ctx, &e);
+    return status ? status : net->hook_rc ? net->hook_rc : rc;
+}
+
+int FNN_FN(net_set_grad_hook)(struct NET *net, fnn_grad_hook hook, void *ctx, int layers) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    net->hook = hook;
+    net->hook_ctx = hook ? ctx : NULL;
+    net->hook_layers = hook && layers;
+    mtx_unlock(&net->lock);
+    return FNN_OK;
+}
+
+void FNN_FN(net_set_dropout_seed)(struct NET *net, uint64_t seed) {
+    if (!net) return;
+    mtx_lock(&net->lock);
+    fnn_philox_key(seed, net->drop.key);
+    mtx_unlock(&net->lock);
+}
+
 /* ---- one step ------------------------------------------------------------------------------------- */
 
 static void FNN_FN(net_update_)(struct NET *net, int nt) {
@@ -196,25 +234,49 @@ static void FNN_FN(net_update_)(struct NET *net, int nt) {
     }
 }
 
-/* Forward with dropout, the fused loss and its gradient, backward and (update) the optimizer step.
- * *pred receives the output (the loss's input) of the batch. */
+/* Forward with dropout, the fused loss and its gradient, backward, the gradient exchange (hooked and a
+ * hook set) and (update) the optimizer step.  *pred receives the output (the loss's input) of the batch. */
 static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
-                             size_t rows, int update, double pen_frozen, int nt, double *loss, const T **pred) {
+                             size_t rows, int update, int hooked, double pen_frozen, int nt, double *loss,
+                             const T **pred) {
     const fnn_plan *p = &net->plan;
+    const int hook = hooked && net->hook;
     net->drop.step = (uint64_t)net->step;
+    net->hook_rc = 0;
+    net->hook_rows = rows;
     const T *y = FNN_FN(forward)(p, net->params, x, rows, net->lay, net->cap, &net->drop, net->in, nt);
     if (pred) *pred = y;
     double data = FNN_FN(loss)(p->loss, y, labels, target, sw, rows, p->n_out, (T)p->loss_param,
                                (T)(1.0 / (double)rows), net->g[0]) / (double)rows;
     *loss = data;
-    if (!isfinite(data)) return FNN_ERR_NONFINITE;
+    if (!isfinite(data)) return hook ? FNN_FN(net_exchange_)(net, FNN_ERR_NONFINITE, rows) : FNN_ERR_NONFINITE;
     *loss = data + pen_frozen +
-            FNN_FN(backward)(p, net->params, net->grads, net->in, net->lay, net->cap, &net->drop, rows, net->g, nt);
-    if (!isfinite(*loss)) return FNN_ERR_NONFINITE;
+            FNN_FN(backward_notify)(p, net->params, net->grads, net->in, net->lay, net->cap, &net->drop, rows, net->g,
+                                    nt, hook && net->hook_layers ? FNN_FN(net_layer_done_) : NULL, net);
+    int rc = isfinite(*loss) ? FNN_OK : FNN_ERR_NONFINITE;
+    if (hook) rc = FNN_FN(net_exchange_)(net, rc, rows);
+    if (rc) return rc;
     if (update) {
         FNN_FN(net_update_)(net, nt);
         net->step++;
     }
+    return FNN_OK;
+}
+
+/* A step with no rows of this process's own (its shard is shorter than another's): a zero gradient
+ * into the exchange, the events of a real step, then the update with what the exchange left. */
+static int FNN_FN(net_empty_step_)(struct NET *net, int nt) {
+    const fnn_plan *p = &net->plan;
+    memset(net->grads, 0, p->n_params * sizeof(T));
+    net->hook_rc = 0;
+    net->hook_rows = 0;
+    if (net->hook_layers)
+        for (int l = p->nl - 1; l >= p->lowest && p->lowest >= 0; l--)
+            if (!p->folded[l]) FNN_FN(net_layer_done_)(net, l);
+    int rc = FNN_FN(net_exchange_)(net, FNN_OK, 0);
+    if (rc) return rc;
+    FNN_FN(net_update_)(net, nt);
+    net->step++;
     return FNN_OK;
 }
 
@@ -294,7 +356,7 @@ static int FNN_FN(net_train_step_)(struct NET *net, const fnn_rows *x, const int
     size_t batch = rows;
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, rows, &batch, &nt);
     if (rc) return rc;
-    return FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update,
+    return FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update, 0,
                              FNN_FN(penalty)(&net->plan, net->params, 0), nt, loss, NULL);
 }
 
@@ -308,7 +370,15 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
     const size_t no = net->plan.n_out;
     for (size_t b = first; b < first + count; b++) {
         size_t start = b * batch;
-        if (start >= n) break;
+        if (start >= n) {
+            if (!net->hook) break;
+            losses[b - first] = 0;
+            if ((rc = FNN_FN(net_empty_step_)(net, nt))) {
+                if (bad) *bad = b;
+                return rc;
+            }
+            continue;
+        }
         size_t r = n - start < batch ? n - start : batch;
         const T *xb, *tb = target ? target + start * no : NULL, *wb = sample_w ? sample_w + start : NULL;
         const int64_t *lb = labels ? labels + start : NULL;
@@ -322,7 +392,7 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
             xb = FNN_FN(net_rows_)(net, x, start, r, nt);
         }
         const T *y;
-        if ((rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, pen_frozen, nt, &losses[b - first], &y))) {
+        if ((rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, 1, pen_frozen, nt, &losses[b - first], &y))) {
             if (bad) *bad = b;
             return rc;
         }

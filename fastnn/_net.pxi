@@ -92,6 +92,38 @@ cdef extern from "net.h" nogil:
     int fnn_dnet_evaluate(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
                           const double *sample_w, size_t n, size_t batch, double *loss, double *pred)
 
+    ctypedef struct fnn_grad_event:
+        int event
+        int layer
+        int status
+        size_t rows
+    ctypedef int (*fnn_grad_hook)(void *ctx, const fnn_grad_event *e) noexcept nogil
+    enum:
+        FNN_GRAD_LAYER
+        FNN_GRAD_STEP
+    int fnn_snet_set_grad_hook(fnn_snet *net, fnn_grad_hook hook, void *ctx, int layers)
+    int fnn_dnet_set_grad_hook(fnn_dnet *net, fnn_grad_hook hook, void *ctx, int layers)
+    void fnn_snet_set_dropout_seed(fnn_snet *net, uint64_t seed)
+    void fnn_dnet_set_dropout_seed(fnn_dnet *net, uint64_t seed)
+
+GRAD_LAYER = FNN_GRAD_LAYER
+GRAD_STEP = FNN_GRAD_STEP
+
+
+cdef int _grad_hook(void *ctx, const fnn_grad_event *e) noexcept with gil:
+    """The C step's gradient hook: hands the event to the Python object set by Net.set_grad_hook (its
+    grad_event(event, layer, status, rows) returns 0 to go on); an exception is kept in its `error`
+    and ends the step (-1)."""
+    cdef object h = <object>ctx
+    cdef int rc
+    try:
+        rc = h.grad_event(e.event, e.layer, e.status, e.rows)
+    except BaseException as exc:
+        h.error = exc
+        rc = -1
+    return rc
+
+
 cdef extern from "rng.h" nogil:
     void fnn_philox4x32(const uint32_t *ctr, const uint32_t *key, uint32_t *out)
     void fnn_permutation(uint64_t seed, uint64_t epoch, int64_t *perm, size_t n)
@@ -143,7 +175,7 @@ cdef class Net:
     arrays of the same dtype."""
     cdef fnn_snet *s
     cdef fnn_dnet *d
-    cdef readonly object params, grads, state
+    cdef readonly object params, grads, state, grad_hook
     cdef readonly bint is_double
 
     def __cinit__(self, list layers, size_t n_in, params, grads, uint64_t seed):
@@ -213,6 +245,26 @@ cdef class Net:
             fs = state
             rc = fnn_snet_set_optim(self.s, &d, &fs[0] if fs.shape[0] else NULL, fs.shape[0])
         check(rc, "optimizer")
+
+    def set_grad_hook(self, hook, bint layers=False):
+        """Call hook.grad_event(event, layer, status, rows) from every step of net_fit_chunk, between the
+        backward pass and the update (csrc/net.h, "the gradient hook"); layers: per-layer events too.
+        None removes it."""
+        cdef fnn_grad_hook fn = NULL
+        if hook is not None:
+            fn = _grad_hook
+        self.grad_hook = hook  # the C net holds a borrowed pointer: keep the object alive here
+        if self.is_double:
+            fnn_dnet_set_grad_hook(self.d, fn, <void *>hook, layers)
+        else:
+            fnn_snet_set_grad_hook(self.s, fn, <void *>hook, layers)
+
+    def set_dropout_seed(self, uint64_t seed):
+        """Draw the dropout masks from `seed`'s stream (the net starts with the model's seed)."""
+        if self.is_double:
+            fnn_dnet_set_dropout_seed(self.d, seed)
+        else:
+            fnn_snet_set_dropout_seed(self.s, seed)
 
     def set_trainable(self, int layer, bint trainable):
         check(fnn_dnet_set_trainable(self.d, layer, trainable) if self.is_double
