@@ -223,6 +223,22 @@ def job_hang(comm, out):
     os._exit(3)  # MPI_Finalize would wait for the stopped rank
 
 
+def job_dask(comm, out):
+    """Each rank trains from its own blocks of one Dask array; the same as its rows in memory."""
+    import dask.array as da
+    r, size = comm.Get_rank(), comm.Get_size()
+    X, y = data(400)
+    Xd = da.from_array(X, chunks=(50, 12))
+    yd = da.from_array(y, chunks=50)
+    mine_x, mine_y = Xd.blocks[r::size], yd.blocks[r::size]
+    a = model()
+    a.fit(mine_x, mine_y, epochs=2, batch_size=16, shuffle=False, verbose=0, distributed=fnn.distributed.MPI())
+    b = model()
+    b.fit(mine_x.compute(), mine_y.compute(), epochs=2, batch_size=16, shuffle=False, verbose=0,
+          distributed=fnn.distributed.MPI())
+    save(out, "dask", r, a=flat(a), b=flat(b))
+
+
 if __name__ == "__main__":
     from mpi4py import MPI
     job, outdir = sys.argv[1], sys.argv[2]

@@ -182,3 +182,11 @@ def test_a_dead_or_hung_rank_ends_the_job_instead_of_hanging(tmp_path):
     assert res["seconds"] < 60
     assert not os.path.exists(os.path.join(tmp_path, "hang-1.json"))
 
+
+def test_each_rank_trains_from_its_own_dask_blocks(tmp_path):
+    pytest.importorskip("dask.array")
+    launch("dask", 2, tmp_path)
+    res = load(tmp_path, "dask", 2)
+    for r in range(2):
+        assert np.array_equal(res[r]["a"], res[r]["b"])
+    assert np.array_equal(res[0]["a"], res[1]["a"])
