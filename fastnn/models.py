@@ -29,12 +29,18 @@ _CHUNK_SECONDS = 0.15   # target duration of one C call of fit
 _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the training batch is smaller)
 
 
+def _c_array(x, dtype):
+    """x as a C-contiguous, aligned array of dtype: a copy only when it is not one (a buffer received
+    from another process, such as a Dask block, may start at any byte)."""
+    return np.require(x, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+
+
 def _as_dtype(x, name, dtype, ndim):
     """`x` as a C-contiguous array of `dtype` (one conversion at most), checked for NaN/Inf."""
     x = real_array(x, name, "fiub", "a numeric array")
     if x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = _c_array(x, dtype)
     if not all_finite(x):
         raise ValueError(f"{name}: contains NaN or Inf")
     return x
@@ -431,14 +437,14 @@ class Sequential:
             if n and (labels.min() < 0 or labels.max() >= c):
                 raise ValueError(f"{name}: class labels must be in [0, {c}), got values from "
                                  f"{labels.min()} to {labels.max()}")
-            return np.ascontiguousarray(labels, dtype=np.int64), None
+            return _c_array(labels, np.int64), None
         if y.ndim == 1:
             if c != 1:
                 raise ValueError(f"{name}: expected shape ({n}, {c}) for a model with {c} outputs, got {y.shape}")
             y = y.reshape(n, 1)
         if y.shape[1] != c:
             raise ValueError(f"{name}: expected {c} columns (the model's outputs), got shape {y.shape}")
-        target = np.ascontiguousarray(y, dtype=self.dtype)
+        target = _c_array(y, self.dtype)
         if self.loss == "binary_cross_entropy" and n and (target.min() < 0 or target.max() > 1):
             raise ValueError(f"{name}: binary cross-entropy targets must be in [0, 1]")
         return None, target
