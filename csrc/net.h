@@ -225,7 +225,10 @@ int  fnn_dnet_fit_chunk(fnn_dnet *net, const fnn_rows *x, const int64_t *labels,
  *   FNN_GRAD_STEP: the backward pass is over (status FNN_OK), or was not run because this process's
  *     loss was not finite (status FNN_ERR_NONFINITE: the step then ends with that code whatever the
  *     hook returns).  `rows` is the step's rows on this process.
- * A nonzero return from the hook ends the step without an update and is returned as is.
+ * A nonzero return from the hook ends the step without an update and is returned as is.  At
+ * FNN_GRAD_STEP the hook may point `update` at a buffer of the gradient layout (n_params values)
+ * holding the average: the update reads it instead of the net's gradient buffer (which saves copying
+ * an average made in shared memory back).
  * While a hook is set, fit_chunk's batches past the end of the data are empty steps: the gradient
  * is zero, the events are raised as for a real step (rows = 0) and the update is applied, so that a
  * process whose shard is shorter keeps taking part in the exchanges of the others. */
@@ -235,11 +238,16 @@ typedef struct {
     int layer;   /* LAYER: the layer whose gradients are final */
     int status;  /* STEP: FNN_OK or FNN_ERR_NONFINITE */
     size_t rows; /* rows of this step on this process (0: an empty step) */
+    void *update; /* STEP, set by the hook: where the update reads the gradient (NULL: the net's buffer) */
 } fnn_grad_event;
-typedef int (*fnn_grad_hook)(void *ctx, const fnn_grad_event *e);
+typedef int (*fnn_grad_hook)(void *ctx, fnn_grad_event *e);
 /* hook NULL: none (the default). */
 int  fnn_snet_set_grad_hook(fnn_snet *net, fnn_grad_hook hook, void *ctx, int layers);
 int  fnn_dnet_set_grad_hook(fnn_dnet *net, fnn_grad_hook hook, void *ctx, int layers);
+/* Point the backward pass at another gradient buffer of n_params values (zeroed here; it must outlive
+ * its use), such as a row of a shared-memory window; NULL: back to the buffer the net was made with. */
+int  fnn_snet_set_grads(fnn_snet *net, float *grads);
+int  fnn_dnet_set_grads(fnn_dnet *net, double *grads);
 /* Re-key dropout with another 64-bit seed (each process of data-parallel training draws its own
  * masks); the net starts keyed by the seed it was made with. */
 void fnn_snet_set_dropout_seed(fnn_snet *net, uint64_t seed);

@@ -14,7 +14,8 @@
 struct NET {
     mtx_t lock;             /* held by every entry point: the workspace and settings are shared */
     fnn_plan plan;
-    T *params, *grads;      /* the caller's buffers */
+    T *params, *grads;      /* the caller's buffers (grads: the one set_grads chose) */
+    T *grads0;              /* the gradient buffer the net was made with */
     T *state;               /* the caller's optimizer state, n_state copies of the parameter layout */
     int n_state, has_opt;
     fnn_optim_desc opt;
@@ -119,7 +120,7 @@ int FNN_FN(net_new)(struct NET **out, const fnn_layer_desc *layers, int n_layers
         return FNN_ERR_NOMEM;
     }
     net->params = params;
-    net->grads = grads;
+    net->grads = net->grads0 = grads;
     fnn_philox_key(seed, net->drop.key);
     *out = net;
     return FNN_OK;
@@ -193,11 +194,22 @@ static void FNN_FN(net_layer_done_)(void *ctx, int layer) {
     net->hook_rc = net->hook(net->hook_ctx, &e);
 }
 
-/* The step's exchange: FNN_GRAD_STEP, after the LAYER events (if any).  The first error wins. */
-static int FNN_FN(net_exchange_)(struct NET *net, int status, size_t rows) {
-    fnn_grad_event e = {.event = FNN_GRAD_STEP, .layer = -1, .status = status, .rows = rows};
+/* The step's exchange: FNN_GRAD_STEP, after the LAYER events (if any).  The first error wins; *g is
+ * where the update reads the gradient. */
+static int FNN_FN(net_exchange_)(struct NET *net, int status, size_t rows, const T **g) {
+    fnn_grad_event e = {.event = FNN_GRAD_STEP, .layer = -1, .status = status, .rows = rows, .update = NULL};
     int rc = net->hook(net->hook_ctx, &e);
+    *g = e.update ? (const T *)e.update : net->grads;
     return status ? status : net->hook_rc ? net->hook_rc : rc;
+}
+
+int FNN_FN(net_set_grads)(struct NET *net, T *grads) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    net->grads = grads ? grads : net->grads0;
+    if (grads) memset(grads, 0, net->plan.n_params * sizeof(T)); /* frozen ranges stay zero */
+    mtx_unlock(&net->lock);
+    return FNN_OK;
 }
 
 int FNN_FN(net_set_grad_hook)(struct NET *net, fnn_grad_hook hook, void *ctx, int layers) {
@@ -219,17 +231,19 @@ void FNN_FN(net_set_dropout_seed)(struct NET *net, uint64_t seed) {
 
 /* ---- one step ------------------------------------------------------------------------------------- */
 
-static void FNN_FN(net_update_)(struct NET *net, int nt) {
+/* The optimizer step of every trainable range, from the gradient g (the net's buffer, or the average
+ * the gradient hook pointed at). */
+static void FNN_FN(net_update_)(struct NET *net, const T *g, int nt) {
     const fnn_plan *p = &net->plan;
     net->opt_step++;
     for (int l = 0; l < p->nl; l++) {
         const fnn_layer_desc *d = &p->L[l];
         if (d->kind != FNN_LAYER_DENSE || !d->trainable) continue;
         size_t nw = d->in * d->out;
-        FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, net->grads, net->state, p->n_params, d->w_off,
+        FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, g, net->state, p->n_params, d->w_off,
                              nw, 1, fnn_threads_for(nw, FNN_NET_GRAIN, nt));
         if (d->use_bias)
-            FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, net->grads, net->state, p->n_params, d->b_off,
+            FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, g, net->state, p->n_params, d->b_off,
                                  d->out, 0, 1);
     }
 }
@@ -249,15 +263,16 @@ static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels,
     double data = FNN_FN(loss)(p->loss, y, labels, target, sw, rows, p->n_out, (T)p->loss_param,
                                (T)(1.0 / (double)rows), net->g[0]) / (double)rows;
     *loss = data;
-    if (!isfinite(data)) return hook ? FNN_FN(net_exchange_)(net, FNN_ERR_NONFINITE, rows) : FNN_ERR_NONFINITE;
+    const T *g = net->grads;
+    if (!isfinite(data)) return hook ? FNN_FN(net_exchange_)(net, FNN_ERR_NONFINITE, rows, &g) : FNN_ERR_NONFINITE;
     *loss = data + pen_frozen +
             FNN_FN(backward_notify)(p, net->params, net->grads, net->in, net->lay, net->cap, &net->drop, rows, net->g,
                                     nt, hook && net->hook_layers ? FNN_FN(net_layer_done_) : NULL, net);
     int rc = isfinite(*loss) ? FNN_OK : FNN_ERR_NONFINITE;
-    if (hook) rc = FNN_FN(net_exchange_)(net, rc, rows);
+    if (hook) rc = FNN_FN(net_exchange_)(net, rc, rows, &g);
     if (rc) return rc;
     if (update) {
-        FNN_FN(net_update_)(net, nt);
+        FNN_FN(net_update_)(net, g, nt);
         net->step++;
     }
     return FNN_OK;
@@ -273,9 +288,10 @@ static int FNN_FN(net_empty_step_)(struct NET *net, int nt) {
     if (net->hook_layers)
         for (int l = p->nl - 1; l >= p->lowest && p->lowest >= 0; l--)
             if (!p->folded[l]) FNN_FN(net_layer_done_)(net, l);
-    int rc = FNN_FN(net_exchange_)(net, FNN_OK, 0);
+    const T *g;
+    int rc = FNN_FN(net_exchange_)(net, FNN_OK, 0, &g);
     if (rc) return rc;
-    FNN_FN(net_update_)(net, nt);
+    FNN_FN(net_update_)(net, g, nt);
     net->step++;
     return FNN_OK;
 }

@@ -158,7 +158,7 @@ class _Group:
     makes the wait end with DistributedError after `timeout` seconds, and Ctrl-C during a wait that
     cannot end ends it a few seconds later."""
 
-    _SPIN = 2e-3       # seconds of busy polling before sleeping between polls (a step's ranks are close)
+    _SPIN = 5e-4    # seconds of busy polling before sleeping between polls (a step's ranks are close)
     _INTERRUPT = 5.0   # seconds a wait goes on after Ctrl-C, for the others to take part
 
     def __init__(self, mpi, comm, timeout):
@@ -271,9 +271,11 @@ class _Group:
 
 class _AllToAll:
     """The average over MPI: rank k receives chunk k of every rank (all-to-all), sums it in rank order,
-    and every rank gathers every sum (all-gather, in place)."""
+    and every rank gathers every sum (all-gather, in place in the gradient buffer)."""
 
-    def __init__(self, group, grads):
+    update_buffers = ()
+
+    def __init__(self, group, grads, net):
         self.g, self.grads = group, grads
         n = grads.size
         self.recv = np.empty(group.size * (n // group.size + 1), dtype=grads.dtype)
@@ -301,27 +303,34 @@ class _AllToAll:
         _core.colsum_scaled(recv, size, mine, mine, coef, self.grads[at:at + mine])
         self.g.wait(self.g.comm.Iallgatherv(self.g.mpi.IN_PLACE, [send, counts, displs, self.dt]), what)
 
-    def close(self):
+    def update_index(self):
+        return None  # the average is in the gradient buffer itself
+
+    def close(self, span):
         pass
 
 
 class _SharedWindow:
-    """The average through a shared-memory window (every rank on one host): each rank copies its
-    gradient into a row of the window; after a barrier rank k sums chunk k of every row in rank order
-    into a result row; after a second barrier every rank copies the result out.  Two result rows, used
-    in turn, let a rank start the next exchange while another still copies out the last one."""
+    """The average through a shared-memory window (every rank on one host): the backward pass of rank r
+    writes its gradient straight into row r of the window (Net.set_grads); after a barrier rank k sums
+    chunk k of every row in rank order into a result row; after a second barrier the update of every
+    rank reads the result row (the hook's `update`), so no gradient is copied at all.  Two result rows,
+    used in turn step by step, let a rank write the next step's sums while another still updates from
+    the last ones."""
 
-    def __init__(self, group, grads):
+    def __init__(self, group, grads, net):
         mpi = group.mpi
-        self.g, self.grads, self.n = group, grads, grads.size
-        rows = group.size + 2
-        size = rows * self.n * grads.itemsize if group.rank == 0 else 0  # one block, rank 0's: rows at a stride
-        self.win = mpi.Win.Allocate_shared(size, grads.itemsize, comm=group.comm)
+        self.g, self.grads, self.n, self.net = group, grads, grads.size, net
+        size, n = group.size, grads.size
+        nbytes = (size + 2) * n * grads.itemsize if group.rank == 0 else 0  # one block, rank 0's: rows at a stride
+        self.win = mpi.Win.Allocate_shared(nbytes, grads.itemsize, comm=group.comm)
         buf, _ = self.win.Shared_query(0)
-        self.shm = np.frombuffer(buf, dtype=grads.dtype, count=rows * self.n)
+        self.shm = np.frombuffer(buf, dtype=grads.dtype, count=(size + 2) * n)
         self.win.Lock_all(mpi.MODE_NOCHECK)
-        self.turn = 0
+        self.update_buffers = (self.shm[size * n:(size + 1) * n], self.shm[(size + 1) * n:])
+        self.turn, self.last = 0, None
         self.plans = {}
+        net.set_grads(self.shm[group.rank * n:(group.rank + 1) * n])
 
     def _barrier(self, what):
         self.win.Sync()
@@ -329,20 +338,26 @@ class _SharedWindow:
         self.win.Sync()
 
     def reduce(self, lo, hi, coef, what):
-        size, k, n = self.g.size, self.g.rank, self.n
+        size, k = self.g.size, self.g.rank
         starts = self.plans.get((lo, hi))
         if starts is None:
             starts = self.plans[(lo, hi)] = lo + (np.arange(size + 1, dtype=np.int64) * (hi - lo)) // size
         c0, c1 = int(starts[k]), int(starts[k + 1])
-        res = (size + self.turn) * n
-        self.turn ^= 1
-        np.copyto(self.shm[k * n + lo:k * n + hi], self.grads[lo:hi])
         self._barrier(what)
-        _core.colsum_scaled(self.shm[c0:], size, c1 - c0, n, coef, self.shm[res + c0:res + c1])
+        _core.colsum_scaled(self.shm[c0:], size, c1 - c0, self.n, coef, self.update_buffers[self.turn][c0:c1])
         self._barrier(what)
-        np.copyto(self.grads[lo:hi], self.shm[res + lo:res + hi])
 
-    def close(self):
+    def update_index(self):
+        """The result row of this step (the next step writes the other one)."""
+        self.last, self.turn = self.turn, self.turn ^ 1
+        return self.last
+
+    def close(self, span):
+        """The backward pass writes the model's own gradient buffer again, which receives the average of
+        the last step (what layer.weight_grad shows after fit)."""
+        self.net.set_grads(None)
+        if self.last is not None and span is not None:
+            np.copyto(self.grads[span[0]:span[1]], self.update_buffers[self.last][span[0]:span[1]])
         if self.g.broken is None:
             self.win.Unlock_all()
             self.win.Free()
@@ -362,6 +377,7 @@ class _Exchange:
     ended a step, for fit to raise."""
 
     error = None
+    update = None  # at the end of a step: None, or which of reducer.update_buffers holds the average
 
     def __init__(self, group, reducer, grads, ranges, overlap):
         self.g, self.reducer, self.ranges = group, reducer, ranges
@@ -409,6 +425,7 @@ class _Exchange:
                 self.worker.put(layer, rows)
             return 0
         t0 = time.perf_counter()
+        self.update = None
         try:
             if self.worker is not None:
                 self.worker.finish()  # the layers' reductions are over (or one failed: raised here)
@@ -418,6 +435,7 @@ class _Exchange:
                     self.reducer.reduce(self.span[0], self.span[1], self.coef, self._what())
             else:  # overlap: the layers are reduced; agree that every rank's step ended well
                 self._exchange_headers(rows, status)
+            self.update = self.reducer.update_index()
         except _StepFailure as f:
             self.error = f
             return -1
@@ -430,7 +448,7 @@ class _Exchange:
     def close(self):
         if self.worker is not None:
             self.worker.stop()
-        self.reducer.close()
+        self.reducer.close(self.span)
 
 
 class _Worker:
@@ -583,7 +601,8 @@ class _Session:
             m._epochs_seen = state["epochs_seen"]
             m._net.set_dropout_seed(_stream_seed(self.seed, self.rank))
             self.exchange = self._exchange()
-            m._net.set_grad_hook(self.exchange, self.exchange.worker is not None)
+            m._net.set_grad_hook(self.exchange, self.exchange.worker is not None,
+                                 self.exchange.reducer.update_buffers)
         except BaseException:
             self._close()
             raise
@@ -603,7 +622,7 @@ class _Session:
         if overlap and mpi.Query_thread() < mpi.THREAD_SERIALIZED:
             overlap = False  # the exchange's thread may not call MPI
         shared = one_host if cfg.shared_memory is None else (cfg.shared_memory and one_host)
-        reducer = (_SharedWindow if shared else _AllToAll)(g, m._grads)
+        reducer = (_SharedWindow if shared else _AllToAll)(g, m._grads, m._net)
         self.transport = "shared memory" if shared else "MPI all-to-all"
         self.overlap = overlap
         return _Exchange(g, reducer, m._grads, self._trainable_ranges(), overlap)

@@ -19,7 +19,7 @@ import mpi_jobs as jobs  # noqa: E402  (tests/ is on sys.path under pytest)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+pytestmark = [pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)"), pytest.mark.timeout(600)]
 
 
 def launch(job, n, out, *, timeout=240, flags=(), check=True):
@@ -177,7 +177,8 @@ def test_a_dead_or_hung_rank_ends_the_job_instead_of_hanging(tmp_path):
     assert p.returncode != 0
     with open(os.path.join(tmp_path, "hang-0.json")) as f:
         res = json.load(f)
-    assert res["error"].startswith("DistributedError: fit: the gradient exchange of step "), res
+    # in a step's exchange, or in an epoch's (the stop may come between epochs)
+    assert res["error"].startswith("DistributedError: fit: "), res
     assert "waited 3 s for the other ranks (a process died, hangs or stopped calling fit)" in res["error"]
     assert res["seconds"] < 60
     assert not os.path.exists(os.path.join(tmp_path, "hang-1.json"))
