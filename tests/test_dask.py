@@ -230,6 +230,7 @@ def client():
         yield c
 
 
+@pytest.mark.timeout(300)
 def test_predict_on_a_cluster_scatters_the_model_once_and_sets_threads(client):
     X, _ = data()
     m = fnn.Sequential([fnn.Dense(4096, "relu"), fnn.Dense(3)], input_dim=12, seed=0)  # 250 KB of weights
@@ -243,6 +244,7 @@ def test_predict_on_a_cluster_scatters_the_model_once_and_sets_threads(client):
     assert set(client.run(fnn.get_num_threads).values()) == {2}
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # max_iter=20 on purpose: a short search
 def test_map_blocks_of_predict_and_gridsearch_under_joblib_dask(client):
     """What worked with Dask before fastnn.dask: map_blocks(model.predict) (the model inside every task)
@@ -265,6 +267,7 @@ def test_map_blocks_of_predict_and_gridsearch_under_joblib_dask(client):
     np.testing.assert_allclose(grid.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"])
 
 
+@pytest.mark.timeout(300)
 def test_a_worker_killed_mid_predict_is_recomputed(tmp_path):
     """A LocalCluster of 2 worker processes; the first time block 5 is computed its worker process dies.
     Dask recomputes the lost blocks on a worker (the model is scattered to both) and the result is
