@@ -237,20 +237,21 @@ class _Group:
         self.wait(self.comm.Igatherv([a, dt], recv, root=0), what)
         return out
 
-    def round(self, what, fn, *, root_only=False, name_own=False):
+    def round(self, what, fn, *, root_only=False, name_own=False, interruptible=True):
         """fn() on every rank (on rank 0 only with root_only; None elsewhere), and every rank's result
-        to every rank.  When fn fails on some rank, or Ctrl-C was pressed there, every rank raises:
-        the failed rank its own exception (with name_own, a ValueError/TypeError gains its rank in the
-        message), the others one of the same kind naming that rank (the lowest one that failed)."""
+        to every rank.  When fn fails on some rank, or Ctrl-C was pressed there (unless not
+        interruptible: the Ctrl-C then waits for the next exchange), every rank raises: the failed rank
+        its own exception (with name_own, a ValueError/TypeError gains its rank in the message), the
+        others one of the same kind naming that rank (the lowest one that failed)."""
         err = value = None
         try:
             if self.rank == 0 or not root_only:
                 value = fn()
         except BaseException as e:  # every failure is reported: the others must not wait for this rank
             err = e
-        if err is None and self.interrupted is not None:
+        if err is None and interruptible and self.interrupted is not None:
             err = KeyboardInterrupt(f"training interrupted on rank {self.rank}")
-        self.interrupted = None
+            self.interrupted = None
         try:
             results = self.allgather_obj(value if err is None else _Failure(err), what)
         except BaseException:
@@ -721,7 +722,8 @@ class _Session:
             cbs.on_epoch_end(epoch, logs)
             return {"logs": logs, "stop": bool(m.stop_training)}
 
-        res = self.g.round(f"fit: the end of epoch {epoch + 1}", root, root_only=True)[0]
+        # not interruptible: rank 0's History has the epoch already, so every rank records it first
+        res = self.g.round(f"fit: the end of epoch {epoch + 1}", root, root_only=True, interruptible=False)[0]
         if not self.is_root:
             cbs.on_epoch_end(epoch, res["logs"])
             m.stop_training = res["stop"]
@@ -736,8 +738,10 @@ class _Session:
             if g.broken is None:
                 if not self.is_root:
                     cbs.on_train_end()
-                g.round("fit: ending", cbs.on_train_end, root_only=True)
+                g.round("fit: ending", cbs.on_train_end, root_only=True, interruptible=False)
                 g.bcast(m._params, "fit: rank 0's final weights")
+                if g.interrupted is not None:  # Ctrl-C after the last step: training is over everywhere
+                    raise KeyboardInterrupt(f"training interrupted on rank {self.rank}")
             elif self.is_root:
                 cbs.on_train_end()
         finally:
