@@ -96,7 +96,7 @@ class MPI:
         if not isinstance(comm, mpi.Intracomm):
             raise TypeError(f"comm: expected an mpi4py intra-communicator, got {type(comm).__name__}")
         for name, v in (("overlap", overlap), ("shared_memory", shared_memory)):
-            if v not in (None, True, False):
+            if v is not None and not isinstance(v, bool):
                 raise TypeError(f"{name}: expected None, True or False, got {v!r}")
         self.comm = comm
         self.timeout = real_number(timeout, "timeout", low=0.0, low_open=True)
