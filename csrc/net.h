@@ -187,6 +187,9 @@ void fnn_snet_get_counters(const fnn_snet *net, int64_t *step, int64_t *opt_step
 void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step);
 void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step);
 void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step);
+/* Key the dropout masks of the following steps by a new seed (the net is created with one). */
+void fnn_snet_set_seed(fnn_snet *net, uint64_t seed);
+void fnn_dnet_set_seed(fnn_dnet *net, uint64_t seed);
 int  fnn_snet_reserve(fnn_snet *net, size_t batch);
 int  fnn_dnet_reserve(fnn_dnet *net, size_t batch);
 /* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */
@@ -248,10 +251,6 @@ int  fnn_dnet_set_grad_hook(fnn_dnet *net, fnn_grad_hook hook, void *ctx, int la
  * its use), such as a row of a shared-memory window; NULL: back to the buffer the net was made with. */
 int  fnn_snet_set_grads(fnn_snet *net, float *grads);
 int  fnn_dnet_set_grads(fnn_dnet *net, double *grads);
-/* Re-key dropout with another 64-bit seed (each process of data-parallel training draws its own
- * masks); the net starts keyed by the seed it was made with. */
-void fnn_snet_set_dropout_seed(fnn_snet *net, uint64_t seed);
-void fnn_dnet_set_dropout_seed(fnn_dnet *net, uint64_t seed);
 
 /* out (rows x n_out) = the network's output, batch rows at a time; link: apply the loss's link.
  * training: dropout on, with the masks of the current step. */

@@ -172,6 +172,14 @@ void FNN_FN(net_get_counters)(const struct NET *net, int64_t *step, int64_t *opt
     if (opt_step) *opt_step = net ? net->opt_step : 0;
 }
 
+/* A new seed: the dropout masks of the following steps are keyed by it (the caller shuffles with it). */
+void FNN_FN(net_set_seed)(struct NET *net, uint64_t seed) {
+    if (!net) return;
+    mtx_lock(&net->lock);
+    fnn_philox_key(seed, net->drop.key);
+    mtx_unlock(&net->lock);
+}
+
 void FNN_FN(net_set_counters)(struct NET *net, int64_t step, int64_t opt_step) {
     if (!net) return;
     net->step = step < 0 ? 0 : step;
@@ -220,13 +228,6 @@ int FNN_FN(net_set_grad_hook)(struct NET *net, fnn_grad_hook hook, void *ctx, in
     net->hook_layers = hook && layers;
     mtx_unlock(&net->lock);
     return FNN_OK;
-}
-
-void FNN_FN(net_set_dropout_seed)(struct NET *net, uint64_t seed) {
-    if (!net) return;
-    mtx_lock(&net->lock);
-    fnn_philox_key(seed, net->drop.key);
-    mtx_unlock(&net->lock);
 }
 
 /* ---- one step ------------------------------------------------------------------------------------- */

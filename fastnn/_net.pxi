@@ -65,6 +65,8 @@ cdef extern from "net.h" nogil:
     void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step)
     void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step)
     void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step)
+    void fnn_snet_set_seed(fnn_snet *net, uint64_t seed)
+    void fnn_dnet_set_seed(fnn_dnet *net, uint64_t seed)
     void fnn_snet_workspace_info(const fnn_snet *net, size_t *rows, int *n_allocs)
     void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs)
     int fnn_snet_reserve(fnn_snet *net, size_t batch)
@@ -106,8 +108,6 @@ cdef extern from "net.h" nogil:
     int fnn_dnet_set_grad_hook(fnn_dnet *net, fnn_grad_hook hook, void *ctx, int layers)
     int fnn_snet_set_grads(fnn_snet *net, float *grads)
     int fnn_dnet_set_grads(fnn_dnet *net, double *grads)
-    void fnn_snet_set_dropout_seed(fnn_snet *net, uint64_t seed)
-    void fnn_dnet_set_dropout_seed(fnn_dnet *net, uint64_t seed)
 
 GRAD_LAYER = FNN_GRAD_LAYER
 GRAD_STEP = FNN_GRAD_STEP
@@ -313,16 +313,16 @@ cdef class Net:
         else:
             fnn_snet_set_grads(self.s, <float *>p)
 
-    def set_dropout_seed(self, uint64_t seed):
-        """Draw the dropout masks from `seed`'s stream (the net starts with the model's seed)."""
-        if self.is_double:
-            fnn_dnet_set_dropout_seed(self.d, seed)
-        else:
-            fnn_snet_set_dropout_seed(self.s, seed)
-
     def set_trainable(self, int layer, bint trainable):
         check(fnn_dnet_set_trainable(self.d, layer, trainable) if self.is_double
               else fnn_snet_set_trainable(self.s, layer, trainable), "trainable")
+
+    def set_seed(self, uint64_t seed):
+        """Key the dropout masks of the following steps by `seed`."""
+        if self.is_double:
+            fnn_dnet_set_seed(self.d, seed)
+        else:
+            fnn_snet_set_seed(self.s, seed)
 
     @property
     def counters(self):

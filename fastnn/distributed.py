@@ -600,7 +600,7 @@ class _Session:
             self.seed = state["seed"]
             m._net.counters = state["counters"]
             m._epochs_seen = state["epochs_seen"]
-            m._net.set_dropout_seed(_stream_seed(self.seed, self.rank))
+            m._net.set_seed(_stream_seed(self.seed, self.rank))
             self.exchange = self._exchange()
             m._net.set_grad_hook(self.exchange, self.exchange.worker is not None,
                                  self.exchange.reducer.update_buffers)
@@ -753,7 +753,7 @@ class _Session:
             signal.signal(signal.SIGINT, self._sigint)
             self._sigint = None
         m._net.set_grad_hook(None)
-        m._net.set_dropout_seed(m.seed)
+        m._net.set_seed(m.seed)
         if self.exchange is not None:
             self.cfg.stats = {"steps": self.exchange.step, "exchange_seconds": self.exchange.seconds,
                               "transport": self.transport, "overlap": self.overlap}

@@ -72,16 +72,14 @@ class Sequential:
         self.dtype = dtype
         if seed is None:
             seed = int(np.random.default_rng().integers(0, 2**63))
-        self.seed = integer(seed, "seed", low=0)
-        if self.seed >= 2**64:
-            raise ValueError(f"seed: must be below 2**64, got {seed}")
+        self._net = None
+        self.seed = seed
         self.input_dim = None
         self.stop_training = False
         self.optimizer = None
         self.loss = None
         self.huber_delta = 1.0
         self.metrics = []
-        self._net = None
         self._params = self._grads = self._state = None
         self._state_for = None  # the optimizer object the state belongs to
         self._epochs_seen = 0
@@ -91,6 +89,23 @@ class Sequential:
             self.add(layer)
         if input_dim is not None:
             self.build(input_dim)
+
+    @property
+    def seed(self):
+        """The seed of the initial weights (drawn when the model is built), the epoch shuffles and the
+        dropout masks.  Settable: a new seed keys the shuffles and masks from the next step on, so a
+        loaded model trains with the bits of any other run given the same seed (the C API's
+        fnn_model_fit included)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        seed = integer(value, "seed", low=0)
+        if seed >= 2**64:
+            raise ValueError(f"seed: must be below 2**64, got {value}")
+        self._seed = seed
+        if self._net is not None:
+            self._net.set_seed(seed)
 
     # ---- structure ------------------------------------------------------------------------------
 
@@ -288,11 +303,12 @@ class Sequential:
         _format.write_atomic(path, self._file_bytes(extra_metadata))
 
     @classmethod
-    def _from_model_file(cls, mf, settings=None):
+    def _from_model_file(cls, mf, settings=None, seed=None):
         """The Sequential of a model file read by the C reader (fastnn._core.ModelFile): the file's
-        parameters bit for bit, compiled with its loss, `metadata` its extra metadata."""
+        parameters bit for bit, compiled with its loss, `metadata` its extra metadata; its seed is
+        the pickle's, else `seed` (None: a random one)."""
         model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype,
-                    seed=settings["seed"] if settings else None)
+                    seed=settings["seed"] if settings else seed)
         params = dict(model._named_parameters())
         for name, a in mf.tensors().items():  # the reader checked names and shapes
             np.copyto(params[name], a)
