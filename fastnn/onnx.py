@@ -53,7 +53,7 @@ import stat
 import numpy as np
 
 from . import _core
-from ._errors import ModelFormatError
+from ._errors import FastNNError, ModelFormatError
 
 __all__ = ["export", "to_proto", "read", "MIN_OPSET"]
 
@@ -209,6 +209,9 @@ def to_proto(model, *, opset=17, metadata=None):
     if opset < MIN_OPSET:
         raise ValueError(f"opset: expected {MIN_OPSET} or later, got {opset}")
     model._require_built("export_onnx")
+    if model.quantized:  # the Gemm graph would carry the int8 codes as if they were the weights
+        raise FastNNError(f"export_onnx: the model is quantized ({model.precision}), which the ONNX export does not "
+                          "write yet; export fastnn.dequantize(model)")
     onnx = _onnx()
     if opset > onnx.defs.onnx_opset_version():
         raise ValueError(f"opset: the onnx package installed knows opsets up to {onnx.defs.onnx_opset_version()}, "

@@ -522,3 +522,54 @@ def test_bf16_training_keeps_freezing_and_survives_pickle(rng):
         m.compile("cross_entropy", precision="float16")
     with pytest.raises(ValueError, match="float32"):
         fnn.Sequential([fnn.Dense(2)], input_dim=3, dtype="float64").compile("mse", precision="bfloat16")
+
+
+# ---- the C writer and C training on quantized models --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def driver(embed, tmp_path_factory):
+    from conftest import build_c
+    out = tmp_path_factory.mktemp("lowp_c")
+    return build_c(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc", "tests",
+                                "train_driver.c"), out / "train_driver", os.path.dirname(embed))
+
+
+@pytest.mark.parametrize("kind", ["int8", "int8 calibrated", "bfloat16"])
+def test_c_writer_writes_pythons_bytes_for_quantized_models(driver, kind, tmp_path, rng):
+    m, X = regression_model(rng)
+    q = fnn.quantize(m, kind.split()[0], calibration=X[:40] if "calibrated" in kind else None)
+    q.metadata = {"note": "quantized"}
+    q.save(tmp_path / "py.safetensors")
+    r = subprocess.run([driver, str(tmp_path / "py.safetensors"), str(tmp_path / "c.safetensors"), "--resave"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "py.safetensors").read_bytes()
+    assert np.array_equal(fnn.load(tmp_path / "c.safetensors").predict(X), q.predict(X))
+    # and a float model's file from C stays schema 1.0
+    m.save(tmp_path / "f.safetensors")
+    subprocess.run([driver, str(tmp_path / "f.safetensors"), str(tmp_path / "fc.safetensors"), "--resave"], check=True,
+                   capture_output=True, timeout=120)
+    assert (tmp_path / "fc.safetensors").read_bytes() == (tmp_path / "f.safetensors").read_bytes()
+
+
+def test_c_fit_refuses_a_quantized_model(driver, tmp_path, rng):
+    m, X = regression_model(rng)
+    fnn.quantize(m, "int8").save(tmp_path / "q.safetensors")
+    X.tofile(tmp_path / "x.f32")
+    np.zeros((len(X), 3), F).tofile(tmp_path / "y.f32")
+    r = subprocess.run([driver, str(tmp_path / "q.safetensors"), str(tmp_path / "out.safetensors"), "--x",
+                        str(tmp_path / "x.f32"), "--rows", str(len(X)), "--targets", str(tmp_path / "y.f32"),
+                        "--loss", "mse"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "quantized" in r.stderr and not (tmp_path / "out.safetensors").exists()
+
+
+def test_onnx_export_refuses_a_quantized_model(tmp_path, rng):
+    pytest.importorskip("onnx")
+    m, _ = regression_model(rng)
+    for dtype in ("int8", "bfloat16"):
+        with pytest.raises(fnn.FastNNError, match="quantized"):
+            fnn.quantize(m, dtype).export_onnx(tmp_path / "q.onnx")
+        from fastnn import onnx as fonnx
+        with pytest.raises(fnn.FastNNError, match="quantized"):
+            fonnx.export(fnn.quantize(m, dtype), tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists()
