@@ -209,7 +209,7 @@ N_SAMPLES = 60000
 LR, MOMENTUM = 0.01, 0.9
 _W = [a * b for a, b in zip(LAYERS[:-1], LAYERS[1:])]
 EXACT_FLOP_PER_SAMPLE = 2 * sum(_W) * 2 + 2 * sum(_W[1:])  # fwd + dW for all layers, dX for all but the first
-LIBS = ("fastnn", "torch", "numpy", "sklearn")
+LIBS = ("fastnn", "fastnn-bf16", "torch", "numpy", "sklearn")  # fastnn-bf16: compile(precision="bfloat16")
 
 
 def make_data(n=N_SAMPLES):
@@ -220,13 +220,13 @@ def make_data(n=N_SAMPLES):
     return X, y
 
 
-def epochs_fastnn(X, y, batch, epochs, threads):
+def epochs_fastnn(X, y, batch, epochs, threads, precision="float32"):
     import fastnn as fnn
 
     fnn.set_num_threads(threads)
     model = fnn.Sequential([fnn.Dense(512, activation="relu"), fnn.Dense(256, activation="relu"), fnn.Dense(10)],
                            input_dim=LAYERS[0], dtype="float32", seed=0)
-    model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=LR, momentum=MOMENTUM))
+    model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=LR, momentum=MOMENTUM), precision=precision)
     before = model.evaluate(X[:4096], y[:4096])["loss"]
     h = model.fit(X, y, epochs=epochs, batch_size=batch, verbose=0)
     after = model.evaluate(X[:4096], y[:4096])["loss"]
@@ -347,7 +347,9 @@ def epochs_sklearn(X, y, batch, epochs, threads):
     return times, None if len(losses) < 2 else losses[0], losses[-1]
 
 
-_EPOCHS = {"fastnn": epochs_fastnn, "torch": epochs_torch, "numpy": epochs_numpy, "sklearn": epochs_sklearn}
+_EPOCHS = {"fastnn": epochs_fastnn,
+           "fastnn-bf16": lambda X, y, batch, epochs, threads: epochs_fastnn(X, y, batch, epochs, threads, "bfloat16"),
+           "torch": epochs_torch, "numpy": epochs_numpy, "sklearn": epochs_sklearn}
 
 
 def _train_worker(lib, batch, epochs, threads, n):
@@ -391,7 +393,7 @@ def kernel_ceiling():
 
 def available(lib):
     try:
-        __import__(lib)
+        __import__(lib.split("-")[0])
         return True
     except ImportError:
         return False
@@ -432,9 +434,11 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
             f"({100 * ceiling / per_core:.0f}% of that peak): no blocked GEMM on this core goes faster")
     out(f"model {'-'.join(map(str, LAYERS))} ReLU, SGD momentum, {n:,} samples; exact GEMM work "
         f"{flop / 1e9:.1f} GFLOP per epoch\n")
-    peers = [lib for lib in libs if lib != "fastnn"]
+    peers = [lib for lib in libs if not lib.startswith("fastnn")]
+    bf16 = "fastnn" in libs and "fastnn-bf16" in libs
     head = "| threads | batch | " + "".join(f"{lib} s/epoch | " for lib in libs) + \
-        "".join(f"fastnn / {lib} | " for lib in peers) + "fastnn % of peak (of kernel ceiling) |"
+        "".join(f"fastnn / {lib} | " for lib in peers) + ("bf16 / float32 | " if bf16 else "") + \
+        "fastnn % of peak (of kernel ceiling) |"
     out(head)
     out("|" + "---|" * (head.count("|") - 1))
     rows = []
@@ -448,8 +452,9 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
                     runs[lib] += json.loads(text.strip().splitlines()[-1])["times"]
             med = {lib: statistics.median(ts) for lib, ts in runs.items()}
             cells = [f"{med[lib]:.2f}" if lib in med else "–" for lib in libs]
-            ratios = [f"{med['fastnn'] / med[lib]:.2f}" if lib in med and "fastnn" in med else "–"
-                      for lib in libs if lib != "fastnn"]
+            ratios = [f"{med['fastnn'] / med[lib]:.2f}" if lib in med and "fastnn" in med else "–" for lib in peers]
+            if bf16:
+                ratios.append(f"{med['fastnn-bf16'] / med['fastnn']:.2f}")
             frac = "–"
             if per_core and "fastnn" in med:
                 achieved = flop / med["fastnn"] / 1e9
@@ -458,6 +463,9 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
             rows.append({"threads": th, "batch": batch, "seconds": med, "samples": n})
             out(f"| {th} | {batch} | " + "".join(c + " | " for c in cells + ratios) + f"{frac} |")
     out("\nfastnn / peer: fastnn's epoch time over the peer's (below 1: fastnn is faster).")
+    if bf16:
+        out(f"bf16 / float32: compile(precision='bfloat16') over float32 epoch time; bfloat16 path "
+            f"{info['bf16']!r} (\"software\": rounded to bfloat16, then the float32 kernels).")
     return rows
 
 
@@ -524,7 +532,7 @@ def add_cli_arguments(p):
     p.add_argument("--filter", default="", metavar="TEXT", help="GEMM: only shapes whose name contains TEXT")
     p.add_argument("--batches", default=None, metavar="LIST", help="training: batch sizes (default 32,128,512)")
     p.add_argument("--libs", default=",".join(LIBS), metavar="LIST",
-                   help="training: libraries to compare (default: all installed of fastnn,torch,numpy,sklearn)")
+                   help="training: libraries to compare (default: all installed of " + ",".join(LIBS) + ")")
     p.add_argument("--samples", type=int, default=N_SAMPLES, metavar="N", help="training rows (default 60000)")
 
 
