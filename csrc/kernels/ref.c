@@ -71,12 +71,16 @@ static inline __attribute__((always_inline)) void qref_(int mr, size_t kq, const
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < FNN_Q_NR; j++) acc[i][j] = 0;
     for (size_t g = 0; g < kq; g++) {
-        const int8_t *bg = b + g * 64;
+        /* the group's weights by input, widened once, so that the loop over columns is contiguous
+         * (and vectorizes); int16 products: 127 * 63 fits, and so do sums of two */
+        int16_t w[4][FNN_Q_NR];
+        for (int j = 0; j < FNN_Q_NR; j++)
+            for (int t = 0; t < 4; t++) w[t][j] = b[g * 64 + 4 * j + t];
         for (int i = 0; i < mr; i++) {
             const uint8_t *ai = a + (size_t)i * lda + 4 * g;
-            const int32_t a0 = ai[0], a1 = ai[1], a2 = ai[2], a3 = ai[3];
+            const int16_t a0 = ai[0], a1 = ai[1], a2 = ai[2], a3 = ai[3];
             for (int j = 0; j < FNN_Q_NR; j++)
-                acc[i][j] += a0 * bg[4 * j] + a1 * bg[4 * j + 1] + a2 * bg[4 * j + 2] + a3 * bg[4 * j + 3];
+                acc[i][j] += (int32_t)(int16_t)(a0 * w[0][j] + a1 * w[1][j]) + (int32_t)(int16_t)(a2 * w[2][j] + a3 * w[3][j]);
         }
     }
     for (int i = 0; i < mr; i++) memcpy(c + i * FNN_Q_NR, acc[i], sizeof acc[i]);
