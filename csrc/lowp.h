@@ -74,6 +74,29 @@ static inline FNN_EXACT void fnn_qparams(float lo, float hi, float *inv, float *
     *s = width > 0 ? width / (float)FNN_Q_AMAX : 0.0f;
 }
 
+/* The passes' scalar steps, shared by every path: fold n values into the range [*lo, *hi] (NaN
+ * passed over, as the vector min/max do), and quantize one value. */
+static inline void fnn_qrange_fold(const float *x, size_t n, float *lo, float *hi) {
+    float l = *lo, h = *hi;
+    for (size_t i = 0; i < n; i++) {
+        l = x[i] < l ? x[i] : l;
+        h = x[i] > h ? x[i] : h;
+    }
+    *lo = l;
+    *hi = h;
+}
+static inline FNN_EXACT uint8_t fnn_q1(float x, float inv, float z) {
+    FNN_EXACT_BEGIN
+    const float rounder = 12582912.0f;
+    float v = x * inv;
+    v = v > -256.0f ? v : -256.0f; /* NaN too */
+    v = v < 256.0f ? v : 256.0f;
+    v = ((v + rounder) - rounder) + z;
+    v = v > 0 ? v : 0;
+    v = v < FNN_Q_AMAX ? v : FNN_Q_AMAX;
+    return (uint8_t)(int32_t)v;
+}
+
 typedef struct {
     const char *name;                        /* build_info()["int8"] */
     int mc;                                  /* rows of A per cache block (a multiple of the widest tile) */

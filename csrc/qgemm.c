@@ -98,17 +98,13 @@ static void range_ref_(const float *x, size_t n, float *plo, float *phi) {
         lo = (v4f_)(((v4i_)v & lt) | ((v4i_)lo & ~lt));
         hi = (v4f_)(((v4i_)v & gt) | ((v4i_)hi & ~gt));
     }
-    float l = 0, h = 0;
-    for (int t = 0; t < 4; t++) {
-        l = lo[t] < l ? lo[t] : l;
-        h = hi[t] > h ? hi[t] : h;
-    }
-    for (; i < n; i++) {
-        l = x[i] < l ? x[i] : l;
-        h = x[i] > h ? x[i] : h;
-    }
-    *plo = l;
-    *phi = h;
+    float l[4], h[4];
+    memcpy(l, &lo, sizeof l);
+    memcpy(h, &hi, sizeof h);
+    *plo = *phi = 0;
+    fnn_qrange_fold(l, 4, plo, phi);
+    fnn_qrange_fold(h, 4, plo, phi);
+    fnn_qrange_fold(x + i, n - i, plo, phi);
 }
 
 FNN_EXACT void fnn_qrows_ref(const float *x, size_t rows, size_t n, size_t kp, const float *range, uint8_t *q,
@@ -120,15 +116,7 @@ FNN_EXACT void fnn_qrows_ref(const float *x, size_t rows, size_t n, size_t kp, c
         else range_ref_(x, n, &lo, &hi);
         fnn_qparams(lo, hi, &inv, &z, s + r);
         zp[r] = (int32_t)z;
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i] * inv;
-            v = v > -256.0f ? v : -256.0f; /* NaN too */
-            v = v < 256.0f ? v : 256.0f;
-            v = round_(v) + z;
-            v = v > 0 ? v : 0;
-            v = v < FNN_Q_AMAX ? v : FNN_Q_AMAX;
-            q[i] = (uint8_t)(int32_t)v;
-        }
+        for (size_t i = 0; i < n; i++) q[i] = fnn_q1(x[i], inv, z);
         for (size_t i = n; i < kp; i++) q[i] = 0;
     }
 }

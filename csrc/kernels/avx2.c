@@ -113,19 +113,13 @@ __attribute__((target("avx2,fma"))) static void qrange_avx2_(const float *x, siz
         lo = _mm256_min_ps(v, lo); /* a NaN in v gives the second operand: it is passed over */
         hi = _mm256_max_ps(v, hi);
     }
-    float l[8], h[8], rl = 0, rh = 0;
+    float l[8], h[8];
     _mm256_storeu_ps(l, lo);
     _mm256_storeu_ps(h, hi);
-    for (int t = 0; t < 8; t++) {
-        rl = l[t] < rl ? l[t] : rl;
-        rh = h[t] > rh ? h[t] : rh;
-    }
-    for (; i < n; i++) {
-        rl = x[i] < rl ? x[i] : rl;
-        rh = x[i] > rh ? x[i] : rh;
-    }
-    *plo = rl;
-    *phi = rh;
+    *plo = *phi = 0;
+    fnn_qrange_fold(l, 8, plo, phi);
+    fnn_qrange_fold(h, 8, plo, phi);
+    fnn_qrange_fold(x + i, n - i, plo, phi);
 }
 
 __attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qrows_avx2(const float *x, size_t rows, size_t n, size_t kp,
@@ -156,15 +150,7 @@ __attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qrows_avx2(const float *x
             w = _mm256_min_epu8(w, _mm256_set1_epi8(FNN_Q_AMAX));
             _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(w, order));
         }
-        for (; i < n; i++) { /* the portable form */
-            float v = x[i] * inv;
-            v = v > -256.0f ? v : -256.0f;
-            v = v < 256.0f ? v : 256.0f;
-            v = ((v + 12582912.0f) - 12582912.0f) + z;
-            v = v > 0 ? v : 0;
-            v = v < FNN_Q_AMAX ? v : FNN_Q_AMAX;
-            q[i] = (uint8_t)(int32_t)v;
-        }
+        for (; i < n; i++) q[i] = fnn_q1(x[i], inv, z); /* the portable form */
         for (i = n; i < kp; i++) q[i] = 0;
     }
 }
