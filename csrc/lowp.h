@@ -48,7 +48,8 @@ typedef void (*fnn_qgemm_ukr_fn)(size_t kq, const uint8_t *a, size_t lda, const 
  *   rows   each of `rows` rows of n values x (row stride n) quantized into q (row stride kp, zeros
  *          after n), with its scale s and zero point zp, from its range [lo, hi]: the given one, or
  *          lo = min(0, min x), hi = max(0, max x) (NaN ignored); fnn_qparams gives inv, zp and s, then
- *          q[i] = clamp(rne(clamp(x[i] * inv, -256, 256)) + zp, 0, 127), NaN as -256;
+ *          q[i] = clamp(rne(clamp(x[i] * inv, -256, 256)) + zp, 0, 127), NaN as -256; a row holding a
+ *          NaN or an Inf gets s = NaN, so that its outputs are NaN as the float product's would be;
  *   out    a tile's output pass: for rows i < rows and all 16 columns j,
  *          v = (float)(t[16i + j] - rz[i] * cs[j]) * (rs[i] * ws[j]); v += b[j]; relu: v = v < 0 ? 0 : v
  *          into y[i*ldy + j] for j < cols (cs, ws, b hold 16 values each; b may be NULL). */
@@ -64,14 +65,20 @@ typedef void (*fnn_qrows_fn)(const float *x, size_t rows, size_t n, size_t kp, c
 typedef void (*fnn_qout_fn)(const fnn_qout *o, const int32_t *t, size_t rows, size_t cols, float *y, size_t ldy);
 
 /* The quantization of the range [lo, hi] (lo <= 0 <= hi): x ~ (q - zp) * s where q = rne(x * inv) + zp;
- * an empty range (a row of zeros) gives inv = s = zp = 0.  zp is a whole number in [0, 127]. */
+ * an empty range (a row of zeros) gives inv = s = zp = 0, one that is not finite (an Inf in the row)
+ * inv = zp = 0 and s = NaN.  zp is a whole number in [0, 127]. */
 static inline FNN_EXACT void fnn_qparams(float lo, float hi, float *inv, float *zp, float *s) {
     FNN_EXACT_BEGIN
     const float width = hi - lo, rounder = 12582912.0f; /* (v + 1.5 * 2^23) - 1.5 * 2^23: rne(v) */
-    *inv = width > 0 ? (float)FNN_Q_AMAX / width : 0.0f;
+    if (!(width > 0 && width <= 3.40282347e38f)) {
+        *inv = *zp = 0;
+        *s = width == 0 ? 0.0f : __builtin_nanf("");
+        return;
+    }
+    *inv = (float)FNN_Q_AMAX / width;
     const float p = -lo * *inv;
     *zp = (p + rounder) - rounder;
-    *s = width > 0 ? width / (float)FNN_Q_AMAX : 0.0f;
+    *s = width / (float)FNN_Q_AMAX;
 }
 
 /* The passes' scalar steps, shared by every path: fold n values into the range [*lo, *hi] (NaN

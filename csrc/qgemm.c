@@ -116,7 +116,13 @@ FNN_EXACT void fnn_qrows_ref(const float *x, size_t rows, size_t n, size_t kp, c
         else range_ref_(x, n, &lo, &hi);
         fnn_qparams(lo, hi, &inv, &z, s + r);
         zp[r] = (int32_t)z;
-        for (size_t i = 0; i < n; i++) q[i] = fnn_q1(x[i], inv, z);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float d = x[i] - x[i]; /* NaN for NaN and Inf */
+            bad |= d != d;
+            q[i] = fnn_q1(x[i], inv, z);
+        }
+        if (bad) s[r] = __builtin_nanf("");
         for (size_t i = n; i < kp; i++) q[i] = 0;
     }
 }

@@ -37,12 +37,15 @@ def ref_quantize_rows(x, rng=None):
         hi = np.maximum(F(0), fin.max(axis=1, initial=0)).astype(F)
     else:
         lo, hi = np.full(rows, rng[0], dtype=F), np.full(rows, rng[1], dtype=F)
-    width = (hi - lo).astype(F)
-    pos = width > 0
+    with np.errstate(all="ignore"):
+        width = (hi - lo).astype(F)
+    pos = (width > 0) & np.isfinite(width)
     inv = np.where(pos, F(127) / np.where(pos, width, F(1)), F(0)).astype(F)
-    zp = np.rint((-lo * inv).astype(F)).astype(F)
-    s = np.where(pos, width / F(127), F(0)).astype(F)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):
+        zp = np.where(pos, np.rint((-lo * inv).astype(F)), F(0)).astype(F)
+    s = np.where(pos, width / F(127), np.where(width == 0, F(0), F(np.nan))).astype(F)
+    s[~np.isfinite(x).all(axis=1)] = np.nan  # a row with NaN or Inf: its outputs are NaN
+    with np.errstate(all="ignore"):
         v = (x * inv[:, None]).astype(F)
         v = np.where(np.isnan(v), F(-256), np.clip(v, F(-256), F(256)))
     q = np.clip(np.rint(v) + zp[:, None], 0, 127).astype(np.uint8)
@@ -124,10 +127,39 @@ def test_row_quantization_matches_reference(simd, cols, rng):
     for rng_ in (None, (-1.5, 2.25)):
         q, s, z = _core._quantize_rows(x, rng_)
         wq, ws, wz = ref_quantize_rows(x, rng_)
-        assert np.array_equal(q, wq) and np.array_equal(s, ws) and np.array_equal(z, wz)
-        assert q.max() <= 127
+        assert np.array_equal(q, wq) and np.array_equal(s, ws, equal_nan=True) and np.array_equal(z, wz)
+        assert q.max() <= 127 and np.isnan(s[3]) and not np.isnan(np.delete(s, 3)).any()
         if rng_ is None:
             assert z[1] == 0 and z[2] == 127 and s[0] == 0 and q[0].max() == 0
+
+
+def test_rows_with_inf_or_huge_ranges_quantize_safely(simd, rng):
+    x = rng.normal(size=(5, 37)).astype(F)
+    x[0, 3] = np.inf
+    x[1, 30] = -np.inf
+    x[2, 0], x[2, 1] = -3e38, 3e38   # a width beyond float32
+    x[3, 36] = np.nan                # in the scalar tail of the vector passes
+    for rng_ in (None, (-2.0, 2.0)):
+        q, s, z = _core._quantize_rows(x, rng_)
+        wq, ws, wz = ref_quantize_rows(x, rng_)
+        assert np.array_equal(q, wq) and np.array_equal(s, ws, equal_nan=True) and np.array_equal(z, wz)
+        assert np.isnan(s[[0, 1, 3]]).all() and not np.isnan(s[4]) and (z >= 0).all() and (z <= 127).all()
+
+
+def test_c_predict_of_nonfinite_rows_is_nan_and_leaves_the_others(tmp_path, rng):
+    """The C API does not check its inputs: an int8 layer turns a row with NaN or Inf into NaN outputs
+    (as the float product would), with no undefined arithmetic, and the other rows keep their bits."""
+    m, X = regression_model(rng)
+    q = fnn.quantize(m, "int8")
+    q.save(tmp_path / "q.safetensors")
+    mf = _core.ModelFile.from_path(tmp_path / "q.safetensors")
+    bad = X[:6].copy()
+    bad[1, 4], bad[3, 0], bad[4, 22] = np.inf, np.nan, -np.inf
+    got = at_every_level(lambda: mf.predict(bad))
+    want = q.predict(X[:6])
+    for v in got.values():
+        assert np.isnan(v[[1, 3, 4]]).all()
+        assert np.array_equal(v[[0, 2, 5]], want[[0, 2, 5]])
 
 
 def test_weight_quantization_matches_reference(rng):

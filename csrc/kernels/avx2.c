@@ -137,10 +137,13 @@ __attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qrows_avx2(const float *x
         const __m256 vi = _mm256_set1_ps(inv);
         const __m256i vz = _mm256_set1_epi32(zp[r]);
         size_t i = 0;
+        __m256 bad = _mm256_setzero_ps(); /* x - x: NaN for NaN and Inf */
         for (; i + 32 <= n; i += 32) {
             __m256i k[4];
             for (int u = 0; u < 4; u++) {
-                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * u), vi);
+                const __m256 xv = _mm256_loadu_ps(x + i + 8 * u);
+                bad = _mm256_or_ps(bad, _mm256_sub_ps(xv, xv));
+                __m256 v = _mm256_mul_ps(xv, vi);
                 v = _mm256_min_ps(_mm256_max_ps(v, lo256), hi256); /* NaN becomes -256, as in the portable form */
                 k[u] = _mm256_add_epi32(_mm256_cvtps_epi32(v), vz);
             }
@@ -150,7 +153,13 @@ __attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qrows_avx2(const float *x
             w = _mm256_min_epu8(w, _mm256_set1_epi8(FNN_Q_AMAX));
             _mm256_storeu_si256((__m256i *)(void *)(q + i), _mm256_permutevar8x32_epi32(w, order));
         }
-        for (; i < n; i++) q[i] = fnn_q1(x[i], inv, z); /* the portable form */
+        int nonfinite = _mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) != 0;
+        for (; i < n; i++) { /* the portable form */
+            const float d = x[i] - x[i];
+            nonfinite |= d != d;
+            q[i] = fnn_q1(x[i], inv, z);
+        }
+        if (nonfinite) s[r] = __builtin_nanf("");
         for (i = n; i < kp; i++) q[i] = 0;
     }
 }
