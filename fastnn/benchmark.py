@@ -135,17 +135,7 @@ def _gemm_worker(lib, dtype, threads, samples, filt):
             def fn():
                 np.matmul(A, B, out=out)
         fn()
-        rates = []
-        for _ in range(samples):
-            t0, reps = time.perf_counter(), 0
-            while True:
-                fn()
-                reps += 1
-                dt = time.perf_counter() - t0
-                if dt > 0.02:
-                    break
-            rates.append(2.0 * m * n * k * reps / dt / 1e9)
-        print(json.dumps([name, statistics.median(rates)]), flush=True)
+        print(json.dumps([name, _rate(fn, 2.0 * m * n * k, samples)]), flush=True)
 
 
 def gemm_parser(prog=None):
