@@ -496,6 +496,12 @@ def test_bf16_file_dtype_checked(tmp_path, rng):
     (tmp_path / "b.safetensors").write_bytes(bad)
     with pytest.raises(fnn.ModelFormatError, match=r"layers\.0\.weight.*BF16"):
         fnn.load(tmp_path / "b.safetensors")
+    native = dict(arch, layers=[dict(arch["layers"][0], precision=None)])
+    for weight in ((w, "BF16"), (np.zeros((4, 3), np.int8),)):  # low-precision tensors on a float layer
+        data = _format.encode(native, [("layers.0.weight", *weight), ("layers.0.bias", np.zeros(3, F))])
+        (tmp_path / "n.safetensors").write_bytes(data)
+        with pytest.raises(fnn.ModelFormatError, match=r"layers\.0\.weight.*(BF16|I8)"):
+            fnn.load(tmp_path / "n.safetensors")
 
 
 # ---- mixed-precision training: compile(precision="bfloat16") ----------------------------------------
