@@ -88,8 +88,8 @@ class Layer:
     """Base class.  `trainable` may be changed at any time; the model applies it at once.
 
     A subclass sets `kind` (its "type" in model files, which also registers it for `from_spec`) and
-    overrides what it has: `spec`/`_from_spec`, `output_dim`, `param_shapes`, `descriptor`,
-    `init_weights`, `summary_label`."""
+    overrides what it has: `spec`/`_from_spec`, `output_dim`, `_describe` (its settings for the engine,
+    which names and lays out its tensors), `init_weights`, `summary_label`."""
 
     kind = "layer"
     _registry = {}  # kind -> class, filled by __init_subclass__

@@ -378,14 +378,12 @@ class Sequential:
             raise ValueError("include_optimizer: the optimizer's lr is a function, which a model file cannot hold; "
                              "give a number or a fastnn.schedules schedule")
         self._push_optimizer(self._epochs_seen)  # the state laid out for this optimizer
-        desc = _core.optim_engine(self.optimizer.describe(self._epochs_seen))
-        schedule, desc["schedule"] = desc["schedule"], None
-        if schedule is not None:
-            per = "step"
-        elif isinstance(lr, _schedules.Schedule):
+        desc = _core.optim_engine(self.optimizer.describe(self._epochs_seen))  # every field of the engine's
+        kind, schedule, per = desc.pop("kind"), desc.pop("schedule"), "step"
+        if schedule is None and isinstance(lr, _schedules.Schedule):
             schedule, per = lr._engine(), "epoch"
         step, opt_step = self._net.counters
-        training = {"optimizer": desc.pop("kind"), **{k: v for k, v in desc.items() if k != "schedule"},
+        training = {"optimizer": kind, **desc,
                     "schedule": None if schedule is None else {
                         "kind": schedule["kind"], "per": per, "initial_lr": schedule["initial"],
                         "warmup": schedule["warmup"], "period": schedule["period"], "factor": schedule["factor"],
