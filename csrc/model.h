@@ -5,13 +5,19 @@
  * plan function, net.h), one FNN_ALIGN-aligned buffer holding every parameter in the model's dtype
  * (each layer's tensors back to back, fnn_layer_place), the layers' names, the architecture JSON
  * text, the file's metadata strings and, when the file has a training state, that state and the
- * optimizer's state buffers (n_state copies of the parameter layout, as a training net holds them).  After loading it is never written, so any number of threads
- * may run fnn_model_predict on it at once.
+ * optimizer's state buffers as the file holds them (n_state copies of the parameter layout).  After
+ * loading it is never written, so any number of threads may run fnn_model_predict on it at once,
+ * until the C training API (train.c) changes it: its first fnn_model_fit adds a trainer (the training
+ * net over the same parameters, their gradients and the optimizer state).  Every public call takes
+ * the model's gate: readers (predict, evaluate, save) share it, a writer (fit, freeze) holds it
+ * alone, and a call that cannot have it returns FNN_ERR_BUSY instead of waiting.
  */
 #ifndef FNN_MODEL_H
 #define FNN_MODEL_H
 
 #include "net.h"
+
+#include <stdatomic.h>
 
 /* Limits of what the reader accepts (far beyond any model fastnn trains, far below overflow). */
 #define FNN_IO_MAX_HEADER 100000000u    /* bytes of JSON header (safetensors' own limit) */
@@ -43,7 +49,16 @@ struct fnn_model {
     fnn_train_state training;
     int n_state;
     void *opt_state;    /* n_state x plan.n_params values of the dtype, or NULL */
+    atomic_int users;   /* the gate: calls reading the model, or -1 while one changes it */
+    struct fnn_trainer *trainer; /* NULL until the first fnn_model_fit (train.c) */
 };
+
+/* ---- the gate and the trainer (model.c, train.c) ---------------------------------------------------
+ * Enter as a reader (write = 0) or the writer; FNN_ERR_BUSY, with a detail naming `who`, when the
+ * model is held the other way.  Every successful enter is paired with one leave. */
+int  fnn_model_enter(const fnn_model *m, int write, const char *who);
+void fnn_model_leave(const fnn_model *m, int write);
+void fnn_trainer_free(struct fnn_trainer *t, int dtype);
 
 /* ---- the reader's error channel (io.c) ----------------------------------------------------------
  * Thread-local detail of the last failed fnn_model_* call on this thread ("" after a success). */

@@ -266,6 +266,9 @@ void fnn_snet_get_counters(const fnn_snet *net, int64_t *step, int64_t *opt_step
 void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step);
 void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step);
 void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step);
+/* Key the dropout masks of the following steps by a new seed (the net is created with one). */
+void fnn_snet_set_seed(fnn_snet *net, uint64_t seed);
+void fnn_dnet_set_seed(fnn_dnet *net, uint64_t seed);
 int  fnn_snet_reserve(fnn_snet *net, size_t batch);
 int  fnn_dnet_reserve(fnn_dnet *net, size_t batch);
 /* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */

@@ -174,6 +174,14 @@ void FNN_FN(net_get_counters)(const struct NET *net, int64_t *step, int64_t *opt
     if (opt_step) *opt_step = net ? net->opt_step : 0;
 }
 
+/* A new seed: the dropout masks of the following steps are keyed by it (the caller shuffles with it). */
+void FNN_FN(net_set_seed)(struct NET *net, uint64_t seed) {
+    if (!net) return;
+    mtx_lock(&net->lock);
+    fnn_philox_key(seed, net->drop.key);
+    mtx_unlock(&net->lock);
+}
+
 void FNN_FN(net_set_counters)(struct NET *net, int64_t step, int64_t opt_step) {
     if (!net) return;
     net->step = step < 0 ? 0 : step;

@@ -95,6 +95,8 @@ cdef extern from "net.h" nogil:
     void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step)
     void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step)
     void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step)
+    void fnn_snet_set_seed(fnn_snet *net, uint64_t seed)
+    void fnn_dnet_set_seed(fnn_dnet *net, uint64_t seed)
     void fnn_snet_workspace_info(const fnn_snet *net, size_t *rows, int *n_allocs)
     void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs)
     int fnn_snet_reserve(fnn_snet *net, size_t batch)
@@ -343,6 +345,13 @@ cdef class Net:
     def set_trainable(self, int layer, bint trainable):
         check(fnn_dnet_set_trainable(self.d, layer, trainable) if self.is_double
               else fnn_snet_set_trainable(self.s, layer, trainable), "trainable")
+
+    def set_seed(self, uint64_t seed):
+        """Key the dropout masks of the following steps by `seed`."""
+        if self.is_double:
+            fnn_dnet_set_seed(self.d, seed)
+        else:
+            fnn_snet_set_seed(self.s, seed)
 
     @property
     def counters(self):

@@ -131,16 +131,14 @@ class Sequential:
         self.dtype = dtype
         if seed is None:
             seed = int(np.random.default_rng().integers(0, 2**63))
-        self.seed = integer(seed, "seed", low=0)
-        if self.seed >= 2**64:
-            raise ValueError(f"seed: must be below 2**64, got {seed}")
+        self._net = None
+        self.seed = seed
         self.input_dim = None
         self.stop_training = False
         self.optimizer = None
         self.loss = None
         self.huber_delta = 1.0
         self.metrics = []
-        self._net = None
         self._params = self._grads = self._state = None
         self._state_for = None  # the optimizer object the state belongs to
         self._epochs_seen = 0
@@ -150,6 +148,23 @@ class Sequential:
             self.add(layer)
         if input_dim is not None:
             self.build(input_dim)
+
+    @property
+    def seed(self):
+        """The seed of the initial weights (drawn when the model is built), the epoch shuffles and the
+        dropout masks.  Settable: a new seed keys the shuffles and masks from the next step on, so a
+        loaded model trains with the bits of any other run given the same seed (the C API's
+        fnn_model_fit included)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        seed = integer(value, "seed", low=0)
+        if seed >= 2**64:
+            raise ValueError(f"seed: must be below 2**64, got {value}")
+        self._seed = seed
+        if self._net is not None:
+            self._net.set_seed(seed)
 
     # ---- structure ------------------------------------------------------------------------------
 
@@ -399,12 +414,16 @@ class Sequential:
         self._epochs_seen = training["epochs_seen"]
 
     @classmethod
-    def _from_model_file(cls, mf, settings=None):
+    def _from_model_file(cls, mf, settings=None, seed=None):
         """The Sequential of a model file read by the C reader (fastnn._core.ModelFile): the file's
-        parameters bit for bit, compiled with its loss, `metadata` its extra metadata; with a training
+        parameters bit for bit, compiled with its loss, `metadata` its extra metadata; its seed is
+        the pickle's, else `seed`, else the training state's, else a random one.  With a training
         state, compiled with its optimizer and restored to continue training where it stopped."""
         training = mf.training
-        seed = settings["seed"] if settings else training["seed"] if training else None
+        if settings:
+            seed = settings["seed"]
+        elif seed is None and training:
+            seed = training["seed"]
         model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype, seed=seed)
         params = dict(model._named_parameters())
         for name, a in mf.tensors().items():  # the reader checked names and shapes
