@@ -166,6 +166,12 @@ void fnn_dbias_add(double *y, const double *bias, size_t rows, size_t cols, int 
 /* out[j] = beta*out[j] + sum_i x[i][j], summed in row order (deterministic for any nt). */
 void fnn_scolsum(const float *x, size_t rows, size_t cols, float beta, float *out, int nt);
 void fnn_dcolsum(const double *x, size_t rows, size_t cols, double beta, double *out, int nt);
+/* out[j] = sum_i scale[i]*x[i*ldx + j], each product added in row order (deterministic for any nt):
+ * the rank-ordered weighted sum that averages gradients across the ranks of data-parallel training. */
+void fnn_scolsum_scaled(const float *x, size_t rows, size_t cols, size_t ldx, const float *scale, float *out,
+                        int nt);
+void fnn_dcolsum_scaled(const double *x, size_t rows, size_t cols, size_t ldx, const double *scale, double *out,
+                        int nt);
 
 /* Fused loss and gradient in one pass over rows x cols predictions (loss.c).
  *   labels: int class per row (cross-entropy only) or NULL; target: rows x cols or NULL.

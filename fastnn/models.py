@@ -94,12 +94,18 @@ def _take_rows(x, lo, hi):
     return x.rows(lo, hi) if isinstance(x, _CSR) else x[lo:hi]
 
 
+def _c_array(x, dtype):
+    """x as a C-contiguous, aligned array of dtype: a copy only when it is not one (a buffer received
+    from another process, such as a Dask block, may start at any byte)."""
+    return np.require(x, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+
+
 def _as_dtype(x, name, dtype, ndim):
     """`x` as a C-contiguous array of `dtype` (one conversion at most), checked for NaN/Inf."""
     x = real_array(x, name, "fiub", "a numeric array")
     if x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = _c_array(x, dtype)
     if not all_finite(x):
         raise ValueError(f"{name}: contains NaN or Inf")
     return x
@@ -580,14 +586,14 @@ class Sequential:
             if n and (labels.min() < 0 or labels.max() >= c):
                 raise ValueError(f"{name}: class labels must be in [0, {c}), got values from "
                                  f"{labels.min()} to {labels.max()}")
-            return np.ascontiguousarray(labels, dtype=np.int64), None
+            return _c_array(labels, np.int64), None
         if y.ndim == 1:
             if c != 1:
                 raise ValueError(f"{name}: expected shape ({n}, {c}) for a model with {c} outputs, got {y.shape}")
             y = y.reshape(n, 1)
         if y.shape[1] != c:
             raise ValueError(f"{name}: expected {c} columns (the model's outputs), got shape {y.shape}")
-        target = np.ascontiguousarray(y, dtype=self.dtype)
+        target = _c_array(y, self.dtype)
         if self.loss == "binary_cross_entropy" and n and (target.min() < 0 or target.max() > 1):
             raise ValueError(f"{name}: binary cross-entropy targets must be in [0, 1]")
         return None, target
@@ -679,7 +685,7 @@ class Sequential:
         return loss
 
     def fit(self, X, y, *, epochs=1, batch_size=32, shuffle=True, validation_split=0.0, validation_data=None,
-            callbacks=(), verbose=1, sample_weight=None, class_weight=None):
+            callbacks=(), verbose=1, sample_weight=None, class_weight=None, distributed=None, shuffle_window=1):
         """Train for `epochs` epochs; returns the History (per-epoch `loss`, metrics, `val_*`, `lr`,
         `time`, `samples_per_s`).  `validation_split` holds out the last fraction of the rows (before
         shuffling, as Keras does); `validation_data` = (X, y) or (X, y, sample_weight) takes precedence.
@@ -690,26 +696,75 @@ class Sequential:
         `model.history` is the same History, also while fit runs.  A KeyboardInterrupt (Ctrl-C, or raised
         by a callback) ends fit within one chunk of batches: the weights are those of the last completed
         step, `model.history` holds the epochs completed, callbacks get on_train_end, and the exception
-        propagates."""
+        propagates.
+
+        X and y (and validation_data's, and sample_weight) may be Dask arrays: their blocks of rows
+        are computed in order, the next one in a background thread while the engine trains on the
+        current one, and never held all at once.  With shuffle, the rows are shuffled within a window
+        of `shuffle_window` blocks (plus the few rows of a partial batch carried over from the window
+        before), not across the whole array; without it, the batches are exactly those of the same
+        data in memory, and so is the trained model.
+
+        distributed=fastnn.distributed.MPI(): data-parallel training in a program started with
+        `mpiexec -n N`, each process passing its own shard; see fastnn/distributed.py."""
         self._require_compiled("fit")
+        coord = _Solo(self) if distributed is None else _session(distributed, self)
+        fd = coord.prepare(lambda: self._fit_data(X, y, epochs, batch_size, shuffle, validation_split,
+                                                  validation_data, verbose, sample_weight, class_weight,
+                                                  shuffle_window))
+        steps = coord.steps(fd.train.n_batches)  # more than this process's batches when another has more
+        losses = np.zeros(steps)
+        sizes = np.zeros(steps)
+        sizes[:fd.train.n_batches] = fd.train.batch_sizes()
+        verbose = fd.verbose if coord.is_root else 0
+        cbs = coord.callbacks(callbacks, model=self, params={
+            "epochs": fd.epochs, "batch_size": fd.batch, "steps": steps, "samples": coord.total(fd.train.n),
+            "verbose": verbose})
+        self.history = cbs.history
+        self.stop_training = False
+        coord.train_begin(cbs)
+        try:
+            for epoch in range(fd.epochs):
+                lr = coord.epoch_begin(epoch, cbs)
+                t0 = time.perf_counter()
+                epoch_key = self._epochs_seen
+                self._epochs_seen += 1
+                bar = _Progress(verbose, epoch, fd.epochs, steps, coord.total(fd.train.n))
+                self._train_epoch(fd, coord, epoch, epoch_key, losses, sizes, bar, t0)
+                train_time = time.perf_counter() - t0
+                logs = coord.epoch_logs(self, fd, losses, sizes)
+                logs["lr"] = self._last_step_lr() if self.optimizer.per_step else lr
+                logs["time"] = time.perf_counter() - t0
+                logs["samples_per_s"] = coord.total(fd.train.n) / train_time if train_time > 0 else float("inf")
+                bar.end(logs)
+                coord.epoch_end(epoch, logs, cbs)
+                if self.stop_training:
+                    break
+        finally:
+            coord.train_end(cbs)
+        return cbs.history
+
+    def _fit_data(self, X, y, epochs, batch_size, shuffle, validation_split, validation_data, verbose,
+                  sample_weight, class_weight, shuffle_window):
+        """fit's arguments checked, and its data as sources of rows (_Rows in memory, or Dask blocks)."""
         epochs = integer(epochs, "epochs", low=0)
         batch_size = integer(batch_size, "batch_size", low=1)
         verbose = integer(verbose, "verbose", low=0)
         validation_split = real_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+        shuffle_window = integer(shuffle_window, "shuffle_window", low=1)
+        shuffle = bool(shuffle)
+        if _is_dask(X) or _is_dask(y):
+            from . import dask as _fdask
+            train, val, batch = _fdask.fit_sources(self, X, y, batch_size, shuffle, validation_split, validation_data,
+                                                   sample_weight, class_weight, shuffle_window)
+            return _FitData(train, val, epochs, batch, verbose)
         X = self._prepare_x(X)
         n_all = X.shape[0]
         labels, target = self._prepare_y(y, n_all)
         w = self._sample_weights(sample_weight, class_weight, labels, target, n_all)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data: expected (X_val, y_val) or (X_val, y_val, sample_weight)")
-            Xv = self._prepare_x(validation_data[0], "validation_data X")
-            lv, tv = self._prepare_y(validation_data[1], Xv.shape[0], "validation_data y")
-            wv = None
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                wv = self._sample_weights(validation_data[2], None, lv, tv, Xv.shape[0])
-            val = (Xv, lv, tv, wv)
+            val = self._validation_rows(validation_data)
         elif validation_split > 0:
             split = int(math.floor(n_all * (1.0 - validation_split)))
             if split < 1 or split >= n_all:
@@ -717,69 +772,69 @@ class Sequential:
                                  "training or validation set")
             cut = lambda a: (_take_rows(a, 0, split), _take_rows(a, split, n_all))
             (X, Xv), (labels, lv), (target, tv), (w, wv) = cut(X), cut(labels), cut(target), cut(w)
-            val = (Xv, lv, tv, wv)
+            val = _Rows(self, Xv, lv, tv, wv)
         n = X.shape[0]
         batch = min(batch_size, n)
-        n_batches = -(-n // batch)
         if self._batch_stats() and (batch < 2 or n % batch == 1):
             raise ValueError(f"batch_size: BatchNorm in training needs at least 2 rows per batch, but batch_size="
                              f"{batch_size} on {n} training rows leaves a batch of 1 row; choose another batch_size")
-        sizes = np.full(n_batches, batch, dtype=np.float64)
-        sizes[-1] = n - (n_batches - 1) * batch
-        losses = np.zeros(n_batches)
-        perm = np.empty(n, dtype=np.int64) if shuffle else None
-        pred = np.empty((n, self._dims[-1]), dtype=self.dtype) if self.metrics else None
-        y_true = labels if labels is not None else target
+        train = _Rows(self, X, labels, target, w, batch, shuffle, metrics=bool(self.metrics))
         self._reserve(batch, "batch_size")
-        val_batch = None  # validation in blocks of max(batch, _PREDICT_BATCH) rows, fewer if memory is short
         if val is not None:
-            val_batch = self._inference_batch(batch if batch > _PREDICT_BATCH else None, val[0].shape[0])
+            val.batch = self._validation_batch(batch, val.n)
+        return _FitData(train, val, epochs, batch, verbose)
 
-        cbs = CallbackList(callbacks, model=self, params={
-            "epochs": epochs, "batch_size": batch, "steps": n_batches, "samples": n, "verbose": verbose})
-        self.history = cbs.history
-        self.stop_training = False
-        cbs.on_train_begin()
-        try:
-            for epoch in range(epochs):
-                cbs.on_epoch_begin(epoch)
-                t0 = time.perf_counter()
-                lr = self._push_optimizer(self._epochs_seen)
-                if shuffle:
-                    _core.permutation(self.seed, self._epochs_seen, perm)
-                self._epochs_seen += 1
-                bar = _Progress(verbose, epoch, epochs, n_batches, n)
-                b, chunk = 0, 1
-                while b < n_batches:
-                    count = min(chunk, n_batches - b)
-                    tc = time.perf_counter()
-                    rc, bad = _core.net_fit_chunk(self._net, X, labels, target, w, perm, batch, b,
-                                                  losses[b:b + count], pred)
-                    if rc == _core.ERR_NONFINITE:
-                        self._raise_nonfinite(losses[bad], epoch, bad, n_batches, "fit")
-                    _core.check(rc, "fit")
-                    dt = time.perf_counter() - tc
-                    b += count
-                    chunk = max(1, min(4 * count, int(count * _CHUNK_SECONDS / max(dt, 1e-6))))
-                    if verbose == 1:
-                        bar.update(b, _mean_loss(losses[:b], sizes[:b]), time.perf_counter() - t0)
-                train_time = time.perf_counter() - t0
-                logs = {"loss": _mean_loss(losses, sizes)}
-                for name, fn in self.metrics:
-                    logs[name] = float(fn(y_true, self._metric_pred(pred, y_true)))
-                if val is not None:
-                    for k, v in self._evaluate(*val, val_batch).items():
-                        logs["val_" + k] = v
-                logs["lr"] = self._last_step_lr() if self.optimizer.per_step else lr
-                logs["time"] = time.perf_counter() - t0
-                logs["samples_per_s"] = n / train_time if train_time > 0 else float("inf")
-                bar.end(logs)
-                cbs.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-        finally:
-            cbs.on_train_end()
-        return cbs.history
+    def _validation_batch(self, batch, rows):
+        """Validation runs in blocks of max(batch, _PREDICT_BATCH) rows, fewer if memory is short."""
+        return self._inference_batch(batch if batch > _PREDICT_BATCH else None, rows)
+
+    def _validation_rows(self, validation_data):
+        """validation_data, (X, y) or (X, y, sample_weight), as _Rows."""
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data: expected (X_val, y_val) or (X_val, y_val, sample_weight)")
+        Xv = self._prepare_x(validation_data[0], "validation_data X")
+        lv, tv = self._prepare_y(validation_data[1], Xv.shape[0], "validation_data y")
+        wv = None
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            wv = self._sample_weights(validation_data[2], None, lv, tv, Xv.shape[0])
+        return _Rows(self, Xv, lv, tv, wv)
+
+    def _train_epoch(self, fd, coord, epoch, epoch_key, losses, sizes, bar, t0):
+        """One epoch's steps: this process's batches, window by window of its rows, in chunks of C calls
+        of about _CHUNK_SECONDS; then, in data-parallel training, empty steps until every process is done."""
+        b, chunk, win = 0, 1, None
+        for win in fd.train.windows(coord.shuffle_seed(self.seed), epoch_key):
+            first = 0
+            while first < win.count:
+                count = min(chunk, win.count - first)
+                tc = time.perf_counter()
+                rc, bad = _core.net_fit_chunk(self._net, win.x, win.labels, win.target, win.w, win.perm, fd.batch,
+                                              first, losses[b:b + count], win.pred)
+                self._check_chunk(rc, coord, losses, epoch, b + bad - first, len(losses))
+                dt = time.perf_counter() - tc
+                first += count
+                b += count
+                chunk = max(1, min(4 * count, int(count * _CHUNK_SECONDS / max(dt, 1e-6))))
+                if bar.verbose == 1:
+                    bar.update(b, _mean_loss(losses[:b], sizes[:b]), time.perf_counter() - t0)
+            win.done()
+        while b < len(losses):  # batches past the end of a window's rows are empty steps (csrc/net.h)
+            count = min(chunk, len(losses) - b)
+            rc, bad = _core.net_fit_chunk(self._net, win.x, win.labels, win.target, win.w, win.perm, fd.batch,
+                                          win.count, losses[b:b + count], None)
+            self._check_chunk(rc, coord, losses, epoch, b + bad - win.count, len(losses))
+            b += count
+
+    def _check_chunk(self, rc, coord, losses, epoch, bad, n_batches):
+        if rc == 0:
+            return
+        coord.raise_step_error(rc, epoch, bad, n_batches)
+        if rc == _core.ERR_NONFINITE:
+            self._raise_nonfinite(losses[bad], epoch, bad, n_batches, "fit")
+        if rc == _core.ERR_ARG and self._batch_stats():  # the engine refuses a batch of one row (Dask's last)
+            raise ValueError(f"batch_size: BatchNorm in training needs at least 2 rows per batch, but batch "
+                             f"{bad + 1} of epoch {epoch + 1} has 1 row; choose another batch_size")
+        _core.check(rc, "fit")
 
     def _last_step_lr(self):
         """The rate of the last optimizer step under a per-step schedule (its first before any step)."""
@@ -789,6 +844,11 @@ class Sequential:
     def _metric_pred(pred, y_true):
         """The predictions as the metrics take them: a vector for one output and 1-D targets."""
         return pred[:, 0] if pred.shape[1] == 1 and y_true.ndim == 1 else pred
+
+    def _add_metrics(self, logs, prefix, y_true, pred):
+        """logs[prefix + name] = each compiled metric of (y_true, pred)."""
+        for name, fn in self.metrics:
+            logs[prefix + name] = float(fn(y_true, self._metric_pred(pred, y_true)))
 
     # ---- inference --------------------------------------------------------------------------------
 
@@ -835,6 +895,121 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.input_dim}, dtype={str(self.dtype)!r}, seed={self.seed})"
+
+
+# ---- fit's data and its coordinator ---------------------------------------------------------------
+
+class _FitData:
+    """fit's checked settings and its data: `train` and `val` are sources of rows (_Rows, or the Dask
+    blocks of fastnn/dask.py); `val` is None without validation."""
+
+    def __init__(self, train, val, epochs, batch, verbose):
+        self.train, self.val, self.epochs, self.batch, self.verbose = train, val, epochs, batch, verbose
+
+
+class _Rows:
+    """Rows held in memory, each array C-contiguous in the model's dtype.  For training they are one
+    window per epoch (this object itself: x, labels, target, w, perm, count, pred), shuffled in C;
+    for validation, evaluated `batch` rows at a time."""
+
+    def __init__(self, model, X, labels, target, w, batch=None, shuffle=False, metrics=False):
+        self.x, self.labels, self.target, self.w = X, labels, target, w
+        self.n = X.shape[0]
+        self.batch = batch
+        self.y_true = labels if labels is not None else target
+        self.n_batches = self.count = -(-self.n // batch) if batch else 0
+        self.perm = np.empty(self.n, dtype=np.int64) if shuffle else None
+        self.pred = np.empty((self.n, model._dims[-1]), dtype=model.dtype) if metrics else None
+
+    def batch_sizes(self):
+        sizes = np.full(self.n_batches, self.batch, dtype=np.float64)
+        sizes[-1] = self.n - (self.n_batches - 1) * self.batch
+        return sizes
+
+    def windows(self, seed, epoch):
+        if self.perm is not None:
+            _core.permutation(seed, epoch, self.perm)
+        yield self
+
+    def done(self):
+        """The window's batches are trained (its predictions are in self.pred)."""
+
+    def label_set(self):
+        """The sorted class labels present (class labels only; None for targets)."""
+        return None if self.labels is None else np.unique(self.labels).tolist()
+
+    def metric_data(self):
+        """(y_true, predictions) of the epoch's training rows, for the metrics."""
+        return self.y_true, self.pred
+
+    def evaluate(self, model, metrics):
+        """(mean loss + penalties, rows, y_true, predictions or None without metrics), dropout off."""
+        pred = np.empty((self.n, model._dims[-1]), dtype=model.dtype) if metrics else None
+        loss = _core.net_evaluate(model._net, self.x, self.labels, self.target, self.w, self.batch, pred)
+        return loss, self.n, self.y_true, pred
+
+
+class _Solo:
+    """fit's coordinator in one process: every decision is its own.  fastnn.distributed's session
+    answers the same calls for data-parallel training, where rank 0 decides and the others follow."""
+
+    is_root = True
+
+    def __init__(self, model):
+        self.model = model
+
+    def prepare(self, fn):
+        return fn()
+
+    def steps(self, n_batches):
+        return n_batches
+
+    def total(self, n):
+        return n
+
+    def shuffle_seed(self, seed):
+        return seed
+
+    def callbacks(self, callbacks, model, params):
+        return CallbackList(callbacks, model=model, params=params)
+
+    def train_begin(self, cbs):
+        cbs.on_train_begin()
+
+    def epoch_begin(self, epoch, cbs):
+        cbs.on_epoch_begin(epoch)
+        return self.model._push_optimizer(self.model._epochs_seen)  # schedules count the model's epochs
+
+    def raise_step_error(self, rc, epoch, batch, n_batches):
+        """Nothing to add to the engine's own error code in one process."""
+
+    def epoch_logs(self, model, fd, losses, sizes):
+        logs = {"loss": _mean_loss(losses, sizes)}
+        model._add_metrics(logs, "", *fd.train.metric_data())
+        if fd.val is not None:
+            loss, _, y_true, pred = fd.val.evaluate(model, bool(model.metrics))
+            logs["val_loss"] = loss
+            model._add_metrics(logs, "val_", y_true, pred)
+        return logs
+
+    def epoch_end(self, epoch, logs, cbs):
+        cbs.on_epoch_end(epoch, logs)
+
+    def train_end(self, cbs):
+        cbs.on_train_end()
+
+
+def _session(distributed, model):
+    """The coordinator of a data-parallel fit: fastnn.distributed.MPI(...)._session(model)."""
+    start = getattr(distributed, "_session", None)
+    if not callable(start):
+        raise TypeError(f"distributed: expected fastnn.distributed.MPI(...), got {type(distributed).__name__}")
+    return start(model)
+
+
+def _is_dask(a):
+    """A Dask collection (told by its class's module: Dask itself is not imported for this)."""
+    return type(a).__module__.partition(".")[0] == "dask" and hasattr(a, "__dask_graph__")
 
 
 def _unpickle(data, settings):
