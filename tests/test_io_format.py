@@ -214,6 +214,13 @@ def rebuild(header, body, **kw):
     return raw_file(header, body, **kw)
 
 
+def renamed(header, body, old, new):
+    """The file with tensor `old` listed under the name `new`."""
+    h = json.loads(json.dumps(header))
+    h[new] = h.pop(old)
+    return rebuild(h, body)
+
+
 def test_reject_sizes(simple):
     _, data, _ = simple
     header, body = split(data)
@@ -300,15 +307,9 @@ def test_reject_dtype_mismatch(simple):
 
 def test_reject_tensors_vs_architecture(simple, rng):
     header, body = header_of(simple)
-    h = json.loads(json.dumps(header))
-    h["layers.1.weight"] = h.pop("layers.2.weight")
-    rejects(rebuild(h, body), 'unexpected tensor "layers.1.weight"')
-    h = json.loads(json.dumps(header))
-    h["layers.02.bias"] = h.pop("layers.2.bias")
-    rejects(rebuild(h, body), 'unexpected tensor "layers.02.bias"')
-    h = json.loads(json.dumps(header))
-    h["extra"] = h.pop("layers.2.bias")
-    rejects(rebuild(h, body), 'unexpected tensor "extra"')
+    rejects(renamed(header, body, "layers.2.weight", "layers.1.weight"), 'unexpected tensor "layers.1.weight"')
+    rejects(renamed(header, body, "layers.2.bias", "layers.02.bias"), 'unexpected tensor "layers.02.bias"')
+    rejects(renamed(header, body, "layers.2.bias", "extra"), 'unexpected tensor "extra"')
     # a missing tensor: drop the last one (its bytes too)
     h = json.loads(json.dumps(header))
     start = h["layers.2.bias"]["data_offsets"][0]
@@ -595,12 +596,9 @@ def test_reject_normalization_layers(rng):
         h = json.loads(json.dumps(header))
         h[name]["shape"] = [2, 2]
         rejects(rebuild(h, body), f'tensor "{name}" has shape [2, 2] but layer', "expected [4]")
-    h = json.loads(json.dumps(header))
-    h["layers.1.moving_var"] = h.pop("layers.1.moving_variance")
-    rejects(rebuild(h, body), 'unexpected tensor "layers.1.moving_var"')
-    h = json.loads(json.dumps(header))
-    h["layers.2.moving_mean"] = h.pop("layers.2.beta")
-    rejects(rebuild(h, body), 'unexpected tensor "layers.2.moving_mean"')
+    rejects(renamed(header, body, "layers.1.moving_variance", "layers.1.moving_var"),
+            'unexpected tensor "layers.1.moving_var"')
+    rejects(renamed(header, body, "layers.2.beta", "layers.2.moving_mean"), 'unexpected tensor "layers.2.moving_mean"')
     # a newer minor schema: unknown keys of a normalization layer are ignored
     h = json.loads(json.dumps(header))
     a = json.loads(h["__metadata__"]["architecture"])
