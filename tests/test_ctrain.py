@@ -376,11 +376,12 @@ def test_a_loaded_models_seed_can_be_given_and_set(tmp_path):
 
 
 def test_c_trains_normalization_layers_with_pythons_bits(cprogs, tmp_path):
-    """fnn_model_fit on a file with BatchNorm and LayerNorm: the batch statistics, the running ones and
-    the gradients of gamma and beta are the engine's, so C and Python train to the same bits; C's save
+    """fnn_model_fit on a file with BatchNorm, LayerNorm and a max_norm: the batch statistics, the running
+    ones, the gradients of gamma and beta and the constraint are the engine's, so C and Python train to
+    the same bits; C's save
     drops a file's training state (Python's plain save does too); a batch of one row is refused."""
     rng = np.random.default_rng(5)
-    m = fnn.Sequential([fnn.Dense(12), fnn.BatchNorm(momentum=0.8), fnn.Activation("relu"), fnn.Dropout(0.2),
+    m = fnn.Sequential([fnn.Dense(12, max_norm=0.7), fnn.BatchNorm(momentum=0.8), fnn.Activation("relu"), fnn.Dropout(0.2),
                         fnn.Dense(8, "tanh"), fnn.LayerNorm(), fnn.Dense(3)], input_dim=10, seed=1)
     m.compile("cross_entropy", optimizer=fnn.Adam(0.01))
     m.train_on_batch(rng.normal(size=(20, 10)), rng.integers(0, 3, 20))
@@ -402,5 +403,7 @@ def test_c_trains_normalization_layers_with_pythons_bits(cprogs, tmp_path):
     py.fit(X, y, epochs=2, batch_size=30, verbose=0)
     py.save(tmp_path / "py.safetensors")
     assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "py.safetensors").read_bytes()
+    norms = np.linalg.norm(py.layers[0].weight, axis=0)
+    assert norms.max() <= 0.7 * (1 + 1e-6) and np.isclose(norms, 0.7, rtol=1e-5).any()  # the constraint bit
     r = run(cprogs["driver"], *args, "--batch", 33)  # 100 = 3 x 33 + 1
     assert r.returncode != 0 and "leaves a batch of 1 row" in r.stderr
