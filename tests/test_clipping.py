@@ -131,8 +131,10 @@ def test_same_bits_with_any_thread_count(clip, dtype):
         m.fit(X, y, epochs=2, batch_size=300, verbose=0)
         return m.get_weights()
 
-    for a, b in zip(with_threads(1, train), with_threads(2, train)):
-        assert np.array_equal(a, b)
+    one = with_threads(1, train)
+    for nt in (2, 3, 8):  # parts of the norms fixed, whatever the count (and more threads than cores)
+        for a, b in zip(one, with_threads(nt, train)):
+            assert np.array_equal(a, b), nt
 
 
 def test_clipping_keeps_a_diverging_run_finite():
