@@ -243,7 +243,8 @@ def bn_model():
 
 
 def job_features(comm, out):
-    """Clipping, max_norm and a per-step schedule over every exchange; BatchNorm's running statistics."""
+    """Clipping, max_norm and a per-step schedule over every exchange and from sparse shards; BatchNorm's
+    running statistics."""
     r, size = comm.Get_rank(), comm.Get_size()
     X, y = shards(size, rows=FEATURE_SHARDS)[r]
     res = {}
@@ -252,6 +253,11 @@ def job_features(comm, out):
         m = feature_model()
         m.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0, distributed=fnn.distributed.MPI(**kw))
         res["w_" + name] = flat(m)
+    import scipy.sparse
+    m = feature_model()  # sparse shards: densified a batch at a time, the same bits
+    m.fit(scipy.sparse.csr_matrix(X), y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+          distributed=fnn.distributed.MPI(shared_memory=True))
+    res["w_sparse"] = flat(m)
     m = bn_model()
     m.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0, distributed=fnn.distributed.MPI())
     res["bn"] = flat(m)

@@ -195,14 +195,15 @@ def test_each_rank_trains_from_its_own_dask_blocks(tmp_path):
 
 def test_clipping_max_norm_schedules_and_batchnorm_after_the_exchange(tmp_path):
     """Global clipping, max_norm and a per-step schedule act on the averaged gradient, as one process
-    on the global batches does; every exchange gives the same bits.  A BatchNorm keeps the running
+    on the global batches does; every exchange, and sparse shards, give the same bits.  A BatchNorm keeps the running
     statistics of its own rank's batches (rank 0's are the model's at the end), and a rank's empty
     steps leave them alone."""
+    pytest.importorskip("scipy")
     launch("features", 2, tmp_path)
     res = load(tmp_path, "features", 2)
     for key in res[0]:
         assert np.array_equal(res[0][key], res[1][key]), key
-    ws = [res[0]["w_" + k] for k in ("shm", "mpi", "shm_overlap")]
+    ws = [res[0]["w_" + k] for k in ("shm", "mpi", "shm_overlap", "sparse")]
     assert all(np.array_equal(ws[0], x) for x in ws[1:])
     parts = jobs.shards(2, rows=jobs.FEATURE_SHARDS)
     m = jobs.feature_model()
