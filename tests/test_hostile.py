@@ -720,6 +720,7 @@ def _fit_with_optimizer_attr(name, value):
 
 
 def _sparse(a):
+    pytest.importorskip("scipy")
     import scipy.sparse
     return scipy.sparse.csr_matrix(a)
 

@@ -125,10 +125,13 @@ def test_bad_sparse_input_is_named():
 
 # ---- the scikit-learn estimators ----------------------------------------------------------------------
 
-skl = pytest.importorskip("sklearn")
-from sklearn.neural_network import MLPClassifier as SkClassifier, MLPRegressor as SkRegressor  # noqa: E402
-
-from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+def _estimators():
+    """(scikit-learn's MLPClassifier, MLPRegressor, fastnn's), or skip without scikit-learn (the tests
+    above need scipy alone)."""
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network import MLPClassifier as SkClassifier, MLPRegressor as SkRegressor
+    from fastnn.sklearn import MLPClassifier, MLPRegressor
+    return SkClassifier, SkRegressor, MLPClassifier, MLPRegressor
 
 
 def _quiet(est, *a, **k):
@@ -142,6 +145,7 @@ def _quiet(est, *a, **k):
 def test_estimators_fit_sparse_as_scikit_learn_does(solver, fmt, monkeypatch):
     """The same steps as scikit-learn's on the same sparse X (full batches, no shuffle), and as fastnn's
     own on the dense X; L-BFGS's gradients come in blocks of rows (made small here)."""
+    SkClassifier, SkRegressor, MLPClassifier, MLPRegressor = _estimators()
     X, y = _data(np.float64, n=120)
     Xs = sparse.csr_matrix(X).asformat(fmt)
     reg_y = X @ np.arange(1.0, 31.0) / 30
@@ -161,6 +165,7 @@ def test_estimators_fit_sparse_as_scikit_learn_does(solver, fmt, monkeypatch):
 
 
 def test_estimators_with_sparse_early_stopping_partial_fit_and_float32():
+    MLPClassifier = _estimators()[2]
     X, y = _data(np.float32, n=200)
     Xs = sparse.csr_matrix(X)
     clf = _quiet(MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=20, random_state=0), Xs, y)
