@@ -407,3 +407,14 @@ def test_c_trains_normalization_layers_with_pythons_bits(cprogs, tmp_path):
     assert norms.max() <= 0.7 * (1 + 1e-6) and np.isclose(norms, 0.7, rtol=1e-5).any()  # the constraint bit
     r = run(cprogs["driver"], *args, "--batch", 33)  # 100 = 3 x 33 + 1
     assert r.returncode != 0 and "leaves a batch of 1 row" in r.stderr
+    # frozen (Keras's rule), the BatchNorm runs on its running statistics and leaves them alone, in C as
+    # in Python; a batch of one row is then fine
+    r = run(cprogs["driver"], *args, "--batch", 33, "--freeze", 2)
+    assert r.returncode == 0, r.stderr
+    py = fnn.load(tmp_path / "plain.safetensors", seed=4)
+    py.freeze(2)
+    py.compile("cross_entropy", optimizer=fnn.SGD(lr=0.05, momentum=0.9))
+    py.fit(X, y, epochs=2, batch_size=33, verbose=0)
+    py.save(tmp_path / "py.safetensors")
+    assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "py.safetensors").read_bytes()
+    assert np.array_equal(py.layers[1].moving_mean, m.layers[1].moving_mean)
