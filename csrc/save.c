@@ -33,7 +33,7 @@
 
 /* The __metadata__ keys of the format itself (fastnn/_format.py RESERVED_KEYS): written first, in
  * this order; a model's extra metadata is every other key of the file it was loaded from. */
-static const char *const reserved[] = {"format", "fastnn_schema", "fastnn_version", "architecture"};
+static const char *const reserved[] = {"format", "fastnn_schema", "fastnn_version", "architecture", "training"};
 
 /* ---- a growing text buffer --------------------------------------------------------------------- */
 
@@ -236,6 +236,16 @@ static int put_architecture_(sbuf *b, const fnn_model *m, const char *const *nam
             puts_(b, ",\"alpha\":");
             put_alpha_(b, d);
             break;
+        case FNN_LAYER_BATCHNORM:
+            puts_(b, ",\"momentum\":");
+            put_number_(b, d->momentum);
+            /* fall through */
+        case FNN_LAYER_LAYERNORM:
+            puts_(b, ",\"epsilon\":");
+            put_number_(b, d->eps);
+            puts_(b, ",\"trainable\":");
+            put_bool_(b, d->trainable);
+            break;
         default:
             fnn_io_set_error("fnn_model_save: layer %d is a %s, which this writer cannot store", l,
                              fnn_layer_kind_name(d->kind) ? fnn_layer_kind_name(d->kind) : "layer of an unknown kind");
@@ -243,7 +253,11 @@ static int put_architecture_(sbuf *b, const fnn_model *m, const char *const *nam
         }
         puts_(b, ",\"name\":");
         put_cstring_(b, names[l]);
-        if (d->kind == FNN_LAYER_DENSE && d->wkind != FNN_WEIGHT_NATIVE) { /* schema 1.1, as Dense.spec() */
+        if (d->kind == FNN_LAYER_DENSE && d->max_norm > 0) { /* Python writes it last, and only when set */
+            puts_(b, ",\"max_norm\":");
+            put_number_(b, d->max_norm);
+        }
+        if (d->kind == FNN_LAYER_DENSE && d->wkind != FNN_WEIGHT_NATIVE) { /* schema 1.2, as Dense.spec() */
             puts_(b, ",\"precision\":");
             put_cstring_(b, fnn_weight_kind_name(d->wkind));
             if (d->wkind == FNN_WEIGHT_INT8)
@@ -268,41 +282,27 @@ static int is_reserved_(const char *key) {
     return 0;
 }
 
-/* The tensors in file order: each Dense layer's weight, then its bias, then (int8 layers, schema 1.1)
- * its weight_scale and input_range (Dense.param_shapes' order).  With t NULL, only counts them. */
+/* The tensors in file order: each layer's, as the engine lists them (fnn_layer_tensors). */
 typedef struct {
     char name[48];
-    size_t off, count; /* off in values of the model's dtype; count in values of the tensor's dtype */
-    size_t rows, cols; /* shape: [rows, cols] for a weight, [cols] for a vector (rows 0) */
+    size_t off, count; /* off in values of the model's dtype, count in the tensor's own */
+    size_t rows, cols; /* shape: [rows, cols] for a matrix, [cols] for a vector (rows 0) */
     int wkind;         /* FNN_WEIGHT_INT8: I8 bytes; FNN_WEIGHT_BF16: float32 values stored as BF16 */
 } tensor_ref;
-
-static void tensor_(tensor_ref *t, int l, const char *what, size_t off, size_t rows, size_t cols, int wkind) {
-    snprintf(t->name, sizeof t->name, "layers.%d.%s", l, what);
-    t->off = off;
-    t->rows = rows;
-    t->cols = cols;
-    t->count = (rows ? rows : 1) * cols;
-    t->wkind = wkind;
-}
 
 static size_t tensors_(const fnn_model *m, tensor_ref *t) {
     size_t n = 0;
     for (int l = 0; l < m->plan.nl; l++) {
-        const fnn_layer_desc *d = &m->plan.L[l];
-        if (d->kind != FNN_LAYER_DENSE) continue;
-        if (t) tensor_(&t[n], l, "weight", d->w_off, d->in, d->out, d->wkind);
-        n++;
-        if (d->use_bias) {
-            if (t) tensor_(&t[n], l, "bias", d->b_off, 0, d->out, FNN_WEIGHT_NATIVE);
-            n++;
+        fnn_tensor_info ti[FNN_LAYER_MAX_TENSORS];
+        for (int k = 0, nk = fnn_layer_tensors(&m->plan.L[l], ti); k < nk; k++, n++) {
+            if (!t) continue;
+            snprintf(t[n].name, sizeof t[n].name, "layers.%d.%s", l, ti[k].name);
+            t[n].off = ti[k].off;
+            t[n].rows = ti[k].ndim == 2 ? ti[k].shape[0] : 0;
+            t[n].cols = ti[k].ndim == 2 ? ti[k].shape[1] : ti[k].shape[0];
+            t[n].count = ti[k].ndim == 2 ? ti[k].shape[0] * ti[k].shape[1] : ti[k].shape[0]; /* in its dtype */
+            t[n].wkind = ti[k].wkind;
         }
-        if (d->wkind != FNN_WEIGHT_INT8) continue;
-        if (t) tensor_(&t[n], l, "weight_scale", d->s_off, 0, d->out, FNN_WEIGHT_NATIVE);
-        n++;
-        if (d->r_off == FNN_PLAN_NONE) continue;
-        if (t) tensor_(&t[n], l, "input_range", d->r_off, 0, 2, FNN_WEIGHT_NATIVE);
-        n++;
     }
     return n;
 }
@@ -314,6 +314,17 @@ static size_t elem_(const fnn_model *m, const tensor_ref *t) {
 static const char *dtype_name_(const fnn_model *m, const tensor_ref *t) {
     return t->wkind == FNN_WEIGHT_INT8 ? "I8" : t->wkind == FNN_WEIGHT_BF16 ? "BF16"
                                                                              : m->dtype == (int)sizeof(double) ? "F64" : "F32";
+}
+
+/* The oldest schema that holds the model, as Python's writer declares it (fastnn/_format.py): 1.2 for
+ * low-precision layers, 1.1 for a normalization layer or a max_norm, else 1.0. */
+static int schema_minor_(const fnn_model *m) {
+    if (fnn_plan_lowp(&m->plan)) return 2;
+    for (int l = 0; l < m->plan.nl; l++) {
+        const fnn_layer_desc *d = &m->plan.L[l];
+        if (d->kind == FNN_LAYER_BATCHNORM || d->kind == FNN_LAYER_LAYERNORM || d->max_norm > 0) return 1;
+    }
+    return 0;
 }
 
 /* The 8-byte length and the padded JSON header of the file. */
@@ -333,7 +344,7 @@ static int header_(sbuf *b, const fnn_model *m, const tensor_ref *t, size_t nt) 
     /* schema 1.1 only for low-precision layers: a float model's file stays readable by 1.0 readers, and
      * is what Python writes */
     putf_(b, "{\"__metadata__\":{\"format\":\"fastnn\",\"fastnn_schema\":\"%d.%d\",\"fastnn_version\":",
-          FNN_IO_SCHEMA_MAJOR, fnn_plan_lowp(&m->plan) ? FNN_IO_SCHEMA_MINOR : 0);
+          FNN_IO_SCHEMA_MAJOR, schema_minor_(m));
     put_cstring_(b, FNN_VERSION_STRING);
     puts_(b, ",\"architecture\":");
     put_string_(b, arch.p ? arch.p : "", arch.len);

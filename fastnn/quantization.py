@@ -41,6 +41,12 @@ def _copy_layers(model, precision, input_scales):
     return layers
 
 
+def _copy_parameters(old, new):
+    """The parameters of a layer that stays as it is (BatchNorm, LayerNorm), in float32."""
+    for (_, a), (_, b) in zip(old.parameters(), new.parameters()):
+        np.copyto(b, a, casting="unsafe")
+
+
 def _like(model, layers, dtype):
     """A Sequential of `layers`, built for the model's input width (zeros), its metadata copied."""
     new = Sequential(layers, dtype=dtype, seed=model.seed)
@@ -87,7 +93,8 @@ def quantize(model, dtype="int8", *, calibration=None):
         _core.net_input_ranges(model._net, X, model._inference_batch(None, X.shape[0]), ranges)
     new = _like(model, _copy_layers(model, dtype, "calibrated" if ranges is not None else "per_row"), np.float32)
     for i, (old, layer) in enumerate(zip(model.layers, new.layers)):
-        if not isinstance(layer, Dense):
+        if not isinstance(layer, Dense):  # a normalization layer's parameters, as they are
+            _copy_parameters(old, layer)
             continue
         w = np.ascontiguousarray(old.weight, dtype=np.float32)
         views = dict(layer.parameters())
@@ -114,6 +121,7 @@ def dequantize(model):
     new = _like(model, _copy_layers(model, None, None), np.float32)
     for old, layer in zip(model.layers, new.layers):
         if not isinstance(layer, Dense):
+            _copy_parameters(old, layer)
             continue
         views = dict(old.parameters())
         if old.precision == "int8":

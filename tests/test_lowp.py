@@ -316,7 +316,7 @@ def test_quantized_file_round_trips_bit_for_bit(dtype, tmp_path, rng):
     assert np.array_equal(mf.predict(X), want)
     raw = (tmp_path / "q.safetensors").read_bytes()
     header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
-    assert header["__metadata__"]["fastnn_schema"] == "1.1"
+    assert header["__metadata__"]["fastnn_schema"] == "1.2"
     assert header["layers.0.weight"]["dtype"] == ("I8" if dtype == "int8" else "BF16")
     if dtype == "int8":  # int8 files are >= 3.5x smaller than float32 ones for a wide model
         wide = fnn.Sequential([fnn.Dense(256, "relu"), fnn.Dense(64)], input_dim=128, seed=0)
