@@ -630,3 +630,32 @@ def test_quantized_accuracy_on_a_784_512_256_10_model():
     assert 0.8 < base < 0.999
     for dtype in ("int8", "bfloat16"):
         assert fnn.quantize(m, dtype).evaluate(X[60000:], y[60000:])["accuracy"] >= base - 0.005, dtype
+
+
+def test_quantize_keeps_normalization_layers(driver, tmp_path, rng):
+    """BatchNorm and LayerNorm stay float32 beside the quantized Dense layers (a BatchNorm is not folded
+    into an int8 product): predict stays close to the float model, and the file round-trips through
+    Python and the C writer."""
+    X = rng.normal(size=(300, 12)).astype(F)
+    m = fnn.Sequential([fnn.Dense(24), fnn.BatchNorm(), fnn.Activation("relu"), fnn.Dense(16, "relu"),
+                        fnn.LayerNorm(), fnn.Dense(3)], input_dim=12, seed=5)
+    m.compile("mse", "adam")
+    m.fit(X, rng.normal(size=(300, 3)).astype(F), epochs=3, verbose=0)
+    want = m.predict(X)
+    for dtype in ("int8", "bfloat16"):
+        q = fnn.quantize(m, dtype)
+        for lq, lm in zip(q.layers, m.layers):
+            if isinstance(lm, (fnn.BatchNorm, fnn.LayerNorm)):
+                assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(lq.parameters(), lm.parameters()))
+        got = q.predict(X)
+        assert np.abs(got - want).max() < 0.05 * np.abs(want).max() + 0.05
+        q.save(tmp_path / "q.safetensors")
+        assert np.array_equal(fnn.load(tmp_path / "q.safetensors").predict(X), got)
+        r = subprocess.run([driver, str(tmp_path / "q.safetensors"), str(tmp_path / "c.safetensors"), "--resave"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "q.safetensors").read_bytes()
+        d = fnn.dequantize(q)
+        assert np.abs(d.predict(X) - got).max() < 0.05 * np.abs(want).max() + 0.05
+    with pytest.raises(fnn.FastNNError, match="quantized"):
+        fnn.quantize(m, "int8").save(tmp_path / "x.safetensors", include_optimizer=True)
