@@ -165,6 +165,7 @@ typedef struct {
     float *y;                 /* rows x out */
     int32_t *raw;             /* rows x out, when L is NULL */
     size_t out;
+    const float *ws_last, *b_last; /* the last panel's scales and biases padded to 16 (out % 16 != 0) */
 } qrun;
 
 /* The output pass of one tile: rows r0.. (n of them) by the columns of panel p, from t[i*16 + j]. */
@@ -174,17 +175,10 @@ static void out_tile_(const qrun *R, const fnn_qgemm_kernel *kr, const int32_t *
         for (size_t i = 0; i < n; i++) memcpy(R->raw + (r0 + i) * R->out + j0, t + i * FNN_Q_NR, cols * sizeof(int32_t));
         return;
     }
-    fnn_qout o = {.cs = R->csum + j0, .ws = R->L->wscale + j0, .b = R->L->bias ? R->L->bias + j0 : NULL,
-                  .rs = R->rs + r0, .rz = R->rz + r0, .relu = R->relu};
-    float ws[FNN_Q_NR] = {0}, b[FNN_Q_NR] = {0};
-    if (cols < FNN_Q_NR) { /* the last panel: its scales and biases padded to 16 */
-        memcpy(ws, o.ws, cols * sizeof *ws);
-        o.ws = ws;
-        if (o.b) {
-            memcpy(b, o.b, cols * sizeof *b);
-            o.b = b;
-        }
-    }
+    const int last = cols < FNN_Q_NR;
+    const fnn_qout o = {.cs = R->csum + j0, .ws = last ? R->ws_last : R->L->wscale + j0,
+                        .b = !R->L->bias ? NULL : last ? R->b_last : R->L->bias + j0, .rs = R->rs + r0,
+                        .rz = R->rz + r0, .relu = R->relu};
     kr->out(&o, t, n, cols, R->y + r0 * R->out + j0, R->out);
 }
 
@@ -248,7 +242,12 @@ void fnn_qdense_forward(const fnn_qdense *L, const float *x, size_t rows, float 
         });
     }
     const size_t np = panels_of(L->out);
+    float ws_last[FNN_Q_NR] = {0}, b_last[FNN_Q_NR] = {0}; /* the last panel's, padded once per call */
+    const size_t j0 = (np - 1) * FNN_Q_NR;
+    memcpy(ws_last, L->wscale + j0, (L->out - j0) * sizeof *ws_last);
+    if (L->bias) memcpy(b_last, L->bias + j0, (L->out - j0) * sizeof *b_last);
     qrun R = {.L = L, .rows = rows, .kq = kq, .np = np, .q = q, .rs = rs, .rz = rz, .pack = L->pack,
+              .ws_last = ws_last, .b_last = b_last,
               .csum = (const int32_t *)(const void *)((const int8_t *)L->pack + np * kq * 64),
               .relu = L->act == FNN_ACT_RELU, .y = y, .raw = NULL, .out = L->out};
     run_(&R, kr, nt);
