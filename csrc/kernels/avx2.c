@@ -106,19 +106,35 @@
  * and no multiply fused into the add after it (FNN_EXACT). */
 
 __attribute__((target("avx2,fma"))) static void qrange_avx2_(const float *x, size_t n, float *plo, float *phi) {
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    /* two chains each way; no lane ever holds a NaN (a NaN in v gives the second operand: it is passed
+     * over), so the lanes fold in any order to the portable form's values (up to the sign of a zero,
+     * which neither the scale nor the zero point sees) */
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 lo0 = zero, hi0 = zero, lo1 = zero, hi1 = zero;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        lo = _mm256_min_ps(v, lo); /* a NaN in v gives the second operand: it is passed over */
-        hi = _mm256_max_ps(v, hi);
+    for (; i + 16 <= n; i += 16) {
+        const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        lo0 = _mm256_min_ps(v0, lo0);
+        hi0 = _mm256_max_ps(v0, hi0);
+        lo1 = _mm256_min_ps(v1, lo1);
+        hi1 = _mm256_max_ps(v1, hi1);
     }
-    float l[8], h[8];
-    _mm256_storeu_ps(l, lo);
-    _mm256_storeu_ps(h, hi);
-    *plo = *phi = 0;
-    fnn_qrange_fold(l, 8, plo, phi);
-    fnn_qrange_fold(h, 8, plo, phi);
+    if (i + 8 <= n) {
+        const __m256 v0 = _mm256_loadu_ps(x + i);
+        lo0 = _mm256_min_ps(v0, lo0);
+        hi0 = _mm256_max_ps(v0, hi0);
+        i += 8;
+    }
+    lo0 = _mm256_min_ps(lo0, lo1);
+    hi0 = _mm256_max_ps(hi0, hi1);
+    __m128 l = _mm_min_ps(_mm256_castps256_ps128(lo0), _mm256_extractf128_ps(lo0, 1));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(hi0), _mm256_extractf128_ps(hi0, 1));
+    l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    l = _mm_min_ss(l, _mm_shuffle_ps(l, l, 1));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    *plo = _mm_cvtss_f32(l);
+    *phi = _mm_cvtss_f32(h);
     fnn_qrange_fold(x + i, n - i, plo, phi);
 }
 
