@@ -29,7 +29,12 @@ const fnn_bgemm_kernel *fnn_bgemm_kernel_active(void) {
 }
 
 void fnn_bf16_round(const float *x, float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = fnn_bf16_round1(x[i]);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        u = fnn_bf16_bits(u);
+        memcpy(y + i, &u, sizeof u);
+    }
 }
 
 static inline uint32_t bits_(float x) {
