@@ -8,9 +8,12 @@
  *   UKR_NAME   the function's name, e.g. fnn_sgemm_ukr_avx512_8x32
  *   UKR_ATTR   function attributes (the target ISA), may be empty
  *
- * C[MR x NR] = alpha * A * B + beta * C, where A is packed k-major (MR values per k) and row p of B
- * starts at b + p*ldb (a packed panel has ldb = NR; B may also be read in place from a row-major
- * matrix).  C (leading dimension ldc) is not read when beta == 0.
+ * C[MR x NR] = A * B (+ C when beta == 1; beta is 0 or 1), where A is packed k-major (MR values per
+ * k, alpha already applied by the packing) and row p of B starts at b + p*ldb (a packed panel has
+ * ldb = NR; B may also be read in place from a row-major matrix).  C (leading dimension ldc) is not
+ * read when beta == 0.  Each element is a chain of multiply-adds from zero in the order of k, then
+ * stored or added to C: no other operation, so no choice of the compiler's (which products to fuse)
+ * can make it differ from the small-M kernel (gemv_t.h), which sums in the same order.
  * Written with GCC vector extensions: one source for every ISA and dtype; the target attribute
  * decides the instructions (FMA comes from contraction, -ffp-contract=fast).
  */
@@ -23,7 +26,7 @@ typedef UKR_T UKR_V __attribute__((vector_size(UKR_VBYTES)));
 typedef UKR_T UKR_VU __attribute__((vector_size(UKR_VBYTES), aligned(sizeof(UKR_T)), may_alias));
 
 UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b, size_t ldb,
-                       UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T alpha, UKR_T beta) {
+                       UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T beta) {
     UKR_V acc[UKR_MR][UKR_NV];
     /* The C rows are ldc apart: fetch them while the k loop runs (read only when beta != 0). */
 #pragma GCC unroll 16
@@ -55,14 +58,14 @@ UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_R
 #pragma GCC unroll 16
         for (int i = 0; i < UKR_MR; i++)
 #pragma GCC unroll 8
-            for (int j = 0; j < UKR_NV; j++) *(UKR_VU *)(c + i * ldc + j * UKR_L) = alpha * acc[i][j];
+            for (int j = 0; j < UKR_NV; j++) *(UKR_VU *)(c + i * ldc + j * UKR_L) = acc[i][j];
     } else {
 #pragma GCC unroll 16
         for (int i = 0; i < UKR_MR; i++)
 #pragma GCC unroll 8
             for (int j = 0; j < UKR_NV; j++) {
                 UKR_VU *cp = (UKR_VU *)(c + i * ldc + j * UKR_L);
-                *cp = alpha * acc[i][j] + beta * *cp;
+                *cp = acc[i][j] + *cp;
             }
     }
 }
