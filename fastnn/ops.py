@@ -19,7 +19,9 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, c
     """alpha * op(a) @ op(b) + beta * out, where op(x) is x or x.T.
 
     `out` (optional) receives the result and, when beta != 0, supplies C; without `out`, beta is ignored
-    and a new array is returned.  Deterministic: the same bits for any thread count.
+    and a new array is returned.  `out` may be `a` or `b` or share memory with them (the product then
+    goes through a temporary).  Deterministic: the same bits for any thread count, and a row's bits
+    do not depend on the other rows of the call.
     """
     a = float_array(a, "a", ndim=2, check_finite=check_finite)
     b = float_array(b, "b", ndim=2, check_finite=check_finite)
@@ -47,7 +49,12 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, c
         if beta != 0.0 and check_finite:
             float_array(out, "out")
         target = out
-        c = out if out.flags.c_contiguous else np.ascontiguousarray(out)
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            # out overlaps an input (out=a, out=b, a view of either): the kernel would read values it
+            # has already overwritten, so compute into a temporary and copy, as numpy.matmul does
+            c = np.array(out, order="C") if beta != 0.0 else np.empty((m, n), dtype=a.dtype)
+        else:
+            c = out if out.flags.c_contiguous else np.ascontiguousarray(out)
     if m and n:
         if k == 0:
             c[...] = 0 if beta == 0.0 else beta * c
