@@ -407,6 +407,12 @@ int FNN_FN(net_evaluate)(struct NET *net, const fnn_rows *x, const int64_t *labe
                          size_t n, size_t batch, double *loss, T *pred) {
     FNN_LOCKED(net, FNN_FN(net_evaluate_)(net, x, labels, target, sample_w, n, batch, loss, pred));
 }
+static int FNN_FN(net_copy_params_)(const struct NET *net, T *dst) {
+    if (!dst && net->plan.n_params) return FNN_ERR_ARG;
+    if (net->plan.n_params) memcpy(dst, net->params, net->plan.n_params * sizeof(T));
+    return FNN_OK;
+}
+int FNN_FN(net_copy_params)(struct NET *net, T *dst) { FNN_LOCKED(net, FNN_FN(net_copy_params_)(net, dst)); }
 #undef FNN_LOCKED
 
 size_t FNN_FN(net_workspace_bytes)(struct NET *net, size_t batch) {

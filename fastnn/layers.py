@@ -13,7 +13,14 @@ saving, pickling and the summary go through these, never through the layer's typ
 - `Dropout(p=0.5, *, keep_prob=None)`: inverted dropout, p = probability of dropping a unit.
 - `Activation(name, **params)`: an activation as a layer of its own (folded into the Dense below it
   when that one is linear).
+
+Once its model is built, a layer's structural attributes (Dense's units, activation, alpha, use_bias,
+l1, l2; Dropout's p; Activation's activation and alpha) are read-only: the engine's plan and the
+weights were laid out for them, and a model file written after a change would describe another
+network.  `trainable`, `weight` and `bias` change the model at once (and claim it against other
+threads, as Sequential's own changes do); `name` is free.
 """
+import contextlib
 import math
 import weakref
 
@@ -90,6 +97,7 @@ class Layer:
 
     kind = "layer"
     _registry = {}  # kind -> class, filled by __init_subclass__
+    _STRUCTURE = ()  # attributes fixed once the model is built (what the plan and the weights follow)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -104,16 +112,36 @@ class Layer:
         self._model = None  # weakref to the model that built the layer
         self._views = {}    # parameter name -> (view of the parameters, view of the gradients)
 
+    def __setattr__(self, name, value):
+        if name in self._STRUCTURE and self.__dict__.get("_built"):
+            raise AttributeError(f"layer {self.name!r}: {name} cannot change once the model is built (the engine "
+                                 f"and the weights were laid out for {name}={getattr(self, name)!r}); build a new "
+                                 f"model to change it")
+        super().__setattr__(name, value)
+
+    @contextlib.contextmanager
+    def _changing(self, what):
+        """Claim the layer's model (if any) for this thread while `what` changes it."""
+        model = self._model() if self._model is not None else None
+        if model is None:
+            yield None
+            return
+        model._claim(f"{self.name}: {what}")
+        try:
+            yield model
+        finally:
+            model._release()
+
     @property
     def trainable(self):
         return self._trainable
 
     @trainable.setter
     def trainable(self, value):
-        self._trainable = bool(value)
-        model = self._model() if self._model is not None else None
-        if model is not None:
-            model._apply_trainable(self)
+        with self._changing("trainable") as model:
+            self._trainable = bool(value)
+            if model is not None:
+                model._apply_trainable(self)
 
     def _attach(self, model):
         if self._model is not None and self._model() is not None and self._model() is not model:
@@ -165,6 +193,7 @@ class Layer:
 
     def _bind(self, params, grads, offset, in_features):
         """Point the layer at its slices of the model's parameter and gradient buffers."""
+        self._built = True
         self._views = {}
         for name, shape in self.param_shapes(in_features):
             part = slice(offset, offset + math.prod(shape))
@@ -206,6 +235,7 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    _STRUCTURE = ("units", "activation", "alpha", "use_bias", "l1", "l2")
 
     def __init__(self, units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
                  trainable=True, name=None):
@@ -251,7 +281,8 @@ class Dense(Layer):
     def _assign(self, dst, value, what):
         if dst is None:
             raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
-        np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
+        with self._changing(what):
+            np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
 
     def spec(self):
         return {"type": self.kind, "units": self.units, "activation": self.activation,
@@ -323,6 +354,7 @@ class Dropout(Layer):
     are the same under any thread count and differ from step to step."""
 
     kind = "dropout"
+    _STRUCTURE = ("p",)
 
     def __init__(self, p=_UNSET, *, keep_prob=None, name=None):
         super().__init__(name=name)
@@ -362,6 +394,7 @@ class Activation(Layer):
     """An activation as a layer: `Activation("leaky_relu", alpha=0.2)`."""
 
     kind = "activation"
+    _STRUCTURE = ("activation", "alpha")
 
     def __init__(self, activation, *, name=None, **params):
         super().__init__(name=name)

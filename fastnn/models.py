@@ -6,9 +6,18 @@ C plan (`fastnn._core.Net`) points into them and owns only its workspace.  A tra
 chunk of an epoch's batches with the shuffle and the gathering of rows, is one C call with the GIL
 released; Python runs once per chunk (about 0.15 s of work) for the progress bar, Ctrl-C and the
 callbacks, and once per epoch for the metrics.
+
+Threads: the calls that change a model (fit, train_on_batch, compute_gradients, compile, build,
+set_weights, load_weights, freeze, unfreeze, and a layer's trainable, weight and bias) claim it for
+their thread; while one thread holds it, the same calls from any other thread raise FastNNError (the
+holder's own thread, a callback inside fit say, may make them).  predict and evaluate take turns with
+the training steps on the C plan's lock, and get_weights and save copy the parameters under that
+lock, so from another thread they see the weights between two steps.
 """
+import functools
 import math
 import sys
+import threading
 import time
 
 import numpy as np
@@ -17,7 +26,7 @@ from . import _core, _format
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import weights as _weights
-from ._errors import NonFiniteLossError, NotCompiledError, NotFittedError
+from ._errors import FastNNError, NonFiniteLossError, NotCompiledError, NotFittedError
 from ._validate import all_finite, check_memory, integer, real_array, real_number, replacement
 from .callbacks import CallbackList
 from .layers import Layer
@@ -38,6 +47,20 @@ def _as_dtype(x, name, dtype, ndim):
     if not all_finite(x):
         raise ValueError(f"{name}: contains NaN or Inf")
     return x
+
+
+def _exclusive(what):
+    """Method decorator: the call claims the model for its thread (Sequential._claim)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def method(self, *args, **kwargs):
+            self._claim(what)
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                self._release()
+        return method
+    return wrap
 
 
 def _mean_loss(losses, sizes):
@@ -81,13 +104,34 @@ class Sequential:
         self._epochs_seen = 0
         self.history = None  # the History of the last (or current) fit, kept when fit is interrupted
         self.metadata = {}   # str -> str written into the model file beside the architecture
+        self._owner_lock = threading.Lock()
+        self._owner = None   # (thread id, what it runs, depth) while a call changes the model
         for layer in layers:
             self.add(layer)
         if input_dim is not None:
             self.build(input_dim)
 
+    # ---- threads --------------------------------------------------------------------------------
+
+    def _claim(self, what):
+        """Hold the model for this thread's `what` (re-entrant); FastNNError if another thread holds it."""
+        me = threading.get_ident()
+        with self._owner_lock:
+            owner = self._owner
+            if owner is not None and owner[0] != me:
+                raise FastNNError(f"{what}: the model is busy in another thread ({owner[1]}); a model that is "
+                                  "training or being changed refuses changes from other threads (predict and "
+                                  "evaluate may run meanwhile)")
+            self._owner = (me, what, 1) if owner is None else (me, owner[1], owner[2] + 1)
+
+    def _release(self):
+        with self._owner_lock:
+            me, what, depth = self._owner
+            self._owner = None if depth == 1 else (me, what, depth - 1)
+
     # ---- structure ------------------------------------------------------------------------------
 
+    @_exclusive("add")
     def add(self, layer):
         """Append a layer (before the model is built)."""
         if not isinstance(layer, Layer):
@@ -112,6 +156,7 @@ class Sequential:
         self._require_built("n_outputs")
         return self._dims[-1]
 
+    @_exclusive("build")
     def build(self, input_dim, *, initialize=True):
         """Allocate and initialise the parameters for `input_dim` input features.  initialize=False
         leaves them zero, for a caller that copies weights in next (an imported model)."""
@@ -188,6 +233,7 @@ class Sequential:
         if self.built and layer.parameters():
             self._net.set_trainable(self.layers.index(layer), layer.trainable)
 
+    @_exclusive("freeze")
     def freeze(self, up_to=None):
         """Freeze layers [0, up_to) (all when None; negative counts from the end, as in a slice):
         `freeze(-1)` trains only the last layer, `freeze(-2)` the last two, `unfreeze()` all."""
@@ -196,6 +242,7 @@ class Sequential:
         for layer in self.layers[:up_to]:
             layer.trainable = False
 
+    @_exclusive("unfreeze")
     def unfreeze(self):
         for layer in self.layers:
             layer.trainable = True
@@ -233,11 +280,22 @@ class Sequential:
         """[(file name, view)] of every parameter array: `layers.<i>.<name>` in layer order."""
         return [(f"layers.{i}.{name}", a) for i, layer in enumerate(self.layers) for name, a in layer.parameters()]
 
+    def _param_copies(self):
+        """[(file name, array)]: copies of every parameter array, taken between two training steps."""
+        flat = self._net.copy_params()
+        base, size = self._params.__array_interface__["data"][0], self._params.itemsize
+        out = []
+        for name, a in self._named_parameters():
+            start = (a.__array_interface__["data"][0] - base) // size
+            out.append((name, flat[start:start + a.size].reshape(a.shape)))
+        return out
+
     def get_weights(self):
         """Copies of every parameter array (each Dense layer's weight and bias), in layer order."""
         self._require_built("get_weights")
-        return [a.copy() for a in self._param_arrays()]
+        return [a for _, a in self._param_copies()]
 
+    @_exclusive("set_weights")
     def set_weights(self, weights):
         """Copy `weights` (the layout of get_weights) into the parameters."""
         self._require_built("set_weights")
@@ -270,7 +328,7 @@ class Sequential:
         self._require_built("save")
         meta = _format.check_extra_metadata(self.metadata, "metadata")
         meta.update(_format.check_extra_metadata(extra_metadata))
-        return _format.encode(self.spec(), self._named_parameters(), extra_metadata=meta)
+        return _format.encode(self.spec(), self._param_copies(), extra_metadata=meta)
 
     def save(self, path, *, extra_metadata=None):
         """Write the model file (safetensors with the architecture in its metadata) atomically;
@@ -311,6 +369,7 @@ class Sequential:
         from . import onnx as onnx_io
         onnx_io.export(self, path, opset=opset)
 
+    @_exclusive("load_weights")
     def load_weights(self, source, *, layout="fastnn", strict=True):
         """Copy weights from `source`, a safetensors path or a dict of arrays/tensors.  layout="fastnn":
         `layers.<i>.weight` (in, out) and `layers.<i>.bias`; layout="torch": a PyTorch nn.Sequential state
@@ -344,6 +403,7 @@ class Sequential:
 
     # ---- compile ----------------------------------------------------------------------------------
 
+    @_exclusive("compile")
     def compile(self, loss, optimizer="sgd", metrics=(), *, huber_delta=1.0):
         """Choose the loss ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"), the
         optimizer (a name or an instance) and the metrics (names of fastnn.metrics or callables
@@ -484,6 +544,7 @@ class Sequential:
                    f"scaled inputs or gradient-friendlier activations usually help")
         raise NonFiniteLossError(msg, epoch=epoch, batch=batch)
 
+    @_exclusive("compute_gradients")
     def compute_gradients(self, X, y, *, sample_weight=None):
         """The loss on (X, y) (with dropout active, as in training); fills every trainable layer's
         weight_grad and bias_grad.  Updates nothing."""
@@ -497,6 +558,7 @@ class Sequential:
         _core.check(rc, "compute_gradients")
         return loss
 
+    @_exclusive("train_on_batch")
     def train_on_batch(self, X, y, *, sample_weight=None, class_weight=None):
         """One optimizer step on (X, y) as one batch; returns its loss (before the update)."""
         self._require_compiled("train_on_batch")
@@ -510,6 +572,7 @@ class Sequential:
         _core.check(rc, "train_on_batch")
         return loss
 
+    @_exclusive("fit")
     def fit(self, X, y, *, epochs=1, batch_size=32, shuffle=True, validation_split=0.0, validation_data=None,
             callbacks=(), verbose=1, sample_weight=None, class_weight=None):
         """Train for `epochs` epochs; returns the History (per-epoch `loss`, metrics, `val_*`, `lr`,
