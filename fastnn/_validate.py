@@ -92,16 +92,33 @@ def real_array(x, name, kinds="biuf", what="real numbers"):
     return x
 
 
-def replacement(value, shape, name, what="real numbers"):
+def replacement(value, shape, name, what="real numbers", dtype=None):
     """A value about to be copied into a parameter buffer of `shape`: numbers of kind f/i/u (`what`
-    names them in the error), that shape, finite."""
+    names them in the error), that shape, finite; in `dtype` (the buffer's) when given, and finite
+    there too (cast_finite)."""
     value = np.asarray(value)
     if value.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {value.shape}")
     value = real_array(value, name, "fiu", what)
-    if value.dtype.kind == "f" and not all_finite(value if value.dtype in FLOAT_DTYPES else value.astype(np.float64)):
+    if value.dtype.kind == "f" and not all_finite(value):
         raise ValueError(f"{name}: contains NaN or Inf")
-    return value
+    return value if dtype is None else cast_finite(value, dtype, name)
+
+
+def cast_finite(value, dtype, name):
+    """`value` (finite real numbers) in `dtype`, a float dtype; ValueError naming `name` and the first
+    value that the cast would turn into Inf (1e300 is finite in float64, Inf in float32)."""
+    dtype = np.dtype(dtype)
+    if value.dtype == dtype:
+        return value
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = value.astype(dtype)
+    if not all_finite(out):
+        flat = np.flatnonzero(~np.isfinite(out.reshape(-1)))[0]
+        where = np.unravel_index(flat, value.shape) if value.ndim else ()
+        raise ValueError(f"{name}: the value {value.reshape(-1)[flat].item()!r} at index {tuple(map(int, where))} overflows "
+                         f"{dtype} (largest {np.finfo(dtype).max:.6g}); the model's parameters are {dtype}")
+    return out
 
 
 def target_array(t, name, like, *, check_finite=True):

@@ -282,7 +282,7 @@ class Dense(Layer):
         if dst is None:
             raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
         with self._changing(what):
-            np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
+            np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}", dtype=dst.dtype))
 
     def spec(self):
         return {"type": self.kind, "units": self.units, "activation": self.activation,

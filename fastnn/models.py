@@ -308,9 +308,9 @@ class Sequential:
             raise ValueError(f"weights: expected {len(arrays)} arrays, got {len(weights)}")
         checked = []
         for i, (dst, w) in enumerate(zip(arrays, weights)):
-            checked.append(replacement(w, dst.shape, f"weights[{i}]", "a numeric array"))
+            checked.append(replacement(w, dst.shape, f"weights[{i}]", "a numeric array", dtype=dst.dtype))
         for dst, w in zip(arrays, checked):
-            np.copyto(dst, w, casting="unsafe")
+            np.copyto(dst, w)
 
     # ---- files (docs/FORMAT.md; fastnn.load and fastnn/saving.py read them back) ---------------------
 

@@ -19,6 +19,7 @@ import numpy as np
 from . import _core
 from ._errors import ModelFormatError
 from ._format import path_arg
+from ._validate import cast_finite
 
 __all__ = ["load_weights", "read_safetensors", "LoadResult"]
 
@@ -192,11 +193,13 @@ def load_weights(model, source, *, layout="fastnn", strict=True):
         plan, loaded, skipped, unexpected = _plan_fastnn(model, tensors, strict)
     else:
         plan, loaded, skipped, unexpected = _plan_torch(model, tensors, strict, ordered)
+    cast = []
     for dst, a, name in plan:  # every check before the first copy: a failure changes nothing
         if a.dtype.kind not in "fiu":
             raise TypeError(f"load_weights: tensor {name!r} has dtype {a.dtype}; expected real numbers")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise ValueError(f"load_weights: tensor {name!r} contains NaN or Inf")
-    for dst, a, _ in plan:
-        np.copyto(dst, a, casting="unsafe")
+        cast.append(cast_finite(a, dst.dtype, f"load_weights: tensor {name!r}"))
+    for (dst, _, _), a in zip(plan, cast):
+        np.copyto(dst, a)
     return LoadResult(loaded, skipped, unexpected)

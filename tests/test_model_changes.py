@@ -1,9 +1,13 @@
-"""Changing a built model: a built layer's structural attributes are read-only, so that what `save`
-writes is always the network that predicts."""
+"""Changing a built model: new weights are checked in the model's dtype (a finite float64 value that is
+Inf in float32 is refused, naming the tensor, and nothing changes), and a built layer's structural
+attributes are read-only, so that what `save` writes is always the network that predicts."""
+import re
+
 import numpy as np
 import pytest
 
 import fastnn as fnn
+from fastnn import _format
 
 
 def model(dtype="float32"):
@@ -11,6 +15,83 @@ def model(dtype="float32"):
                         fnn.Dense(2)], input_dim=4, dtype=dtype, seed=0)
     m.compile("mse")
     return m
+
+
+def _setters(m, big):
+    """(name, call, where) of every way weights come in, each with one huge value in the first tensor."""
+    w = m.get_weights()
+    w0 = w[0].astype(np.result_type(big, np.float64))
+    w0[1, 2] = big
+    src = dict(zip(("layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.3.bias"), w))
+    src["layers.0.weight"] = w0
+    torch_src = {"0.weight": w0.T, "0.bias": w[1], "3.weight": w[2].T, "3.bias": w[3]}
+    return [
+        ("set_weights", lambda: m.set_weights([w0] + w[1:]), "weights[0]"),
+        ("layer.weight", lambda: setattr(m.layers[0], "weight", w0), "weight"),
+        ("layer.bias", lambda: setattr(m.layers[0], "bias", np.array([0.0, big, 0.0], dtype=w0.dtype)), "bias"),
+        ("load_weights dict", lambda: m.load_weights(src), "layers.0.weight"),
+        ("load_weights torch", lambda: m.load_weights(torch_src, layout="torch"), "0.weight"),
+    ]
+
+
+@pytest.mark.parametrize("big", [1e300, -1e39, 3.5e38, np.longdouble(10) ** 400])
+def test_a_value_that_overflows_the_dtype_is_refused_and_changes_nothing(big):
+    m = model("float32")
+    X = np.ones((2, 4), np.float32)
+    before, pred = m.get_weights(), m.predict(X)
+    for name, call, where in _setters(m, big):
+        with pytest.raises(ValueError, match=re.escape(where) + ".*overflows float32") as e:
+            call()
+        assert ("(1, 2)" if name != "layer.bias" else "(1,)") in str(e.value), str(e.value)
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(m.get_weights(), before)), name
+        assert m.predict(X).tobytes() == pred.tobytes()
+
+
+def test_the_largest_finite_float32_goes_through():
+    m = model("float32")
+    w = m.get_weights()
+    w[0] = w[0].astype(np.float64)
+    w[0][0, 0] = float(np.finfo(np.float32).max)
+    m.set_weights(w)
+    assert m.layers[0].weight[0, 0] == np.finfo(np.float32).max
+
+
+def test_float64_models_take_what_float64_holds():
+    m = model("float64")
+    w = m.get_weights()
+    w[0][1, 2] = 1e300
+    m.set_weights(w)
+    assert m.layers[0].weight[1, 2] == 1e300
+
+
+def test_a_float64_file_into_a_float32_model(tmp_path):
+    """load_weights from a safetensors file whose F64 tensor holds 1e300: refused, naming the tensor."""
+    m = model("float32")
+    w = m.get_weights()
+    tensors = [("layers.0.weight", np.full((4, 3), 1e300)), ("layers.0.bias", w[1].astype(np.float64)),
+               ("layers.3.weight", w[2].astype(np.float64)), ("layers.3.bias", w[3].astype(np.float64))]
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_format.encode({"note": "weights only"}, tensors))
+    before = m.get_weights()
+    with pytest.raises(ValueError, match=r"layers\.0\.weight.*1e\+300.*overflows float32"):
+        m.load_weights(path)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(m.get_weights(), before))
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+def test_sklearn_coefs_overflow_is_refused():
+    pytest.importorskip("sklearn")
+    from fastnn.sklearn import MLPRegressor
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3)).astype(np.float32)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, X[:, 0])
+    coefs = [c.astype(np.float64) for c in reg.coefs_]
+    coefs[0][0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"coefs_\[0\].*overflows float32"):
+        reg.coefs_ = coefs
+    with pytest.raises(ValueError, match=r"coefs_\[0\].*overflows float32"):
+        reg.coefs_[0] = coefs[0]
+    assert np.isfinite(reg.coefs_[0]).all()
 
 
 # ---- structural attributes of a built layer ----------------------------------------------------------
