@@ -16,6 +16,7 @@ import csv
 import gzip
 import math
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -48,12 +49,21 @@ def file_kind(path):
 
 
 def check_exists(path, what):
+    """DataError unless `path` is a regular file; said before it is opened (a FIFO with no writer
+    would block the open itself, and every reader here reads its file more than once)."""
     if path == "-":
         raise DataError(f"{what}: reading from standard input is not supported; give a file", usage=True)
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such file")
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
         raise DataError(f"{path}: is a directory, not a {what} file")
+    if not stat.S_ISREG(mode):
+        what_is = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"{path}: is {what_is}, not a regular {what} file")
 
 
 def _csv_header(path):

@@ -11,8 +11,10 @@ tensors (bfloat16 widened to float32), checked by the C reader's container check
 """
 import collections
 import collections.abc
+import errno
 import os
 import re
+import stat
 
 import numpy as np
 
@@ -38,11 +40,32 @@ _ST_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "U8": "u1", 
               "I32": "<i4", "U32": "<u4", "I64": "<i8", "U64": "<u8", "BOOL": "?"}
 
 
+def _read_regular_file(path):
+    """The bytes of `path`; OSError for a directory, a FIFO or a device, said before anything is read
+    (opened without blocking: a FIFO with no writer would block open itself)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "cannot read: a directory", path)
+            what = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise OSError(errno.EINVAL, f"cannot read: {what}, not a regular file", path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        return f.read()
+
+
 def read_safetensors(path):
     """{name: array} of a safetensors file, in header order, checked by the C reader."""
     path = path_arg(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_regular_file(path)
     entries, _ = _core.read_safetensors(data, path)
     out = {}
     for name, dtype, shape, begin, end in entries:
