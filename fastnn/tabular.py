@@ -75,7 +75,10 @@ def _csv_header(path):
     if not header or all(not h.strip() for h in header):
         raise DataError(f"{path}: empty file (a CSV needs a header row and data rows)")
     names = [h.strip() for h in header]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    seen, dup = set(), set()
+    for n in names:  # linear: a header may have a million columns
+        (dup if n in seen else seen).add(n)
+    dup = sorted(dup)
     if dup:
         raise DataError(f"{path}: duplicate column name(s) in the header: {', '.join(dup)}")
     return names
@@ -109,19 +112,20 @@ def read_csv(path, target=None, feature_names=None):
     `target`: the label column (must exist).  `feature_names`: take these columns in this order
     (predict); otherwise every column except the target."""
     names = _csv_header(path)
-    if target is not None and target not in names:
+    where = {n: j for j, n in enumerate(names)}  # names are unique: lookups by name stay linear
+    if target is not None and target not in where:
         raise DataError(f"{path}: no column {target!r} (columns: {', '.join(names[:20])}"
                        f"{', ...' if len(names) > 20 else ''})")
     if feature_names is not None:
-        missing = [c for c in feature_names if c not in names]
+        missing = [c for c in feature_names if c not in where]
         if missing:
             raise DataError(f"{path}: missing the model's input column(s) {', '.join(map(repr, missing[:10]))}")
-        cols = [names.index(c) for c in feature_names]
+        cols = [where[c] for c in feature_names]
     else:
         cols = [j for j, n in enumerate(names) if n != target]
     if not cols:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    ti = names.index(target) if target is not None else None
+    ti = where[target] if target is not None else None
     labels = None
     try:
         with warnings.catch_warnings():
