@@ -137,8 +137,9 @@ def read_csv(path, target=None, feature_names=None):
         if data.shape[1] != len(names):
             raise ValueError("width")
         X = data[:, cols]
-        if ti is not None:
-            labels = data[:, ti]
+        if ti is not None:  # labels are text until proven numeric: "02134" must come back as written
+            labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=1, quotechar='"',
+                                encoding="utf-8", usecols=[ti])
     except ValueError:
         # a non-numeric label column (class names), or a malformed file: parse the parts separately
         try:
@@ -289,7 +290,8 @@ def choose_task(y, target=None):
     if numeric.ndim > 1 and numeric.shape[1] > 1:
         return "regression", f"{what} have {numeric.shape[1]} columns"
     values = np.unique(numeric)
-    n, k = numeric.shape[0], len(values)
+    n = numeric.shape[0]
+    k = len(np.unique(_text_keys(y))) if y.dtype.kind in "USO" else len(values)  # "1" and "1.0" are two
     if not np.all(values == np.round(values)):
         return "regression", f"{what} are real numbers"
     limit = max(MIN_CLASS_LIMIT, math.isqrt(n))
@@ -318,17 +320,40 @@ def encode_labels(y, task="auto", target=None):
         return task, numeric, None, why
     if y.ndim != 1:
         raise DataError(f"--task classification: expected one label per row, got labels of shape {y.shape}")
-    if numeric is not None:
-        keys = numeric
-        text = np.array([_fmt_label(v) for v in numeric])
+    if y.dtype.kind in "USO":
+        text = _text_keys(y)
+        classes, idx = np.unique(text, return_inverse=True)
+        if numeric is not None:  # numbers in numeric order ("2" before "10"), exactly (beyond 2**53 too)
+            order = sorted(range(len(classes)), key=lambda k: _number_key(classes[k]))
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            classes, idx = classes[order], rank[idx]
+        names = [str(s) for s in classes]
+    elif y.dtype.kind in "iub":
+        classes, idx = np.unique(y, return_inverse=True)
+        names = [str(int(v)) for v in classes]
     else:
-        keys = text = np.char.strip(y.astype(str))
-    classes, idx = np.unique(keys, return_inverse=True)
+        classes, idx = np.unique(numeric, return_inverse=True)
+        names = [_fmt_label(v) for v in classes]
     if len(classes) < 2:
-        raise DataError(f"the labels have 1 class ({text[0]}); a classifier needs at least 2")
-    names = [text[np.argmax(idx == k)] for k in range(len(classes))]
-    return task, idx.astype(np.int64), [str(s) for s in names], why
+        raise DataError(f"the labels have 1 class ({names[0] if names else ''}); a classifier needs at least 2")
+    return task, idx.reshape(-1).astype(np.int64), names, why
+
+
+def _text_keys(y):
+    return np.char.strip(y.astype(str))
+
+
+def _number_key(text):
+    """Sort key of a label that parses as a number: its value, exact for whole numbers of any size."""
+    v = float(text)
+    try:
+        exact = int(text)
+    except ValueError:
+        exact = v
+    return (v, exact, text)
 
 
 def _fmt_label(v):
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 2.0 ** 53 else repr(v)

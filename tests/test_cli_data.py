@@ -61,3 +61,72 @@ except tabular.DataError as e:
         assert out.strip() == f"(2, {WIDE}) c{WIDE - 1} c0"
     else:
         assert "duplicate column name(s) in the header: c11, c7" in out
+
+
+# ---- labels come back byte for byte ------------------------------------------------------------------
+
+def _labels_csv(path, labels):
+    rng = np.random.default_rng(1)
+    with open(path, "w") as f:
+        f.write("a,b,label\n")
+        for i, lab in enumerate(labels):
+            f.write(f"{rng.normal():.6f},{i % 7},{lab}\n")
+
+
+LABEL_SETS = {
+    "leading zeros": ["02134", "10001"],
+    "beyond 2**53": ["9007199254740993", "9007199254740992", "1"],
+    "one and one point zero": ["1", "1.0"],
+    "huge": ["1e30", "1000000000000000000000000000000", "7"],
+    "negative and plus": ["-3", "+3", "3"],
+}
+
+
+@pytest.mark.parametrize("which", LABEL_SETS)
+def test_class_labels_are_kept_as_written(tmp_path, which):
+    labels = LABEL_SETS[which] * 20
+    _labels_csv(tmp_path / "d.csv", labels)
+    X, y, names, target = tabular.read_csv(str(tmp_path / "d.csv"), target="label")
+    assert list(y) == labels
+    task, idx, classes, why = tabular.encode_labels(y, "classification", target)
+    assert sorted(classes) == sorted(LABEL_SETS[which])  # one class per distinct text
+    assert [classes[k] for k in idx] == labels
+    auto_task, _, auto_classes, _ = tabular.encode_labels(y, "auto", target)
+    assert auto_task == "classification" and auto_classes == classes
+
+
+def test_numeric_classes_are_in_numeric_order():
+    y = np.array(["10", "9", "02", "-1", "9007199254740993", "9007199254740992"])
+    _, idx, classes, _ = tabular.encode_labels(y, "classification")
+    assert classes == ["-1", "02", "9", "10", "9007199254740992", "9007199254740993"]
+    assert [classes[k] for k in idx] == list(y)
+
+
+@pytest.mark.parametrize("y, expect", [
+    (np.array([9007199254740993, 9007199254740992, 1]), ["1", "9007199254740992", "9007199254740993"]),
+    (np.array([1e30, 2.5, 3.0]), ["2.5", "3", "1e+30"]),
+])
+def test_numeric_label_arrays_keep_every_value(y, expect):
+    """Labels from an .npz or .npy: integers exactly, floats by their shortest repr."""
+    _, idx, classes, _ = tabular.encode_labels(np.tile(y, 5), "classification")
+    assert classes == expect
+    assert len(set(idx.tolist())) == len(expect)
+
+
+def test_cli_predict_prints_the_training_labels(tmp_path):
+    labels = ["02134", "10001", "9007199254740993", "9007199254740992"]
+    rows = labels * 30
+    _labels_csv(tmp_path / "d.csv", rows)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("FASTNN_DEBUG", None)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "fastnn", *a], cwd=tmp_path, capture_output=True,
+                                    text=True, env=env, timeout=120)
+    p = run("train", "d.csv", "--target", "label", "--layers", "8", "--epochs", "2", "-q", "--out", "m.safetensors")
+    assert p.returncode == 0, p.stderr
+    p = run("predict", "m.safetensors", "d.csv", "--proba")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "p_02134,p_10001,p_9007199254740992,p_9007199254740993"
+    p = run("predict", "m.safetensors", "d.csv")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert out[0] == "label" and len(out) == len(rows) + 1 and set(out[1:]) <= set(labels)
