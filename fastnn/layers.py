@@ -119,6 +119,11 @@ class Layer:
                                  f"model to change it")
         super().__setattr__(name, value)
 
+    def __delattr__(self, name):
+        if name in self._STRUCTURE and self.__dict__.get("_built"):
+            raise AttributeError(f"layer {self.name!r}: {name} cannot be deleted once the model is built")
+        super().__delattr__(name)
+
     @contextlib.contextmanager
     def _changing(self, what):
         """Claim the layer's model (if any) for this thread while `what` changes it."""

@@ -69,8 +69,46 @@ def _mean_loss(losses, sizes):
     return float((losses * sizes).sum() / sizes.sum())
 
 
+class _LayerList(list):
+    """Sequential.layers: a list that refuses changes once the model is built (the engine's plan,
+    the weights and what `save` writes follow the layers)."""
+
+    _frozen = False
+
+    def _refuse(self, *args, **kwargs):
+        if self._frozen:
+            raise AttributeError("layers cannot change once the model is built (the engine and the weights were "
+                                 "laid out for them); build a new Sequential to change them")
+
+    def _guarded(name):
+        def method(self, *args, **kwargs):
+            self._refuse()
+            return getattr(list, name)(self, *args, **kwargs)
+        method.__name__ = name
+        return method
+
+    for _name in ("append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "__setitem__",
+                  "__delitem__", "__iadd__", "__imul__"):
+        locals()[_name] = _guarded(_name)
+    del _name, _guarded
+
+    def __reduce__(self):
+        return (list, (list(self),))
+
+
+# Attributes of a Sequential fixed once it is built, as a built layer's structure is.
+_STRUCTURE = ("input_dim", "dtype", "layers")
+
+
 class Sequential:
     """A stack of layers trained by the C engine; see the module docstring and API.md."""
+
+    def __setattr__(self, name, value):
+        if name in _STRUCTURE and self.__dict__.get("_net") is not None:
+            was = "its layers" if name == "layers" else f"{name}={getattr(self, name)!r}"
+            raise AttributeError(f"{name} cannot change once the model is built (the engine and the weights were "
+                                 f"laid out for {was}); build a new Sequential to change it")
+        super().__setattr__(name, value)
 
     def __init__(self, layers=(), *, input_dim=None, dtype="float32", seed=None):
         if isinstance(layers, Layer):
@@ -79,7 +117,7 @@ class Sequential:
             layers = list(layers)
         except TypeError:
             raise TypeError(f"layers: expected a list of fastnn layers, got {type(layers).__name__}") from None
-        self.layers = []
+        self.layers = _LayerList()
         try:
             dtype = np.dtype(dtype)
         except TypeError:
@@ -180,9 +218,11 @@ class Sequential:
             layer._bind(params, grads, offsets[i], dims[i])
             if initialize:
                 layer.init_weights(np.random.default_rng([self.seed, i]))
+        self.input_dim = input_dim
         self._net = _core.Net(descs, input_dim, params, grads, self.seed)
         self._params, self._grads, self._dims = params, grads, dims
-        self.input_dim = input_dim
+        if isinstance(self.layers, _LayerList):
+            self.layers._frozen = True
         if self.loss is not None:
             self._configure()
 

@@ -132,3 +132,49 @@ def test_name_and_trainable_stay_free(tmp_path):
     m.save(tmp_path / "m.safetensors")
     back = fnn.load(tmp_path / "m.safetensors")
     assert back.layers[0].name == "first" and back.layers[0].trainable is False
+
+
+MODEL_STRUCTURE = {
+    "layers.append": lambda m: m.layers.append(fnn.Dense(5)),
+    "layers.extend": lambda m: m.layers.extend([fnn.Dense(5)]),
+    "layers.insert": lambda m: m.layers.insert(0, fnn.Dense(4)),
+    "layers[i] =": lambda m: m.layers.__setitem__(0, fnn.Dense(3, "tanh")),
+    "layers[a:b] =": lambda m: m.layers.__setitem__(slice(0, 1), []),
+    "del layers[i]": lambda m: m.layers.__delitem__(1),
+    "layers.pop": lambda m: m.layers.pop(),
+    "layers.remove": lambda m: m.layers.remove(m.layers[1]),
+    "layers.clear": lambda m: m.layers.clear(),
+    "layers.reverse": lambda m: m.layers.reverse(),
+    "layers.sort": lambda m: m.layers.sort(key=lambda layer: layer.kind),
+    "layers +=": lambda m: m.layers.__iadd__([fnn.Dense(5)]),
+    "layers *=": lambda m: m.layers.__imul__(2),
+    "model.layers =": lambda m: setattr(m, "layers", m.layers[:2]),
+    "model.input_dim =": lambda m: setattr(m, "input_dim", 7),
+    "model.dtype =": lambda m: setattr(m, "dtype", np.dtype(np.float64)),
+    "del layer.units": lambda m: delattr(m.layers[0], "units"),
+    "del layer.activation": lambda m: delattr(m.layers[2], "activation"),
+}
+
+
+@pytest.mark.parametrize("change", MODEL_STRUCTURE)
+def test_a_built_models_layers_input_dim_and_dtype_are_read_only(tmp_path, change):
+    """The model-level variants of the layer case: appending a layer to a built model made save write a
+    file that load refuses; setting input_dim made it write one whose shapes disagree."""
+    m = model()
+    X = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    before = (list(m.layers), m.input_dim, m.dtype, m.predict(X).tobytes())
+    with pytest.raises(AttributeError, match="once the model is built"):
+        MODEL_STRUCTURE[change](m)
+    assert (list(m.layers), m.input_dim, m.dtype, m.predict(X).tobytes()) == before
+    m.save(tmp_path / "m.safetensors")
+    assert fnn.load(tmp_path / "m.safetensors").predict(X).tobytes() == before[3]
+
+
+def test_layers_may_change_before_the_model_is_built():
+    m = fnn.Sequential([fnn.Dense(3, "relu")], seed=0)
+    m.layers.append(fnn.Dense(2, name="out"))
+    m.input_dim = None
+    m.dtype = np.dtype(np.float64)
+    m.build(4)
+    assert [layer.units for layer in m.layers] == [3, 2] and m.predict(np.ones((1, 4))).dtype == np.float64
+    assert isinstance(m.layers, list) and m.layers[1:] == [m.layers[1]]  # still a list to read
