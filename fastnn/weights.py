@@ -12,6 +12,7 @@ tensors (bfloat16 widened to float32), checked by the C reader's container check
 import collections
 import collections.abc
 import errno
+import math
 import os
 import re
 import stat
@@ -69,14 +70,18 @@ def read_safetensors(path):
     entries, _ = _core.read_safetensors(data, path)
     out = {}
     for name, dtype, shape, begin, end in entries:
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         if dtype == "BF16":
             a = _bf16_to_f32(np.frombuffer(data, "<u2", count, begin))
         elif dtype in _ST_DTYPES:
             a = np.frombuffer(data, _ST_DTYPES[dtype], count, begin).copy()
         else:
             raise ModelFormatError(f"{path}: tensor {name!r} has dtype {dtype}, which fastnn does not read")
-        out[name] = a.reshape(shape)
+        try:
+            out[name] = a.reshape(shape)
+        except (ValueError, OverflowError) as e:  # an empty tensor's other dimensions can be anything
+            raise ModelFormatError(f"{path}: tensor {name!r} has shape {list(shape)}, which NumPy cannot "
+                                   f"hold ({e})") from None
     return out
 
 

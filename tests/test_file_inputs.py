@@ -108,3 +108,20 @@ def test_private_classes_do_not_crash_unloaded():
                  lambda: mf.predict_native(np.zeros((1, 3)))):
         with pytest.raises(ValueError, match="no model loaded"):
             call()
+
+
+@pytest.mark.parametrize("shape", [[0, 2**64 - 1], [2**64 - 1, 0], [0, 2**63], [0, 2**40, 2**40], [2**63, 0, 3]])
+def test_an_empty_tensor_with_a_huge_dimension_is_a_format_error(tmp_path, shape):
+    """A zero-size tensor passes the size check whatever its other dimensions; NumPy cannot make an
+    array of that shape, which is the file's fault: ModelFormatError naming the tensor, not ValueError."""
+    import json
+    import struct
+    header = json.dumps({"layers.0.weight": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "z.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    m = fnn.Sequential([fnn.Dense(2)], input_dim=3)
+    with pytest.raises(fnn.ModelFormatError, match="layers.0.weight"):
+        m.load_weights(path)
+    with pytest.raises(fnn.ModelFormatError, match="layers.0.weight"):
+        fnn.saving.read_safetensors(path)
