@@ -131,6 +131,15 @@ def target_array(t, name, like, *, check_finite=True):
     return t
 
 
+def probabilities(t, name, what="cross-entropy targets"):
+    """ValueError naming the first row and column of the 2-D `t` outside [0, 1]: a negative (or above
+    one) target makes a cross-entropy negative, or unbounded below, instead of a loss."""
+    bad = (t < 0) | (t > 1)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: {what} must lie in [0, 1] (probabilities); row {i}, column {j} is {t[i, j]!r}")
+
+
 def class_labels(t, name, n_rows, n_classes):
     """Class labels as a C-contiguous int64 array: integer dtype, shape (n_rows,), values in
     [0, n_classes); ValueError naming `name` otherwise."""

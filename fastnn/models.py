@@ -27,7 +27,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import weights as _weights
 from ._errors import FastNNError, NonFiniteLossError, NotCompiledError, NotFittedError
-from ._validate import all_finite, check_memory, integer, real_array, real_number, replacement
+from ._validate import all_finite, check_memory, integer, probabilities, real_array, real_number, replacement
 from .callbacks import CallbackList
 from .layers import Layer
 
@@ -539,8 +539,8 @@ class Sequential:
         if y.shape[1] != c:
             raise ValueError(f"{name}: expected {c} columns (the model's outputs), got shape {y.shape}")
         target = np.ascontiguousarray(y, dtype=self.dtype)
-        if self.loss == "binary_cross_entropy" and n and (target.min() < 0 or target.max() > 1):
-            raise ValueError(f"{name}: binary cross-entropy targets must be in [0, 1]")
+        if self.loss in ("cross_entropy", "binary_cross_entropy"):
+            probabilities(target, name, self.loss.replace("_", " ") + " targets")
         return None, target
 
     def _sample_weights(self, sample_weight, class_weight, labels, target, n):

@@ -9,7 +9,8 @@ skip the scan and let NaN propagate as IEEE arithmetic does.
 import numpy as np
 
 from . import _core
-from ._validate import check_memory, class_labels, float_array, real_number, row_major, target_array
+from ._validate import (check_memory, class_labels, float_array, probabilities, real_number, row_major,
+                        target_array)
 
 __all__ = ["gemm", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "silu",
            "activation_grad", "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"]
@@ -222,6 +223,7 @@ def cross_entropy(logits, target, *, check_finite=True):
         if target.shape != logits.shape:
             raise ValueError(f"target: probabilities must have the shape of logits {logits.shape}, "
                              f"got {target.shape}")
+        probabilities(target, "target")
         return _run_loss("cross_entropy", logits, None, target, 0.0)
     if target.dtype.kind in "bf":
         raise ValueError(f"target: expected int class labels of shape ({n},) or float probabilities of "
@@ -237,8 +239,7 @@ def binary_cross_entropy(logits, target, *, check_finite=True):
     """
     logits = _prediction(logits, "logits", check_finite, ndim=(1, 2))
     target = _matching_target(target, logits, "target", check_finite)
-    if target.min() < 0 or target.max() > 1:
-        raise ValueError("target: binary cross-entropy targets must lie in [0, 1]")
+    probabilities(target.reshape(target.shape[0], -1), "target", "binary cross-entropy targets")
     return _run_loss("binary_cross_entropy", logits, None, target, 0.0)
 
 

@@ -178,3 +178,30 @@ def test_layers_may_change_before_the_model_is_built():
     m.build(4)
     assert [layer.units for layer in m.layers] == [3, 2] and m.predict(np.ones((1, 4))).dtype == np.float64
     assert isinstance(m.layers, list) and m.layers[1:] == [m.layers[1]]  # still a list to read
+
+
+# ---- soft targets ---------------------------------------------------------------------------------
+
+SOFT = {"negative": (-0.5, 1.5), "above one": (1.25, -0.25), "tiny negative": (-1e-30, 1.0)}
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+@pytest.mark.parametrize("case", SOFT)
+def test_soft_targets_outside_zero_one_are_refused_naming_the_row(loss, case):
+    """A target of -0.5 and 1.5 (the row still sums to 1) gave cross-entropy a negative loss."""
+    m = fnn.Sequential([fnn.Dense(2)], input_dim=3, seed=0)
+    m.compile(loss, optimizer=fnn.SGD(lr=0.1))
+    X = np.ones((4, 3), np.float32)
+    y = np.tile(np.float32([0.5, 0.5]), (4, 1))
+    y[2] = SOFT[case]
+    before = m.get_weights()
+    for call in (lambda: m.fit(X, y, epochs=1, verbose=0), lambda: m.train_on_batch(X, y), lambda: m.evaluate(X, y)):
+        with pytest.raises(ValueError, match=r"y: .*targets must lie in \[0, 1\].*row 2, column 0"):
+            call()
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(m.get_weights(), before))
+    op = getattr(fnn.ops, loss)
+    with pytest.raises(ValueError, match=r"target: .*must lie in \[0, 1\].*row 2, column 0"):
+        op(np.zeros((4, 2)), y.astype(np.float64))
+    y[2] = (0.0, 1.0)
+    loss_value = op(np.array([[3.0, -1.0]] * 4), y.astype(np.float64))[0]
+    assert loss_value >= 0  # the edges are allowed
