@@ -53,6 +53,8 @@ def _number(kind, low, high=None, what=None):
 
 
 _positive_int = _number(int, 1)
+_threads = _number(int, 1, 65537, "a whole number from 1 to 65536")  # fnn.set_num_threads's range
+_seed = _number(int, 0, 2 ** 64, "a whole number in [0, 2**64)")
 _nonneg_int = _number(int, 0)
 _fraction = _number(float, 0.0, 1.0, "a number in [0, 1)")
 
@@ -476,8 +478,8 @@ def build_parser():
     g.add_argument("--val-split", type=_fraction, default=0.1,
                    help="fraction of the rows held out at random for validation (default 0.1)")
     g.add_argument("--no-scale", dest="scale", action="store_false", help="do not standardise the features")
-    g.add_argument("--seed", type=_nonneg_int, default=0)
-    g.add_argument("--threads", type=_positive_int, help="threads (default: OMP_NUM_THREADS or the cores)")
+    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--threads", type=_threads, help="threads (default: OMP_NUM_THREADS or the cores)")
     s.add_argument("--out", default="model.safetensors", metavar="PATH", help="model file (default model.safetensors)")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=cmd_train)
@@ -490,13 +492,13 @@ def build_parser():
     s.add_argument("data", metavar="DATA", help="CSV with a header row, .npz or .npy")
     s.add_argument("--out", default="-", metavar="PATH", help="CSV of predictions (default: standard output)")
     s.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
-    s.add_argument("--threads", type=_positive_int)
+    s.add_argument("--threads", type=_threads)
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("demo", help="train on the bundled handwritten digits: accuracy and speed in seconds")
     s.add_argument("--epochs", type=_positive_int, default=30)
     s.add_argument("--batch-size", type=_positive_int, default=64)
-    s.add_argument("--threads", type=_positive_int)
+    s.add_argument("--threads", type=_threads)
     s.add_argument("--compare", action="store_true", help="also fit scikit-learn's MLP (if installed) and compare")
     s.add_argument("--out", default="digits.safetensors", metavar="PATH", help="model file (default digits.safetensors)")
     s.set_defaults(fn=cmd_demo)

@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import warnings
+import zlib
 
 import numpy as np
 
@@ -38,6 +39,43 @@ def _open_text(path):
     if path.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8", newline="")
     return open(path, "r", encoding="utf-8", newline="")
+
+
+# What a damaged .gz raises while it is read (besides gzip.BadGzipFile, an OSError).
+_GZIP_ERRORS = (EOFError, zlib.error)
+
+
+def _unreadable(path, e):
+    """The message for an error raised while reading the text of `path`: the line that is not UTF-8,
+    a damaged gzip stream, or the error itself, always with the path."""
+    if isinstance(e, UnicodeDecodeError):
+        return _not_utf8(path) or f"{path}: not UTF-8 text ({e.reason})"
+    if path.endswith(".gz") and isinstance(e, _GZIP_ERRORS + (OSError,)) and not isinstance(e, FileNotFoundError):
+        return f"{path}: not a readable gzip file ({e})"
+    return f"{path}: cannot read ({getattr(e, 'strerror', None) or e})"
+
+
+def _not_utf8(path):
+    """`path: line N: not UTF-8 text (...)` for the first line that does not decode, or None."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            for lineno, line in enumerate(f, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return (f"{path}: line {lineno}: not UTF-8 text ({e.reason}: byte 0x{line[e.start]:02x} at "
+                            f"byte {e.start + 1} of the line)")
+    except (OSError,) + _GZIP_ERRORS:
+        return None
+    return None
+
+
+def _csv_error(path, reader, e):
+    """A csv.Error as a message with the path and the line."""
+    text = str(e)
+    if "field larger than field limit" in text:
+        text = f"a field longer than {csv.field_size_limit():,} characters (no number or label is that long)"
+    return f"{path}: line {reader.line_num}: {text}"
 
 
 def file_kind(path):
@@ -69,9 +107,13 @@ def check_exists(path, what):
 def _csv_header(path):
     try:
         with _open_text(path) as f:
-            header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read the header ({e})") from None
+            reader = csv.reader(f)
+            try:
+                header = next(reader, None)
+            except csv.Error as e:
+                raise DataError(_csv_error(path, reader, e)) from None
+    except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+        raise DataError(_unreadable(path, e)) from None
     if not header or all(not h.strip() for h in header):
         raise DataError(f"{path}: empty file (a CSV needs a header row and data rows)")
     names = [h.strip() for h in header]
@@ -87,9 +129,26 @@ def _csv_header(path):
 def _csv_diagnose(path, names, numeric_cols, default=None):
     """The message about the first malformed line, else `path: default` (None when `default` is None).
     A pass in Python: it runs only where the fast parse could not be used."""
+    try:
+        return _csv_first_problem(path, names, numeric_cols, default)
+    except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+        return _unreadable(path, e)
+
+
+def _csv_first_problem(path, names, numeric_cols, default):
     ncol = len(names)
     with _open_text(path) as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
+        reader = csv.reader(f)
+        rows = iter(reader)
+        lineno = 0
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                return _csv_error(path, reader, e)
+            lineno += 1
             if lineno == 1 or not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != ncol:
@@ -155,8 +214,8 @@ def read_csv(path, target=None, feature_names=None):
                 raise DataError(msg)
         except ValueError:
             raise DataError(_csv_diagnose(path, names, cols, "cannot be parsed as CSV numbers")) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+        raise DataError(_unreadable(path, e)) from None
     if X.shape[0] == 0:
         raise DataError(f"{path}: no data rows after the header")
     if not np.all(np.isfinite(X)):
@@ -179,6 +238,9 @@ def read_npz(path, target=None):
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     if not arrays:
         raise DataError(f"{path}: the .npz holds no arrays")
+    for k, v in arrays.items():  # NumPy hands back the raw bytes of a member that is not an .npy file
+        if not isinstance(v, np.ndarray):
+            raise DataError(f"{path}: member {k!r} is not a .npy array (the file is not an .npz that NumPy wrote)")
     tkey = target if target is not None else ("y" if "y" in arrays else None)
     if target is not None and target not in arrays:
         raise DataError(f"{path}: no array {target!r} (arrays: {', '.join(arrays)})")
@@ -206,14 +268,21 @@ def read_labels(path, n):
         try:
             with _open_text(path) as f:
                 lines = [line.strip() for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: cannot read ({e})") from None
+        except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+            raise DataError(_unreadable(path, e)) from None
         if len(lines) == n + 1:
             lines = lines[1:]  # a header line
         y = np.array([line.strip('"') for line in lines])
-    if y.ndim != 1 or y.shape[0] != n:
-        raise DataError(f"{path}: {y.shape[0] if y.ndim else 0} labels for {n} data rows")
+    _check_label_shape(path, y, n)
     return y
+
+
+def _check_label_shape(path, y, n):
+    """One label (or, for a multi-output regression, one row of targets) per data row."""
+    if y.ndim not in (1, 2):
+        raise DataError(f"{path}: expected one label (or one row of targets) per data row, got shape {y.shape}")
+    if y.shape[0] != n:
+        raise DataError(f"{path}: {y.shape[0]} labels for {n} data rows")
 
 
 def read_data(path, target=None, labels=None, feature_names=None, need_labels=True):
@@ -250,8 +319,8 @@ def read_data(path, target=None, labels=None, feature_names=None, need_labels=Tr
             raise DataError("train: name the label column with --target COLUMN (or give --labels FILE)", usage=True)
         raise DataError(f"{path}: no labels; give --labels FILE" + (" or --target KEY" if kind == "npz" else ""),
                         usage=True)
-    if y is not None and y.shape[0] != X.shape[0]:
-        raise DataError(f"{path}: {y.shape[0]} labels for {X.shape[0]} rows")
+    if y is not None:
+        _check_label_shape(path, np.asarray(y), X.shape[0])
     return X, y, names, tname
 
 

@@ -1,6 +1,7 @@
 """The command line's data readers (fastnn/tabular.py) on hostile tables: headers wide enough that a
 quadratic check would never finish, and labels that must come back exactly as they went in."""
 import os
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,108 @@ def test_cli_predict_prints_the_training_labels(tmp_path):
     assert p.returncode == 0, p.stderr
     out = p.stdout.splitlines()
     assert out[0] == "label" and len(out) == len(rows) + 1 and set(out[1:]) <= set(labels)
+
+
+# ---- the command line's smaller promises: exit codes, messages that name the file and the cause ----
+
+def _cli(*args, cwd, preexec_fn=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("FASTNN_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "fastnn", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=120, preexec_fn=preexec_fn)
+
+
+def _error(p):
+    lines = p.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("fastnn: error: ") and "Traceback" not in p.stderr, p.stderr
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tables")
+    rng = np.random.default_rng(0)
+    rows = [f"{rng.normal():.5f},{rng.normal():.5f},{i % 2}" for i in range(60)]
+    (d / "ok.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    return d
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--threads", "100000"], "--threads"),
+    (["--threads", "65537"], "--threads"),
+    (["--seed", "99999999999999999999999"], "--seed"),
+    (["--seed", str(2 ** 64)], "--seed"),
+])
+def test_out_of_range_options_are_usage_errors(tables, args, words):
+    p = _cli("train", "ok.csv", "--target", "y", "--epochs", "1", "-q", *args, cwd=tables)
+    assert p.returncode == 2, p.stderr
+    assert words in p.stderr and "Traceback" not in p.stderr
+
+
+def test_the_largest_seed_is_accepted(tables, tmp_path):
+    p = _cli("train", str(tables / "ok.csv"), "--target", "y", "--epochs", "1", "-q", "--seed", str(2 ** 64 - 1),
+             "--out", "m.safetensors", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path.name
+
+
+def _bad_files(d):
+    import gzip
+    import zipfile
+    good = (d / "ok.csv").read_bytes()
+    cases = {}
+    cases["non-UTF-8 data row"] = (_write(d / "bad8.csv", b"a,b,y\n1,2,0\n3,\xff4,1\n5,6,0\n"),
+                                   r"bad8\.csv: line 3: not UTF-8 text")
+    cases["non-UTF-8 header"] = (_write(d / "bad8h.csv", b"a,\xfeb,y\n1,2,0\n3,4,1\n"),
+                                 r"bad8h\.csv: line 1: not UTF-8 text")
+    cases["non-UTF-8 gz row"] = (_write(d / "bad8.csv.gz", gzip.compress(b"a,b,y\n1,2,0\n3,\xff4,1\n")),
+                                 r"bad8\.csv\.gz: line 3: not UTF-8 text")
+    cases["truncated .csv.gz"] = (_write(d / "cut.csv.gz", gzip.compress(good + good.split(b"\n", 1)[1] * 20)[:-30]),
+                                  r"cut\.csv\.gz: not a readable gzip file")
+    cases["garbage .csv.gz"] = (_write(d / "junk.csv.gz", b"\x1f\x8b\x08\x00" + b"\x13" * 200),
+                                r"junk\.csv\.gz: not a readable gzip file")
+    cases["50 MB field"] = (_write(d / "big.csv", b'a,b,y\n1,2,0\n1,"' + b"7" * (50 << 20) + b'",1\n'),
+                            r"big\.csv: line 3: a field longer than")
+    cases["50 MB header"] = (_write(d / "bighead.csv", b'a,"' + b"b" * (50 << 20) + b'",y\n1,2,0\n'),
+                             r"bighead\.csv: line 1: a field longer than")
+    with zipfile.ZipFile(d / "notnpy.npz", "w") as z:
+        z.writestr("X", b"not an npy")
+        z.writestr("y.npy", b"zz")
+    cases["npz member not .npy"] = ("notnpy.npz", r"notnpy\.npz: member 'X' is not a \.npy array")
+    np.save(d / "X.npy", np.zeros((60, 2)))
+    np.save(d / "y3d.npy", np.zeros((60, 3, 2)))
+    cases["3-D labels"] = ("X.npy --labels y3d.npy", r"y3d\.npy: expected one label .* per data row, got shape \(60, 3, 2\)")
+    np.savez(d / "y3d.npz", X=np.zeros((60, 2)), y=np.zeros((60, 3, 2)))
+    cases["3-D labels in npz"] = ("y3d.npz", r"y3d\.npz: expected one label .* per data row, got shape \(60, 3, 2\)")
+    return cases
+
+
+@pytest.fixture(scope="module")
+def bad_files(tables):
+    return _bad_files(tables)
+
+
+@pytest.mark.parametrize("case", [
+    "non-UTF-8 data row", "non-UTF-8 header", "non-UTF-8 gz row", "truncated .csv.gz", "garbage .csv.gz",
+    "50 MB field", "50 MB header", "npz member not .npy", "3-D labels", "3-D labels in npz"])
+def test_bad_data_files_are_named_with_their_cause(tables, bad_files, case):
+    args, pattern = bad_files[case]
+    csv_file = args.endswith((".csv", ".gz"))
+    p = _cli("train", *args.split(), *(["--target", "y"] if csv_file else []), "--epochs", "1", "-q",
+             "--out", "m.safetensors", cwd=tables)
+    assert p.returncode == 1, p.stderr
+    assert re.search(pattern, _error(p)), _error(p)
+
+
+def test_two_dimensional_labels_from_a_file_are_a_multi_output_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.normal(size=(60, 2)))
+    np.save(tmp_path / "y2d.npy", rng.normal(size=(60, 3)))
+    p = _cli("train", "X.npy", "--labels", "y2d.npy", "--epochs", "1", "--out", "m.safetensors",
+             cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "task: regression, because the labels have 3 columns" in p.stdout
