@@ -236,3 +236,103 @@ def test_two_dimensional_labels_from_a_file_are_a_multi_output_regression(tmp_pa
              cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "task: regression, because the labels have 3 columns" in p.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A classifier trained by the command line, and 3 000 rows to predict."""
+    d = tmp_path_factory.mktemp("trained")
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3000, 2))
+    (d / "rows.csv").write_text("a,b,y\n" + "\n".join(f"{a:.5f},{b:.5f},{'yes' if a > 0 else 'no'}"
+                                                      for a, b in X) + "\n")
+    p = _cli("train", "rows.csv", "--target", "y", "--layers", "4", "--epochs", "1", "-q", "--out", "m.safetensors",
+             cwd=d)
+    assert p.returncode == 0, p.stderr
+    return d
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
+@pytest.mark.parametrize("proba", [False, True])
+def test_predict_out_on_a_full_disk_keeps_the_old_file(trained, tmp_path, proba):
+    """A write cut short (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) left a partial predictions
+    file in place of the old one; --out is now written as model files are."""
+    import resource
+    out = tmp_path / "pred.csv"
+    out.write_text("old predictions\n")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+
+    p = _cli("predict", str(trained / "m.safetensors"), str(trained / "rows.csv"), "--out", str(out),
+             *(["--proba"] if proba else []), cwd=tmp_path, preexec_fn=limit)
+    assert p.returncode == 1, p.stderr
+    assert f"--out {out}: cannot write" in _error(p)
+    assert out.read_text() == "old predictions\n"
+    assert os.listdir(tmp_path) == ["pred.csv"]
+    p = _cli("predict", str(trained / "m.safetensors"), str(trained / "rows.csv"), "--out", str(out), cwd=tmp_path)
+    assert p.returncode == 0 and len(out.read_text().splitlines()) == 3001
+
+
+@pytest.mark.parametrize("values, extra, column", [
+    ("1e300", [], "big"),           # the variance overflows: every standardised value became 0
+    ("1e200", [], "big"),           # the squares overflow
+    ("-1e300", [], "big"),
+    ("1e300", ["--no-scale"], "big"),  # finite in float64, Inf in the float32 model
+    ("1e39", ["--no-scale"], "big"),
+])
+def test_train_refuses_features_whose_scaling_overflows(tmp_path, values, extra, column):
+    rng = np.random.default_rng(3)
+    rows = [f"{rng.normal():.4f},{float(values) * rng.uniform(0.5, 1):.6g},{i % 2}" for i in range(60)]
+    (tmp_path / "d.csv").write_text("a,big,y\n" + "\n".join(rows) + "\n")
+    p = _cli("train", "d.csv", "--target", "y", "--epochs", "1", "-q", *extra, "--out", "m.safetensors", cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert re.search(rf"d\.csv: column {column!r}: values .* overflow", _error(p)), _error(p)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_train_takes_large_features_that_scale(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = [f"{rng.normal():.4f},{1e30 * rng.uniform(0.5, 1):.6g},{i % 2}" for i in range(60)]
+    (tmp_path / "d.csv").write_text("a,big,y\n" + "\n".join(rows) + "\n")
+    p = _cli("train", "d.csv", "--target", "y", "--epochs", "1", "-q", "--out", "m.safetensors", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    p = _cli("predict", "m.safetensors", "d.csv", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+
+
+BAD_META = {
+    "classes a string": ({"classes": "xyz"}, "classes"),
+    "classes numbers": ({"classes": [0, 1]}, "classes"),
+    "classes too few": ({"classes": ["no"]}, "classes"),
+    "classes too many": ({"classes": ["no", "yes", "maybe"]}, "classes"),
+    "classes repeated": ({"classes": ["no", "no"]}, "classes"),
+    "task unknown": ({"task": "clustering"}, "task"),
+    "task not text": ({"task": 1}, "task"),
+    "features a string": ({"features": "ab"}, "features"),
+    "features too few": ({"features": ["a"]}, "features"),
+    "features repeated": ({"features": ["a", "a"]}, "features"),
+    "features numbers": ({"features": [1, 2]}, "features"),
+    "target not text": ({"target": ["y"]}, "target"),
+    "not an object": ([1, 2], None),
+}
+
+
+@pytest.mark.parametrize("case", BAD_META)
+def test_cli_metadata_is_checked_before_use(trained, tmp_path, case):
+    """classes: "xyz" printed "x": the command's metadata is now checked as strictly as the rest."""
+    import json
+
+    import fastnn as fnn
+    m = fnn.load(trained / "m.safetensors")
+    meta = json.loads(m.metadata["fastnn_cli"])
+    change, key = BAD_META[case]
+    meta = change if not isinstance(change, dict) else dict(meta, **change)
+    m.save(tmp_path / "bad.safetensors", extra_metadata={"fastnn_cli": json.dumps(meta)})
+    for args in (["--proba"], []):
+        p = _cli("predict", "bad.safetensors", str(trained / "rows.csv"), *args, cwd=tmp_path)
+        assert p.returncode == 1, p.stderr
+        msg = _error(p)
+        assert "bad.safetensors: the fastnn_cli metadata is not valid" in msg, msg
+        if key:
+            assert f"({key}:" in msg, msg
