@@ -12,6 +12,13 @@ first).  The peak is measured by fastnn/data/fma_probe.c (FMA throughput per cor
     python bench/bench_train.py                       # everything (several minutes)
     python bench/bench_train.py --batches 128 --threads 1 --rounds 2
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_train.py   # NumPy at full speed
+    python bench/bench_train.py --contention --mixed --phases     # and how the cores are shared
+
+Multi-thread rows carry the cores' worth of FMA throughput the threads got just before and after
+(`capacity`); below 0.9 x threads the host or a neighbour took a share, and the row is marked noisy.
+--contention runs the table again beside a CPU-bound process pinned to core 0; --mixed times fastnn's
+products of a step alone and right after numpy.matmul in the same process; --phases times each kernel
+of a step alone against the step; --only-modes skips the quiet table.
 
 Before timing, each worker checks that one epoch lowers its training loss.  The code lives in
 fastnn/benchmark.py (so that the installed `fastnn bench` runs it too); this script runs it from a

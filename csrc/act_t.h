@@ -4,6 +4,7 @@
  *   act_backward  dx = dy * act'(x)                x, y = act(x), dy, dx: rows x cols; dx may equal dy
  *   bias_add      y[i][j] += bias[j]               y: rows x cols, bias: cols
  *   colsum        out[j] = beta*out[j] + sum_i x[i][j]   (out not read when beta == 0)
+ *   colsum_scaled out[j] = sum_i scale[i]*x[i*ldx + j]   (rows at any stride, each scaled)
  *   act_backward_from_output   g *= act'(x) given only y = act(x) (training keeps no input then)
  *
  * Formulas (alpha is the activation's parameter):
@@ -221,7 +222,9 @@ void FNN_FN(bias_add)(T *y, const T *bias, size_t rows, size_t cols, int nt) {
     });
 }
 
-void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt) {
+/* out[j] = beta*out[j] + sum_i scale[i]*x[i*ldx + j] (scale NULL: 1), summed in row order. */
+static void FNN_FN(colsum_)(const T *x, size_t rows, size_t cols, size_t ldx, const T *scale, T beta, T *out,
+                            int nt) {
     if (cols == 0) return;
     long nblk = (long)((cols + FNN_COLSUM_BLOCK - 1) / FNN_COLSUM_BLOCK);
     nt = fnn_threads_for(rows * cols, FNN_ACT_GRAIN, nt);
@@ -232,8 +235,13 @@ void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt
         T acc[FNN_COLSUM_BLOCK];
         for (size_t j = 0; j < w; j++) acc[j] = 0;
         for (size_t i = 0; i < rows; i++) { /* row order: each column's sum is the same for any nt */
-            const T *FNN_RESTRICT xi = x + i * cols + j0;
-            for (size_t j = 0; j < w; j++) acc[j] += xi[j];
+            const T *FNN_RESTRICT xi = x + i * ldx + j0;
+            if (scale) {
+                const T s = scale[i];
+                for (size_t j = 0; j < w; j++) acc[j] += s * xi[j];
+            } else {
+                for (size_t j = 0; j < w; j++) acc[j] += xi[j];
+            }
         }
         T *o = out + j0;
         if (beta == 0)
@@ -241,6 +249,14 @@ void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt
         else
             for (size_t j = 0; j < w; j++) o[j] = beta * o[j] + acc[j];
     });
+}
+
+void FNN_FN(colsum)(const T *x, size_t rows, size_t cols, T beta, T *out, int nt) {
+    FNN_FN(colsum_)(x, rows, cols, cols, NULL, beta, out, nt);
+}
+
+void FNN_FN(colsum_scaled)(const T *x, size_t rows, size_t cols, size_t ldx, const T *scale, T *out, int nt) {
+    FNN_FN(colsum_)(x, rows, cols, ldx, scale, 0, out, nt);
 }
 
 #undef T

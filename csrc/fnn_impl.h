@@ -30,16 +30,18 @@
 
 #define FNN_ALIGN 64
 
-/* for (long I = 0; I < N; I++) { ... } (the body, the last argument), split statically over `nt` threads (a variable of that name).
- * With nt <= 1 it is a plain loop: no OpenMP region is entered at all (even `if(0)` regions cost a
- * team set-up in libgomp, which shows when a kernel is called per row). */
+/* for (long I = 0; I < N; I++) { ... } (the body, the last argument) over `nt` threads (a variable of
+ * that name), handed out in shrinking chunks as threads come free (guided), so that a thread the OS
+ * preempts does not hold the others at the end of the loop; each I runs whole on one thread, so the
+ * results are those of the serial loop.  With nt <= 1 it is a plain loop: no OpenMP region is entered
+ * at all (even `if(0)` regions cost a team set-up in libgomp, which shows when a kernel is called per row). */
 #ifdef _OPENMP
 #define FNN_PARALLEL_FOR(I, N, ...)                                                                \
     do {                                                                                           \
         if (nt <= 1) {                                                                             \
             for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                       \
         } else {                                                                                   \
-            _Pragma("omp parallel for num_threads(nt) schedule(static)")                           \
+            _Pragma("omp parallel for num_threads(nt) schedule(guided)")                           \
             for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                       \
         }                                                                                          \
     } while (0)
@@ -50,9 +52,10 @@
     } while (0)
 #endif
 
-/* { ... } (the body, the last argument) run once per thread on [LO, HI), the k-th of `nt` contiguous
- * ranges of [0, N).  The bounds depend on nt: only for elementwise work, whose results do not
- * depend on the range an element falls in.  With nt <= 1, one range and no OpenMP region. */
+/* { ... } (the body, the last argument) run on [LO, HI) for each of 4 x nt contiguous ranges of [0, N)
+ * (fewer when N is smaller), handed out to the `nt` threads as they come free: a preempted thread's
+ * share is taken by the others.  The bounds depend on nt: only for elementwise work, whose results do
+ * not depend on the range an element falls in.  With nt <= 1, one range and no OpenMP region. */
 #ifdef _OPENMP
 #define FNN_PARALLEL_RANGES(LO, HI, N, ...)                                                        \
     do {                                                                                           \
@@ -60,10 +63,11 @@
             const size_t LO = 0, HI = (size_t)(N);                                                 \
             __VA_ARGS__                                                                            \
         } else {                                                                                   \
-            _Pragma("omp parallel for num_threads(nt) schedule(static)")                           \
-            for (int k_ = 0; k_ < nt; k_++) {                                                      \
-                const size_t LO = (size_t)(N) * (size_t)k_ / (size_t)nt;                           \
-                const size_t HI = (size_t)(N) * (size_t)(k_ + 1) / (size_t)nt;                     \
+            const size_t n_ = (size_t)(N), p_ = n_ < 4 * (size_t)nt ? n_ : 4 * (size_t)nt;         \
+            _Pragma("omp parallel for num_threads(nt) schedule(dynamic, 1)")                       \
+            for (long k_ = 0; k_ < (long)p_; k_++) {                                               \
+                const size_t LO = n_ * (size_t)k_ / p_;                                            \
+                const size_t HI = n_ * (size_t)(k_ + 1) / p_;                                      \
                 __VA_ARGS__                                                                        \
             }                                                                                      \
         }                                                                                          \
@@ -166,6 +170,12 @@ void fnn_dbias_add(double *y, const double *bias, size_t rows, size_t cols, int 
 /* out[j] = beta*out[j] + sum_i x[i][j], summed in row order (deterministic for any nt). */
 void fnn_scolsum(const float *x, size_t rows, size_t cols, float beta, float *out, int nt);
 void fnn_dcolsum(const double *x, size_t rows, size_t cols, double beta, double *out, int nt);
+/* out[j] = sum_i scale[i]*x[i*ldx + j], each product added in row order (deterministic for any nt):
+ * the rank-ordered weighted sum that averages gradients across the ranks of data-parallel training. */
+void fnn_scolsum_scaled(const float *x, size_t rows, size_t cols, size_t ldx, const float *scale, float *out,
+                        int nt);
+void fnn_dcolsum_scaled(const double *x, size_t rows, size_t cols, size_t ldx, const double *scale, double *out,
+                        int nt);
 
 /* Fused loss and gradient in one pass over rows x cols predictions (loss.c).
  *   labels: int class per row (cross-entropy only) or NULL; target: rows x cols or NULL.

@@ -131,8 +131,9 @@ const T *FNN_FN(forward)(const fnn_plan *p, const T *params, const T *x, size_t 
     return cur;
 }
 
-double FNN_FN(backward)(const fnn_plan *p, const T *params, T *grads, const T *const *in, const T *ws, size_t cap,
-                        const fnn_dropout *drop, size_t rows, T *g[2], int nt) {
+double FNN_FN(backward_notify)(const fnn_plan *p, const T *params, T *grads, const T *const *in, const T *ws,
+                               size_t cap, const fnn_dropout *drop, size_t rows, T *g[2], int nt,
+                               fnn_layer_done_fn done, void *ctx) {
     const int lo = p->lowest;
     int cur = 0;
     double pen = 0;
@@ -156,8 +157,14 @@ double FNN_FN(backward)(const fnn_plan *p, const T *params, T *grads, const T *c
                 FNN_FN(act_backward)(p->act[l], (T)p->alpha[l], in[l], in[l + 1], g[cur], g[cur], rows, d->out, nt);
             break;
         }
+        if (done) done(ctx, l);
     }
     return pen;
+}
+
+double FNN_FN(backward)(const fnn_plan *p, const T *params, T *grads, const T *const *in, const T *ws, size_t cap,
+                        const fnn_dropout *drop, size_t rows, T *g[2], int nt) {
+    return FNN_FN(backward_notify)(p, params, grads, in, ws, cap, drop, rows, g, nt, NULL, NULL);
 }
 
 #undef T

@@ -1,4 +1,5 @@
-/* model.c - the C inference API of fastnn.h: predict with a model loaded by io.c, query, free.
+/* model.c - the C inference API of fastnn.h: predict with a model loaded by io.c, query, free; the
+ * model's gate, which keeps predict off a model that the training API (train.c) is changing.
  *
  * Predict runs the engine's forward pass (layer.c) over the model's plan (plan.c): the code that
  * Sequential.predict runs, so the two give the same bits.
@@ -32,15 +33,34 @@ static size_t model_chunk(const fnn_model *m, size_t rows, int convert, size_t *
     return chunk;
 }
 
+/* ---- the gate -----------------------------------------------------------------------------------
+ * users >= 0 counts the readers inside; -1 marks the writer.  Entering is one compare-and-swap when
+ * uncontended; nobody waits: a call that finds the model held the other way is refused. */
+
+int fnn_model_enter(const fnn_model *m, int write, const char *who) {
+    atomic_int *users = &((fnn_model *)m)->users; /* the gate is the one mutable part of a read-only model */
+    int v = atomic_load_explicit(users, memory_order_relaxed);
+    for (;;) {
+        if (write ? v != 0 : v < 0) {
+            fnn_io_set_error("%s: the model is %s by another thread", who,
+                             v < 0 ? "being changed (fnn_model_fit, _freeze or _unfreeze)" : "being read (predict, evaluate, save)");
+            return FNN_ERR_BUSY;
+        }
+        if (atomic_compare_exchange_weak_explicit(users, &v, write ? -1 : v + 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return FNN_OK;
+    }
+}
+
+void fnn_model_leave(const fnn_model *m, int write) {
+    atomic_int *users = &((fnn_model *)m)->users;
+    if (write) atomic_store_explicit(users, 0, memory_order_release);
+    else atomic_fetch_sub_explicit(users, 1, memory_order_release);
+}
+
 /* x and out in the model's dtype (native) or float (the public API); the model computes in its
  * own dtype either way. */
-static int model_run(const fnn_model *m, const void *x, size_t rows, void *out, int native) {
-    if (!m || (rows && (!x || !out))) {
-        fnn_io_set_error("fnn_model_predict: %s is NULL", !m ? "the model" : !x ? "x" : "out");
-        return FNN_ERR_ARG;
-    }
-    fnn_io_clear_error();
-    if (rows == 0) return FNN_OK;
+static int model_run_(const fnn_model *m, const void *x, size_t rows, void *out, int native) {
     const fnn_plan *p = &m->plan;
     const int dbl = m->dtype == (int)sizeof(double), convert = dbl && !native;
     size_t bytes, chunk = model_chunk(m, rows, convert, &bytes);
@@ -79,6 +99,20 @@ static int model_run(const fnn_model *m, const void *x, size_t rows, void *out, 
     return FNN_OK;
 }
 
+static int model_run(const fnn_model *m, const void *x, size_t rows, void *out, int native) {
+    if (!m || (rows && (!x || !out))) {
+        fnn_io_set_error("fnn_model_predict: %s is NULL", !m ? "the model" : !x ? "x" : "out");
+        return FNN_ERR_ARG;
+    }
+    fnn_io_clear_error();
+    if (rows == 0) return FNN_OK;
+    int rc = fnn_model_enter(m, 0, "fnn_model_predict");
+    if (rc) return rc;
+    rc = model_run_(m, x, rows, out, native);
+    fnn_model_leave(m, 0);
+    return rc;
+}
+
 int fnn_model_predict(const fnn_model *m, const float *x, size_t rows, float *out) {
     return model_run(m, x, rows, out, 0);
 }
@@ -91,6 +125,18 @@ int fnn_model_predict_native(const fnn_model *m, const void *x, size_t rows, voi
 
 size_t fnn_model_n_inputs(const fnn_model *m) { return m ? m->plan.n_in : 0; }
 size_t fnn_model_n_outputs(const fnn_model *m) { return m ? m->plan.n_out : 0; }
+size_t fnn_model_n_layers(const fnn_model *m) { return m ? (size_t)m->plan.nl : 0; }
+
+const char *fnn_model_layer_type(const fnn_model *m, size_t i) {
+    return m && i < (size_t)m->plan.nl ? fnn_layer_kind_name(m->plan.L[i].kind) : NULL;
+}
+
+const char *fnn_model_loss(const fnn_model *m) {
+    if (!m || fnn_model_enter(m, 0, "fnn_model_loss")) return NULL; /* fit may be changing it */
+    const char *name = m->plan.loss >= 0 ? fnn_loss_name(m->plan.loss) : NULL;
+    fnn_model_leave(m, 0);
+    return name;
+}
 int fnn_model_dtype(const fnn_model *m) { return m ? m->dtype : 0; }
 const fnn_plan *fnn_model_plan(const fnn_model *m) { return m ? &m->plan : NULL; }
 
@@ -116,6 +162,7 @@ int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const cha
 
 void fnn_model_free(fnn_model *m) {
     if (!m) return;
+    fnn_trainer_free(m->trainer, m->dtype);
     for (int l = 0; m->names && l < m->plan.nl; l++) free(m->names[l]);
     free(m->names);
     fnn_plan_free(&m->plan);

@@ -5,12 +5,18 @@
  * plan function, net.h), one FNN_ALIGN-aligned buffer holding every parameter in the model's dtype
  * (Dense layer l: weight in x out row-major, then bias), the layers' names, the architecture JSON
  * text and the file's metadata strings.  After loading it is never written, so any number of threads
- * may run fnn_model_predict on it at once.
+ * may run fnn_model_predict on it at once, until the C training API (train.c) changes it: its first
+ * fnn_model_fit adds a trainer (the training net over the same parameters, their gradients and the
+ * optimizer state).  Every public call takes the model's gate: readers (predict, evaluate, save)
+ * share it, a writer (fit, freeze) holds it alone, and a call that cannot have it returns
+ * FNN_ERR_BUSY instead of waiting.
  */
 #ifndef FNN_MODEL_H
 #define FNN_MODEL_H
 
 #include "net.h"
+
+#include <stdatomic.h>
 
 /* Limits of what the reader accepts (far beyond any model fastnn trains, far below overflow). */
 #define FNN_IO_MAX_HEADER 100000000u    /* bytes of JSON header (safetensors' own limit) */
@@ -29,7 +35,16 @@ struct fnn_model {
     int n_meta;         /* __metadata__ as key/value pairs, in file order */
     char **meta_keys, **meta_values;
     int schema_major, schema_minor;
+    atomic_int users;   /* the gate: calls reading the model, or -1 while one changes it */
+    struct fnn_trainer *trainer; /* NULL until the first fnn_model_fit (train.c) */
 };
+
+/* ---- the gate and the trainer (model.c, train.c) ---------------------------------------------------
+ * Enter as a reader (write = 0) or the writer; FNN_ERR_BUSY, with a detail naming `who`, when the
+ * model is held the other way.  Every successful enter is paired with one leave. */
+int  fnn_model_enter(const fnn_model *m, int write, const char *who);
+void fnn_model_leave(const fnn_model *m, int write);
+void fnn_trainer_free(struct fnn_trainer *t, int dtype);
 
 /* ---- the reader's error channel (io.c) ----------------------------------------------------------
  * Thread-local detail of the last failed fnn_model_* call on this thread ("" after a success). */

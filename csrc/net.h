@@ -99,6 +99,16 @@ double fnn_sbackward(const fnn_plan *p, const float *params, float *grads, const
                      const float *ws, size_t cap, const fnn_dropout *drop, size_t rows, float *g[2], int nt);
 double fnn_dbackward(const fnn_plan *p, const double *params, double *grads, const double *const *in,
                      const double *ws, size_t cap, const fnn_dropout *drop, size_t rows, double *g[2], int nt);
+/* The same, calling done(ctx, l) as soon as layer l's gradients are final (every layer the pass
+ * visits, top down; done may be NULL): what lets data-parallel training send the gradients of the
+ * upper layers while the lower ones are still being computed. */
+typedef void (*fnn_layer_done_fn)(void *ctx, int layer);
+double fnn_sbackward_notify(const fnn_plan *p, const float *params, float *grads, const float *const *in,
+                            const float *ws, size_t cap, const fnn_dropout *drop, size_t rows, float *g[2], int nt,
+                            fnn_layer_done_fn done, void *ctx);
+double fnn_dbackward_notify(const fnn_plan *p, const double *params, double *grads, const double *const *in,
+                            const double *ws, size_t cap, const fnn_dropout *drop, size_t rows, double *g[2],
+                            int nt, fnn_layer_done_fn done, void *ctx);
 /* The L1/L2 penalty of the frozen Dense layers (all != 0: of every layer), summed in layer order. */
 double fnn_spenalty(const fnn_plan *p, const float *params, int all);
 double fnn_dpenalty(const fnn_plan *p, const double *params, int all);
@@ -178,6 +188,9 @@ void fnn_snet_get_counters(const fnn_snet *net, int64_t *step, int64_t *opt_step
 void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step);
 void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step);
 void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step);
+/* Key the dropout masks of the following steps by a new seed (the net is created with one). */
+void fnn_snet_set_seed(fnn_snet *net, uint64_t seed);
+void fnn_dnet_set_seed(fnn_dnet *net, uint64_t seed);
 int  fnn_snet_reserve(fnn_snet *net, size_t batch);
 int  fnn_dnet_reserve(fnn_dnet *net, size_t batch);
 /* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */
@@ -203,13 +216,47 @@ int  fnn_dnet_step(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, cons
 /* Batches [first, first+count) of an epoch over n rows taken in the order perm (NULL = identity),
  * batch rows each (the last may be short): one step each.  losses[i] receives the loss of batch
  * first+i; pred (n x n_out, optional) receives each row's linked output at its own row.  On a
- * non-finite loss, stops before that update with *bad = its batch index. */
+ * non-finite loss (or an error of the gradient hook), stops before that update with *bad = its batch
+ * index.  With a gradient hook set, batches past the end of the data are empty steps (below). */
 int  fnn_snet_fit_chunk(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                         const float *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
                         size_t count, double *losses, float *pred, size_t *bad);
 int  fnn_dnet_fit_chunk(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
                         const double *sample_w, const int64_t *perm, size_t n, size_t batch, size_t first,
                         size_t count, double *losses, double *pred, size_t *bad);
+/* ---- data-parallel training: the gradient hook --------------------------------------------------
+ * The engine knows nothing of MPI.  With a hook set, every training step calls it between the
+ * backward pass and the optimizer update, and the caller (the Python binding) exchanges the gradients
+ * there: the hook leaves the gradient buffer holding the average over every process's rows, and all
+ * processes then apply the same update.  Events, in order, within one step:
+ *   FNN_GRAD_LAYER (only when set with `layers`): layer `layer`'s gradients are final (top down);
+ *   FNN_GRAD_STEP: the backward pass is over (status FNN_OK), or was not run because this process's
+ *     loss was not finite (status FNN_ERR_NONFINITE: the step then ends with that code whatever the
+ *     hook returns).  `rows` is the step's rows on this process.
+ * A nonzero return from the hook ends the step without an update and is returned as is.  At
+ * FNN_GRAD_STEP the hook may point `update` at a buffer of the gradient layout (n_params values)
+ * holding the average: the update reads it instead of the net's gradient buffer (which saves copying
+ * an average made in shared memory back).
+ * While a hook is set, fit_chunk's batches past the end of the data are empty steps: the gradient
+ * is zero, the events are raised as for a real step (rows = 0) and the update is applied, so that a
+ * process whose shard is shorter keeps taking part in the exchanges of the others. */
+enum { FNN_GRAD_LAYER = 0, FNN_GRAD_STEP = 1 };
+typedef struct {
+    int event;   /* FNN_GRAD_LAYER, FNN_GRAD_STEP */
+    int layer;   /* LAYER: the layer whose gradients are final */
+    int status;  /* STEP: FNN_OK or FNN_ERR_NONFINITE */
+    size_t rows; /* rows of this step on this process (0: an empty step) */
+    void *update; /* STEP, set by the hook: where the update reads the gradient (NULL: the net's buffer) */
+} fnn_grad_event;
+typedef int (*fnn_grad_hook)(void *ctx, fnn_grad_event *e);
+/* hook NULL: none (the default). */
+int  fnn_snet_set_grad_hook(fnn_snet *net, fnn_grad_hook hook, void *ctx, int layers);
+int  fnn_dnet_set_grad_hook(fnn_dnet *net, fnn_grad_hook hook, void *ctx, int layers);
+/* Point the backward pass at another gradient buffer of n_params values (zeroed here; it must outlive
+ * its use), such as a row of a shared-memory window; NULL: back to the buffer the net was made with. */
+int  fnn_snet_set_grads(fnn_snet *net, float *grads);
+int  fnn_dnet_set_grads(fnn_dnet *net, double *grads);
+
 /* out (rows x n_out) = the network's output, batch rows at a time; link: apply the loss's link.
  * training: dropout on, with the masks of the current step. */
 int  fnn_snet_forward(fnn_snet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,

@@ -14,7 +14,8 @@
 struct NET {
     mtx_t lock;             /* held by every entry point: the workspace and settings are shared */
     fnn_plan plan;
-    T *params, *grads;      /* the caller's buffers */
+    T *params, *grads;      /* the caller's buffers (grads: the one set_grads chose) */
+    T *grads0;              /* the gradient buffer the net was made with */
     T *state;               /* the caller's optimizer state, n_state copies of the parameter layout */
     int n_state, has_opt;
     fnn_optim_desc opt;
@@ -26,6 +27,11 @@ struct NET {
     void *ws;
     T *lay, *g[2], *xb, *tb, *wb;
     int64_t *lb;
+    fnn_grad_hook hook;     /* data-parallel training's gradient exchange (net.h), or NULL */
+    void *hook_ctx;
+    int hook_layers;        /* raise FNN_GRAD_LAYER events too */
+    int hook_rc;            /* the first nonzero return of a LAYER event in this step */
+    size_t hook_rows;       /* the rows of the step in progress */
 };
 
 /* ---- workspace -------------------------------------------------------------------------------- */
@@ -114,7 +120,7 @@ int FNN_FN(net_new)(struct NET **out, const fnn_layer_desc *layers, int n_layers
         return FNN_ERR_NOMEM;
     }
     net->params = params;
-    net->grads = grads;
+    net->grads = net->grads0 = grads;
     fnn_philox_key(seed, net->drop.key);
     *out = net;
     return FNN_OK;
@@ -166,6 +172,14 @@ void FNN_FN(net_get_counters)(const struct NET *net, int64_t *step, int64_t *opt
     if (opt_step) *opt_step = net ? net->opt_step : 0;
 }
 
+/* A new seed: the dropout masks of the following steps are keyed by it (the caller shuffles with it). */
+void FNN_FN(net_set_seed)(struct NET *net, uint64_t seed) {
+    if (!net) return;
+    mtx_lock(&net->lock);
+    fnn_philox_key(seed, net->drop.key);
+    mtx_unlock(&net->lock);
+}
+
 void FNN_FN(net_set_counters)(struct NET *net, int64_t step, int64_t opt_step) {
     if (!net) return;
     net->step = step < 0 ? 0 : step;
@@ -179,42 +193,107 @@ void FNN_FN(net_workspace_info)(const struct NET *net, size_t *rows, int *n_allo
 
 int FNN_FN(net_step_threads)(const struct NET *net, size_t batch) { return net ? FNN_FN(net_step_threads_)(net, batch) : 1; }
 
+/* ---- the gradient hook (net.h) --------------------------------------------------------------------- */
+
+static void FNN_FN(net_layer_done_)(void *ctx, int layer) {
+    struct NET *net = ctx;
+    if (net->hook_rc) return;
+    fnn_grad_event e = {.event = FNN_GRAD_LAYER, .layer = layer, .status = FNN_OK, .rows = net->hook_rows};
+    net->hook_rc = net->hook(net->hook_ctx, &e);
+}
+
+/* The step's exchange: FNN_GRAD_STEP, after the LAYER events (if any).  The first error wins; *g is
+ * where the update reads the gradient. */
+static int FNN_FN(net_exchange_)(struct NET *net, int status, size_t rows, const T **g) {
+    fnn_grad_event e = {.event = FNN_GRAD_STEP, .layer = -1, .status = status, .rows = rows, .update = NULL};
+    int rc = net->hook(net->hook_ctx, &e);
+    *g = e.update ? (const T *)e.update : net->grads;
+    return status ? status : net->hook_rc ? net->hook_rc : rc;
+}
+
+int FNN_FN(net_set_grads)(struct NET *net, T *grads) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    net->grads = grads ? grads : net->grads0;
+    if (grads) memset(grads, 0, net->plan.n_params * sizeof(T)); /* frozen ranges stay zero */
+    mtx_unlock(&net->lock);
+    return FNN_OK;
+}
+
+int FNN_FN(net_set_grad_hook)(struct NET *net, fnn_grad_hook hook, void *ctx, int layers) {
+    if (!net) return FNN_ERR_ARG;
+    mtx_lock(&net->lock);
+    net->hook = hook;
+    net->hook_ctx = hook ? ctx : NULL;
+    net->hook_layers = hook && layers;
+    mtx_unlock(&net->lock);
+    return FNN_OK;
+}
+
 /* ---- one step ------------------------------------------------------------------------------------- */
 
-static void FNN_FN(net_update_)(struct NET *net, int nt) {
+/* The optimizer step of every trainable range, from the gradient g (the net's buffer, or the average
+ * the gradient hook pointed at). */
+static void FNN_FN(net_update_)(struct NET *net, const T *g, int nt) {
     const fnn_plan *p = &net->plan;
     net->opt_step++;
     for (int l = 0; l < p->nl; l++) {
         const fnn_layer_desc *d = &p->L[l];
         if (d->kind != FNN_LAYER_DENSE || !d->trainable) continue;
         size_t nw = d->in * d->out;
-        FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, net->grads, net->state, p->n_params, d->w_off,
+        FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, g, net->state, p->n_params, d->w_off,
                              nw, 1, fnn_threads_for(nw, FNN_NET_GRAIN, nt));
         if (d->use_bias)
-            FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, net->grads, net->state, p->n_params, d->b_off,
+            FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, g, net->state, p->n_params, d->b_off,
                                  d->out, 0, 1);
     }
 }
 
-/* Forward with dropout, the fused loss and its gradient, backward and (update) the optimizer step.
- * *pred receives the output (the loss's input) of the batch. */
+/* Forward with dropout, the fused loss and its gradient, backward, the gradient exchange (hooked and a
+ * hook set) and (update) the optimizer step.  *pred receives the output (the loss's input) of the batch. */
 static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
-                             size_t rows, int update, double pen_frozen, int nt, double *loss, const T **pred) {
+                             size_t rows, int update, int hooked, double pen_frozen, int nt, double *loss,
+                             const T **pred) {
     const fnn_plan *p = &net->plan;
+    const int hook = hooked && net->hook;
     net->drop.step = (uint64_t)net->step;
+    net->hook_rc = 0;
+    net->hook_rows = rows;
     const T *y = FNN_FN(forward)(p, net->params, x, rows, net->lay, net->cap, &net->drop, net->in, nt);
     if (pred) *pred = y;
     double data = FNN_FN(loss)(p->loss, y, labels, target, sw, rows, p->n_out, (T)p->loss_param,
                                (T)(1.0 / (double)rows), net->g[0]) / (double)rows;
     *loss = data;
-    if (!isfinite(data)) return FNN_ERR_NONFINITE;
+    const T *g = net->grads;
+    if (!isfinite(data)) return hook ? FNN_FN(net_exchange_)(net, FNN_ERR_NONFINITE, rows, &g) : FNN_ERR_NONFINITE;
     *loss = data + pen_frozen +
-            FNN_FN(backward)(p, net->params, net->grads, net->in, net->lay, net->cap, &net->drop, rows, net->g, nt);
-    if (!isfinite(*loss)) return FNN_ERR_NONFINITE;
+            FNN_FN(backward_notify)(p, net->params, net->grads, net->in, net->lay, net->cap, &net->drop, rows, net->g,
+                                    nt, hook && net->hook_layers ? FNN_FN(net_layer_done_) : NULL, net);
+    int rc = isfinite(*loss) ? FNN_OK : FNN_ERR_NONFINITE;
+    if (hook) rc = FNN_FN(net_exchange_)(net, rc, rows, &g);
+    if (rc) return rc;
     if (update) {
-        FNN_FN(net_update_)(net, nt);
+        FNN_FN(net_update_)(net, g, nt);
         net->step++;
     }
+    return FNN_OK;
+}
+
+/* A step with no rows of this process's own (its shard is shorter than another's): a zero gradient
+ * into the exchange, the events of a real step, then the update with what the exchange left. */
+static int FNN_FN(net_empty_step_)(struct NET *net, int nt) {
+    const fnn_plan *p = &net->plan;
+    memset(net->grads, 0, p->n_params * sizeof(T));
+    net->hook_rc = 0;
+    net->hook_rows = 0;
+    if (net->hook_layers)
+        for (int l = p->nl - 1; l >= p->lowest && p->lowest >= 0; l--)
+            if (!p->folded[l]) FNN_FN(net_layer_done_)(net, l);
+    const T *g;
+    int rc = FNN_FN(net_exchange_)(net, FNN_OK, 0, &g);
+    if (rc) return rc;
+    FNN_FN(net_update_)(net, g, nt);
+    net->step++;
     return FNN_OK;
 }
 
@@ -294,7 +373,7 @@ static int FNN_FN(net_train_step_)(struct NET *net, const fnn_rows *x, const int
     size_t batch = rows;
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, rows, &batch, &nt);
     if (rc) return rc;
-    return FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update,
+    return FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update, 0,
                              FNN_FN(penalty)(&net->plan, net->params, 0), nt, loss, NULL);
 }
 
@@ -308,7 +387,15 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
     const size_t no = net->plan.n_out;
     for (size_t b = first; b < first + count; b++) {
         size_t start = b * batch;
-        if (start >= n) break;
+        if (start >= n) {
+            if (!net->hook) break;
+            losses[b - first] = 0;
+            if ((rc = FNN_FN(net_empty_step_)(net, nt))) {
+                if (bad) *bad = b;
+                return rc;
+            }
+            continue;
+        }
         size_t r = n - start < batch ? n - start : batch;
         const T *xb, *tb = target ? target + start * no : NULL, *wb = sample_w ? sample_w + start : NULL;
         const int64_t *lb = labels ? labels + start : NULL;
@@ -322,7 +409,7 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
             xb = FNN_FN(net_rows_)(net, x, start, r, nt);
         }
         const T *y;
-        if ((rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, pen_frozen, nt, &losses[b - first], &y))) {
+        if ((rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, 1, pen_frozen, nt, &losses[b - first], &y))) {
             if (bad) *bad = b;
             return rc;
         }

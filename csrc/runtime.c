@@ -33,6 +33,7 @@ const char *fnn_strerror(int code) {
     case FNN_ERR_FORMAT: return "malformed model file";
     case FNN_ERR_UNSUPPORTED: return "unsupported model file";
     case FNN_ERR_NONFINITE: return "non-finite value";
+    case FNN_ERR_BUSY: return "model in use by another thread";
     default: return "unknown error";
     }
 }

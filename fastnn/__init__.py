@@ -15,7 +15,7 @@ from ._errors import FastNNError, ModelFormatError, NotCompiledError, NotFittedE
 from . import ops
 
 __version__ = _core.VERSION
-__all__ = ["ops", "build_info", "set_num_threads", "get_num_threads", "FastNNError", "ModelFormatError",
+__all__ = ["ops", "distributed", "dask", "build_info", "set_num_threads", "get_num_threads", "FastNNError", "ModelFormatError",
            "NotCompiledError", "NotFittedError", "from_onnx", "__version__"]
 
 
@@ -57,7 +57,7 @@ from ._errors import NonFiniteLossError
 from .layers import Dense, Dropout, Activation
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .models import Sequential
-from . import layers, optimizers, models
+from . import layers, optimizers, models, distributed, dask
 
 
 from . import saving

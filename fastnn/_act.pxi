@@ -13,6 +13,10 @@ cdef extern from "fnn_impl.h" nogil:
     void fnn_dbias_add(double *y, const double *bias, size_t rows, size_t cols, int nt)
     void fnn_scolsum(const float *x, size_t rows, size_t cols, float beta, float *out, int nt)
     void fnn_dcolsum(const double *x, size_t rows, size_t cols, double beta, double *out, int nt)
+    void fnn_scolsum_scaled(const float *x, size_t rows, size_t cols, size_t ldx, const float *scale, float *out,
+                            int nt)
+    void fnn_dcolsum_scaled(const double *x, size_t rows, size_t cols, size_t ldx, const double *scale,
+                            double *out, int nt)
 
 
 def act_forward(int act, double alpha, const floating[:, ::1] x, floating[:, ::1] y):
@@ -63,3 +67,20 @@ def colsum(const floating[:, ::1] x, double beta, floating[::1] out):
             fnn_scolsum(&x[0, 0] if x.shape[0] else NULL, x.shape[0], x.shape[1], <float>beta, &out[0], nt)
         else:
             fnn_dcolsum(&x[0, 0] if x.shape[0] else NULL, x.shape[0], x.shape[1], beta, &out[0], nt)
+
+
+def colsum_scaled(const floating[::1] x, size_t rows, size_t cols, size_t ldx, const floating[::1] scale,
+                  floating[::1] out):
+    """out[:cols] = sum over i < rows, in order, of scale[i] * x[i*ldx : i*ldx + cols] (the rank-ordered
+    average of data-parallel training).  Bounds are checked here: the callers index shared buffers."""
+    cdef int nt = fnn_get_num_threads()
+    if cols == 0 or rows == 0:
+        return
+    if ldx < cols or (rows - 1) * ldx + cols > <size_t>x.shape[0] or <size_t>scale.shape[0] < rows \
+            or <size_t>out.shape[0] < cols:
+        raise ValueError("colsum_scaled: the rows, columns and stride do not fit the buffers")
+    with nogil:
+        if floating is float:
+            fnn_scolsum_scaled(&x[0], rows, cols, ldx, &scale[0], &out[0], nt)
+        else:
+            fnn_dcolsum_scaled(&x[0], rows, cols, ldx, &scale[0], &out[0], nt)

@@ -67,6 +67,8 @@ cdef extern from "net.h" nogil:
     void fnn_dnet_get_counters(const fnn_dnet *net, int64_t *step, int64_t *opt_step)
     void fnn_snet_set_counters(fnn_snet *net, int64_t step, int64_t opt_step)
     void fnn_dnet_set_counters(fnn_dnet *net, int64_t step, int64_t opt_step)
+    void fnn_snet_set_seed(fnn_snet *net, uint64_t seed)
+    void fnn_dnet_set_seed(fnn_dnet *net, uint64_t seed)
     void fnn_snet_workspace_info(const fnn_snet *net, size_t *rows, int *n_allocs)
     void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs)
     int fnn_snet_reserve(fnn_snet *net, size_t batch)
@@ -95,6 +97,69 @@ cdef extern from "net.h" nogil:
                           const float *sample_w, size_t n, size_t batch, double *loss, float *pred)
     int fnn_dnet_evaluate(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
                           const double *sample_w, size_t n, size_t batch, double *loss, double *pred)
+
+    ctypedef struct fnn_grad_event:
+        int event
+        int layer
+        int status
+        size_t rows
+        void *update
+    ctypedef int (*fnn_grad_hook)(void *ctx, fnn_grad_event *e) noexcept nogil
+    enum:
+        FNN_GRAD_LAYER
+        FNN_GRAD_STEP
+    int fnn_snet_set_grad_hook(fnn_snet *net, fnn_grad_hook hook, void *ctx, int layers)
+    int fnn_dnet_set_grad_hook(fnn_dnet *net, fnn_grad_hook hook, void *ctx, int layers)
+    int fnn_snet_set_grads(fnn_snet *net, float *grads)
+    int fnn_dnet_set_grads(fnn_dnet *net, double *grads)
+
+GRAD_LAYER = FNN_GRAD_LAYER
+GRAD_STEP = FNN_GRAD_STEP
+
+
+cdef class _Hook:
+    """What the C net's hook pointer holds: the Python hook and the buffers it may hand the update."""
+    cdef object obj
+    cdef void *bufs[2]
+    cdef int nbufs
+    cdef object keep
+
+
+cdef int _grad_hook(void *ctx, fnn_grad_event *e) noexcept with gil:
+    """The C step's gradient hook: hands the event to the Python object set by Net.set_grad_hook (its
+    grad_event(event, layer, status, rows) returns 0 to go on; at a STEP event its `update` attribute,
+    None or an index into the buffers given with it, says where the update reads the gradient); an
+    exception is kept in its `error` and ends the step (-1)."""
+    cdef _Hook c = <_Hook>ctx
+    cdef int rc
+    try:
+        rc = c.obj.grad_event(e.event, e.layer, e.status, e.rows)
+        if rc == 0 and e.event == FNN_GRAD_STEP:
+            i = c.obj.update
+            if i is not None:
+                if not 0 <= i < c.nbufs:
+                    raise IndexError(f"gradient hook: update buffer {i} of {c.nbufs}")
+                e.update = c.bufs[<int>i]
+    except BaseException as exc:
+        c.obj.error = exc
+        rc = -1
+    return rc
+
+
+cdef void *_gradient_buffer(object a, bint dbl, size_t n) except? NULL:
+    """The data of a 1-D C-contiguous array of the net's dtype holding at least n values."""
+    cdef float[::1] f
+    cdef double[::1] d
+    if dbl:
+        d = a
+        if <size_t>d.shape[0] < n or n == 0:
+            raise ValueError(f"gradient buffer: expected {n} float64 values, got {d.shape[0]}")
+        return &d[0]
+    f = a
+    if <size_t>f.shape[0] < n or n == 0:
+        raise ValueError(f"gradient buffer: expected {n} float32 values, got {f.shape[0]}")
+    return &f[0]
+
 
 cdef extern from "rng.h" nogil:
     void fnn_philox4x32(const uint32_t *ctr, const uint32_t *key, uint32_t *out)
@@ -147,7 +212,7 @@ cdef class Net:
     arrays of the same dtype."""
     cdef fnn_snet *s
     cdef fnn_dnet *d
-    cdef readonly object params, grads, state
+    cdef readonly object params, grads, state, grad_hook, grads_in_use
     cdef readonly bint is_double
 
     def __cinit__(self, list layers, size_t n_in, params, grads, uint64_t seed):
@@ -238,12 +303,53 @@ cdef class Net:
         check(rc, "parameters")
         return out
 
+    def set_grad_hook(self, hook, bint layers=False, update_buffers=()):
+        """Call hook.grad_event(event, layer, status, rows) from every step of net_fit_chunk, between the
+        backward pass and the update (csrc/net.h, "the gradient hook"); layers: per-layer events too;
+        update_buffers: up to 2 arrays of the gradient layout the hook may point the update at.  None
+        removes it."""
+        cdef fnn_grad_hook fn = NULL
+        cdef _Hook c = None
+        if hook is not None:
+            if len(update_buffers) > 2:
+                raise ValueError("set_grad_hook: at most 2 update buffers")
+            c = _Hook()
+            c.obj, c.keep, c.nbufs = hook, tuple(update_buffers), len(update_buffers)
+            n = self.params.shape[0]
+            for i, b in enumerate(c.keep):
+                c.bufs[i] = _gradient_buffer(b, self.is_double, n)
+            fn = _grad_hook
+        self.grad_hook = c  # the C net holds a borrowed pointer: keep the object alive here
+        if self.is_double:
+            fnn_dnet_set_grad_hook(self.d, fn, <void *>c, layers)
+        else:
+            fnn_snet_set_grad_hook(self.s, fn, <void *>c, layers)
+
+    def set_grads(self, buf):
+        """The backward pass writes into buf (1-D, the gradient layout; zeroed here) instead of `grads`;
+        None: back to `grads`."""
+        cdef void *p = NULL
+        if buf is not None:
+            p = _gradient_buffer(buf, self.is_double, self.params.shape[0])
+        self.grads_in_use = buf
+        if self.is_double:
+            fnn_dnet_set_grads(self.d, <double *>p)
+        else:
+            fnn_snet_set_grads(self.s, <float *>p)
+
     def set_trainable(self, int layer, bint trainable):
         cdef int rc
         with nogil:
             rc = fnn_dnet_set_trainable(self.d, layer, trainable) if self.is_double \
                 else fnn_snet_set_trainable(self.s, layer, trainable)
         check(rc, "trainable")
+
+    def set_seed(self, uint64_t seed):
+        """Key the dropout masks of the following steps by `seed`."""
+        if self.is_double:
+            fnn_dnet_set_seed(self.d, seed)
+        else:
+            fnn_snet_set_seed(self.s, seed)
 
     @property
     def counters(self):

@@ -135,17 +135,7 @@ def _gemm_worker(lib, dtype, threads, samples, filt):
             def fn():
                 np.matmul(A, B, out=out)
         fn()
-        rates = []
-        for _ in range(samples):
-            t0, reps = time.perf_counter(), 0
-            while True:
-                fn()
-                reps += 1
-                dt = time.perf_counter() - t0
-                if dt > 0.02:
-                    break
-            rates.append(2.0 * m * n * k * reps / dt / 1e9)
-        print(json.dumps([name, statistics.median(rates)]), flush=True)
+        print(json.dumps([name, _rate(fn, 2.0 * m * n * k, samples)]), flush=True)
 
 
 def gemm_parser(prog=None):
@@ -406,6 +396,13 @@ def train_parser(prog=None):
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per library and round")
     ap.add_argument("--samples", type=int, default=N_SAMPLES, help="training rows (default 60000)")
     ap.add_argument("--sklearn-batches", default="128", help="scikit-learn is slow: only these batch sizes")
+    ap.add_argument("--contention", action="store_true",
+                    help="run the table again beside a CPU-bound process pinned to one core")
+    ap.add_argument("--mixed", action="store_true",
+                    help="fastnn's products of the step alone and interleaved with NumPy's in one process")
+    ap.add_argument("--phases", action="store_true",
+                    help="where one step's time goes: each of its kernels timed alone against the step")
+    ap.add_argument("--only-modes", action="store_true", help="skip the quiet table (with the options above)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     return ap
 
@@ -434,13 +431,14 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
         f"{flop / 1e9:.1f} GFLOP per epoch\n")
     peers = [lib for lib in libs if lib != "fastnn"]
     head = "| threads | batch | " + "".join(f"{lib} s/epoch | " for lib in libs) + \
-        "".join(f"fastnn / {lib} | " for lib in peers) + "fastnn % of peak (of kernel ceiling) |"
+        "".join(f"fastnn / {lib} | " for lib in peers) + "fastnn % of peak (of kernel ceiling) | capacity |"
     out(head)
     out("|" + "---|" * (head.count("|") - 1))
     rows = []
     for th in threads:
         for batch in batches:
             runs = {lib: [] for lib in libs if lib != "sklearn" or batch in sklearn_batches}
+            caps = [capacity(th)] if th > 1 else []
             for _ in range(rounds):
                 for lib in runs:
                     text = _run_worker("train", ["--worker", f"{lib}:{batch}:{th}", "--epochs", str(epochs),
@@ -455,21 +453,236 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
                 achieved = flop / med["fastnn"] / 1e9
                 frac = (f"{100 * achieved / (per_core * th):.0f}% ({100 * achieved / (ceiling * th):.0f}%), "
                         f"{achieved:.0f} GFLOP/s")
-            rows.append({"threads": th, "batch": batch, "seconds": med, "samples": n})
-            out(f"| {th} | {batch} | " + "".join(c + " | " for c in cells + ratios) + f"{frac} |")
-    out("\nfastnn / peer: fastnn's epoch time over the peer's (below 1: fastnn is faster).")
+            if th > 1:
+                caps.append(capacity(th))
+            rows.append({"threads": th, "batch": batch, "seconds": med, "samples": n, "capacity": caps})
+            cap = "–" if not caps else f"{min(caps):.2f}" + (" (noisy)" if min(caps) < 0.9 * th else "")
+            out(f"| {th} | {batch} | " + "".join(c + " | " for c in cells + ratios) + f"{frac} | {cap} |")
+    out("\nfastnn / peer: fastnn's epoch time over the peer's (below 1: fastnn is faster). capacity: the "
+        "cores' worth of FMA throughput the threads got just before and after the row (the lower), "
+        "\"noisy\" below 0.9 x threads: the host or a neighbour took a share, so the row's ratios mean little.")
     return rows
 
 
 def train_main(argv=None, prog=None):
     a = train_parser(prog).parse_args(argv)
     if a.worker:
+        kind, *rest = a.worker.split(":")
+        if kind in _CORE_WORKERS:
+            return _CORE_WORKERS[kind](*map(int, rest), a.samples)
         lib, batch, threads = a.worker.split(":")
         return _train_worker(lib, int(batch), a.epochs, int(threads), a.samples)
-    return run_train(threads=[int(t) for t in a.threads.split(",")], batches=[int(b) for b in a.batches.split(",")],
-                     libs=a.libs.split(","), rounds=a.rounds, epochs=a.epochs, n=a.samples,
-                     sklearn_batches=[int(b) for b in a.sklearn_batches.split(",") if b],
-                     out=lambda s: print(s, flush=True))
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    threads, batches = [int(t) for t in a.threads.split(",")], [int(b) for b in a.batches.split(",")]
+    rows = []
+    if not a.only_modes:
+        rows = run_train(threads=threads, batches=batches, libs=a.libs.split(","), rounds=a.rounds, epochs=a.epochs,
+                         n=a.samples, sklearn_batches=[int(b) for b in a.sklearn_batches.split(",") if b], out=say)
+    if a.contention:
+        say("\n## Beside a busy neighbour: a CPU-bound process pinned to core 0 for the whole table\n")
+        with busy_neighbour():
+            run_train(threads=threads, batches=batches, libs=a.libs.split(","), rounds=a.rounds, epochs=a.epochs,
+                      n=a.samples, sklearn_batches=(), out=say)
+    if a.mixed:
+        say("\n## Mixed: NumPy's BLAS and fastnn in one process\n")
+        run_mixed(threads=[t for t in threads if t > 1] or threads, batches=batches, rounds=a.rounds, out=say)
+    if a.phases:
+        say("\n## Phases of one training step\n")
+        run_phases(threads=threads, batches=batches, n=a.samples, out=say)
+    return rows
+
+
+# ============================================================================ sharing the cores
+def capacity(threads, seconds=0.1):
+    """How many cores' worth of FMA throughput `threads` concurrent threads get right now: the summed rate
+    of the micro-kernel (operands in L1) over `threads` threads, over its rate on one.  A host that
+    time-slices the vCPUs, or a neighbour, shows as less than `threads`."""
+    import threading
+
+    from . import _core
+
+    one = _core._ukr_rate(0, 256, seconds)
+    if threads <= 1 or one <= 0:
+        return 1.0
+    rates = [0.0] * threads
+
+    def run(i):
+        rates[i] = _core._ukr_rate(0, 256, seconds)
+
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(rates) / one
+
+
+class busy_neighbour:
+    """A CPU-bound process (a Python busy loop) pinned to core 0 for the life of the `with` block."""
+
+    def __enter__(self):
+        code = "import os\ntry:\n    os.sched_setaffinity(0, {0})\nexcept (AttributeError, OSError):\n    pass\n" \
+               "while True:\n    pass\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _rate(fn, flop, samples=5, min_s=0.02):
+    """Median GFLOP/s of fn() over `samples` samples of at least min_s seconds each."""
+    rates = []
+    for _ in range(samples):
+        t0, reps = time.perf_counter(), 0
+        while True:
+            fn()
+            reps += 1
+            dt = time.perf_counter() - t0
+            if dt > min_s:
+                break
+        rates.append(flop * reps / dt / 1e9)
+    return statistics.median(rates)
+
+
+def _step_products(batch):
+    """The products of one training step of the benchmark MLP: (name, m, n, k, trans_a, trans_b)."""
+    out = []
+    for i, (fan_in, fan_out) in enumerate(zip(LAYERS[:-1], LAYERS[1:])):
+        out.append((f"fwd {batch}×{fan_in}→{fan_out}", batch, fan_out, fan_in, False, False))
+    for i, (fan_in, fan_out) in reversed(list(enumerate(zip(LAYERS[:-1], LAYERS[1:])))):
+        out.append((f"dW {fan_in}×{fan_out}, k={batch}", fan_in, fan_out, batch, True, False))
+        if i > 0:
+            out.append((f"dX {batch}×{fan_in}←{fan_out}", batch, fan_in, fan_out, False, True))
+    return out
+
+
+def _mixed_worker(threads, batch, rounds, n):
+    """In one process with fastnn and NumPy both at `threads` threads: each product of the step, by fastnn
+    alone, then alternating with numpy.matmul of the same shape (fastnn's calls timed alone)."""
+    import fastnn as fnn
+
+    fnn.set_num_threads(threads)
+    limit = limit_blas(threads)  # noqa: F841 (kept alive)
+    for name, m, nn, k, ta, tb in _step_products(batch):
+        a, b = _operands(m, nn, k, ta, tb, np.float32)
+        A, B = (a.T if ta else a), (b.T if tb else b)
+        out, out_np = np.empty((m, nn), np.float32), np.empty((m, nn), np.float32)
+        flop = 2.0 * m * nn * k
+
+        def fast():
+            fnn.ops.gemm(a, b, trans_a=ta, trans_b=tb, out=out, check_finite=False)
+
+        def numpy():
+            np.matmul(A, B, out=out_np)
+
+        fast()
+        numpy()
+        alone, mixed, np_alone = [], [], []
+        for _ in range(rounds):
+            alone.append(_rate(fast, flop))
+            np_alone.append(_rate(numpy, flop))
+            spent, reps = 0.0, 0
+            while spent < 0.1:
+                numpy()
+                t0 = time.perf_counter()
+                fast()
+                spent += time.perf_counter() - t0
+                reps += 1
+            mixed.append(flop * reps / spent / 1e9)
+        print(json.dumps([name, statistics.median(alone), statistics.median(mixed), statistics.median(np_alone)]),
+              flush=True)
+
+
+def run_mixed(threads=(2,), batches=(32, 128, 512), rounds=3, out=print):
+    """Table: fastnn's product rate alone and right after a NumPy product in the same process."""
+    out("fastnn's products of one step, alone and each right after numpy.matmul of the same shape (whose "
+        "BLAS threads keep spinning for a while after it returns); GFLOP/s, medians over rounds.\n")
+    out("| threads | product | fastnn alone | fastnn after NumPy | mixed / alone | NumPy alone |")
+    out("|---|---|---|---|---|---|")
+    for th in threads:
+        for batch in batches:
+            text = _run_worker("train", ["--worker", f"mixed:{th}:{batch}:{rounds}"], th)
+            for line in text.strip().splitlines():
+                name, alone, mixed, np_alone = json.loads(line)
+                out(f"| {th} | {name} | {alone:.1f} | {mixed:.1f} | {mixed / alone:.2f} | {np_alone:.1f} |")
+
+
+def _phases_worker(threads, batch, n):
+    """Each kernel of one step timed alone at the step's shapes, then the step itself (an epoch of fit)."""
+    import fastnn as fnn
+
+    fnn.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    X, y = make_data(n)
+    rows = []
+
+    def timed(name, fn, reps=None):
+        fn()
+        t0, k = time.perf_counter(), 0
+        while True:
+            fn()
+            k += 1
+            if time.perf_counter() - t0 > 0.05:
+                break
+        rows.append((name, (time.perf_counter() - t0) / k))
+
+    idx = rng.permutation(n)[:batch]
+    xb = np.empty((batch, LAYERS[0]), np.float32)
+    timed("gather the batch's rows", lambda: np.take(X, idx, axis=0, out=xb))
+    acts = [xb] + [rng.standard_normal((batch, w), dtype=np.float32) for w in LAYERS[1:]]
+    for name, m, nn, k, ta, tb in _step_products(batch):
+        a, b = _operands(m, nn, k, ta, tb, np.float32)
+        c = np.empty((m, nn), np.float32)
+        timed(name, lambda a=a, b=b, c=c, ta=ta, tb=tb: fnn.ops.gemm(a, b, trans_a=ta, trans_b=tb, out=c,
+                                                                      check_finite=False))
+    for w in LAYERS[1:-1]:
+        h = acts[LAYERS.index(w)]
+        timed(f"relu {batch}×{w}, forward + backward",
+              lambda h=h: (fnn.ops.relu(h, check_finite=False), fnn.ops.activation_grad("relu", h, h,
+                                                                                         check_finite=False)))
+    logits, labels = acts[-1], y[:batch]
+    timed(f"softmax cross-entropy {batch}×{LAYERS[-1]} and its gradient",
+          lambda: fnn.ops.cross_entropy(logits, labels, check_finite=False))
+    params = sum(a * b + b for a, b in zip(LAYERS[:-1], LAYERS[1:]))
+    w, v, g = (np.zeros(params, np.float32) for _ in range(3))
+
+    def update():  # the bytes an SGD-momentum update moves, at NumPy's speed (an upper bound of fastnn's)
+        np.multiply(v, MOMENTUM, out=v)
+        np.subtract(v, LR * g, out=v)
+        np.add(w, v, out=w)
+    timed(f"SGD momentum update of {params:,} parameters (NumPy, an upper bound)", update)
+    times, _, _ = epochs_fastnn(X, y, batch, 1, threads)
+    print(json.dumps({"kernels": rows, "step": times[0] / -(-n // batch)}), flush=True)
+
+
+def run_phases(threads=(1, 2), batches=(32, 128, 512), n=N_SAMPLES, out=print):
+    """Table per thread count and batch: each kernel of a step timed alone, its share of the measured step,
+    and what is left (synchronisation, the fused epilogues, Python once per chunk)."""
+    out("Each kernel of a step run alone through fnn.ops at the step's shapes and thread count, against the "
+        "step as fit runs it (an epoch's time over its steps). The rest is what the step does between and "
+        "around its kernels: waits at barriers, bias and activation epilogues, the loop's own work.\n")
+    for th in threads:
+        for batch in batches:
+            cap = capacity(th)
+            res = json.loads(_run_worker("train", ["--worker", f"phases:{th}:{batch}", "--samples", str(n)],
+                                         th).strip().splitlines()[-1])
+            step = res["step"]
+            out(f"threads {th}, batch {batch}: step {1e6 * step:.0f} µs (capacity {cap:.2f} cores)\n")
+            out("| phase | µs | % of step |")
+            out("|---|---|---|")
+            total = 0.0
+            for name, t in res["kernels"]:
+                bound = "upper bound" in name
+                total += 0.0 if bound else t
+                out(f"| {name}{' (not in the sum)' if bound else ''} | {1e6 * t:.1f} | {100 * t / step:.0f}% |")
+            out(f"| the rest: the update, epilogues, waits, the loop | {1e6 * (step - total):.1f} | "
+                f"{100 * (step - total) / step:.0f}% |\n")
+
+
+_CORE_WORKERS = {"mixed": _mixed_worker, "phases": _phases_worker}
 
 
 # ============================================================================================= plot

@@ -38,12 +38,18 @@ _CHUNK_SECONDS = 0.15   # target duration of one C call of fit
 _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the training batch is smaller)
 
 
+def _c_array(x, dtype):
+    """x as a C-contiguous, aligned array of dtype: a copy only when it is not one (a buffer received
+    from another process, such as a Dask block, may start at any byte)."""
+    return np.require(x, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+
+
 def _as_dtype(x, name, dtype, ndim):
     """`x` as a C-contiguous array of `dtype` (one conversion at most), checked for NaN/Inf."""
     x = real_array(x, name, "fiub", "a numeric array")
     if x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = _c_array(x, dtype)
     if not all_finite(x):
         raise ValueError(f"{name}: contains NaN or Inf")
     return x
@@ -127,16 +133,14 @@ class Sequential:
         self.dtype = dtype
         if seed is None:
             seed = int(np.random.default_rng().integers(0, 2**63))
-        self.seed = integer(seed, "seed", low=0)
-        if self.seed >= 2**64:
-            raise ValueError(f"seed: must be below 2**64, got {seed}")
+        self._net = None
+        self.seed = seed
         self.input_dim = None
         self.stop_training = False
         self.optimizer = None
         self.loss = None
         self.huber_delta = 1.0
         self.metrics = []
-        self._net = None
         self._params = self._grads = self._state = None
         self._state_for = None  # the optimizer object the state belongs to
         self._epochs_seen = 0
@@ -148,6 +152,29 @@ class Sequential:
             self.add(layer)
         if input_dim is not None:
             self.build(input_dim)
+
+    @property
+    def seed(self):
+        """The seed of the initial weights (drawn when the model is built), the epoch shuffles and the
+        dropout masks.  Settable: a new seed keys the shuffles and masks from the next step on, so a
+        loaded model trains with the bits of any other run given the same seed (the C API's
+        fnn_model_fit included)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        seed = integer(value, "seed", low=0)
+        if seed >= 2**64:
+            raise ValueError(f"seed: must be below 2**64, got {value}")
+        if self._net is None:
+            self._seed = seed
+            return
+        self._claim("seed")
+        try:
+            self._seed = seed
+            self._net.set_seed(seed)
+        finally:
+            self._release()
 
     # ---- threads --------------------------------------------------------------------------------
 
@@ -380,11 +407,12 @@ class Sequential:
         _format.write_atomic(path, self._file_bytes(extra_metadata))
 
     @classmethod
-    def _from_model_file(cls, mf, settings=None):
+    def _from_model_file(cls, mf, settings=None, seed=None):
         """The Sequential of a model file read by the C reader (fastnn._core.ModelFile): the file's
-        parameters bit for bit, compiled with its loss, `metadata` its extra metadata."""
+        parameters bit for bit, compiled with its loss, `metadata` its extra metadata; its seed is
+        the pickle's, else `seed` (None: a random one)."""
         model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype,
-                    seed=settings["seed"] if settings else None)
+                    seed=settings["seed"] if settings else seed)
         params = dict(model._named_parameters())
         for name, a in mf.tensors().items():  # the reader checked names and shapes
             np.copyto(params[name], a)
@@ -531,16 +559,16 @@ class Sequential:
             if n and (labels.min() < 0 or labels.max() >= c):
                 raise ValueError(f"{name}: class labels must be in [0, {c}), got values from "
                                  f"{labels.min()} to {labels.max()}")
-            return np.ascontiguousarray(labels, dtype=np.int64), None
+            return _c_array(labels, np.int64), None
         if y.ndim == 1:
             if c != 1:
                 raise ValueError(f"{name}: expected shape ({n}, {c}) for a model with {c} outputs, got {y.shape}")
             y = y.reshape(n, 1)
         if y.shape[1] != c:
             raise ValueError(f"{name}: expected {c} columns (the model's outputs), got shape {y.shape}")
-        target = np.ascontiguousarray(y, dtype=self.dtype)
+        target = _c_array(y, self.dtype)
         if self.loss in ("cross_entropy", "binary_cross_entropy"):
-            probabilities(target, name, self.loss.replace("_", " ") + " targets")
+            probabilities(target, name, self.loss.replace("_cross_", " cross-").replace("cross_", "cross-") + " targets")
         return None, target
 
     def _sample_weights(self, sample_weight, class_weight, labels, target, n):
@@ -614,7 +642,7 @@ class Sequential:
 
     @_exclusive("fit")
     def fit(self, X, y, *, epochs=1, batch_size=32, shuffle=True, validation_split=0.0, validation_data=None,
-            callbacks=(), verbose=1, sample_weight=None, class_weight=None):
+            callbacks=(), verbose=1, sample_weight=None, class_weight=None, distributed=None, shuffle_window=1):
         """Train for `epochs` epochs; returns the History (per-epoch `loss`, metrics, `val_*`, `lr`,
         `time`, `samples_per_s`).  `validation_split` holds out the last fraction of the rows (before
         shuffling, as Keras does); `validation_data` = (X, y) or (X, y, sample_weight) takes precedence.
@@ -625,26 +653,75 @@ class Sequential:
         `model.history` is the same History, also while fit runs.  A KeyboardInterrupt (Ctrl-C, or raised
         by a callback) ends fit within one chunk of batches: the weights are those of the last completed
         step, `model.history` holds the epochs completed, callbacks get on_train_end, and the exception
-        propagates."""
+        propagates.
+
+        X and y (and validation_data's, and sample_weight) may be Dask arrays: their blocks of rows
+        are computed in order, the next one in a background thread while the engine trains on the
+        current one, and never held all at once.  With shuffle, the rows are shuffled within a window
+        of `shuffle_window` blocks (plus the few rows of a partial batch carried over from the window
+        before), not across the whole array; without it, the batches are exactly those of the same
+        data in memory, and so is the trained model.
+
+        distributed=fastnn.distributed.MPI(): data-parallel training in a program started with
+        `mpiexec -n N`, each process passing its own shard; see fastnn/distributed.py."""
         self._require_compiled("fit")
+        coord = _Solo(self) if distributed is None else _session(distributed, self)
+        fd = coord.prepare(lambda: self._fit_data(X, y, epochs, batch_size, shuffle, validation_split,
+                                                  validation_data, verbose, sample_weight, class_weight,
+                                                  shuffle_window))
+        steps = coord.steps(fd.train.n_batches)  # more than this process's batches when another has more
+        losses = np.zeros(steps)
+        sizes = np.zeros(steps)
+        sizes[:fd.train.n_batches] = fd.train.batch_sizes()
+        verbose = fd.verbose if coord.is_root else 0
+        cbs = coord.callbacks(callbacks, model=self, params={
+            "epochs": fd.epochs, "batch_size": fd.batch, "steps": steps, "samples": coord.total(fd.train.n),
+            "verbose": verbose})
+        self.history = cbs.history
+        self.stop_training = False
+        coord.train_begin(cbs)
+        try:
+            for epoch in range(fd.epochs):
+                lr = coord.epoch_begin(epoch, cbs)
+                t0 = time.perf_counter()
+                epoch_key = self._epochs_seen
+                self._epochs_seen += 1
+                bar = _Progress(verbose, epoch, fd.epochs, steps, coord.total(fd.train.n))
+                self._train_epoch(fd, coord, epoch, epoch_key, losses, sizes, bar, t0)
+                train_time = time.perf_counter() - t0
+                logs = coord.epoch_logs(self, fd, losses, sizes)
+                logs["lr"] = lr
+                logs["time"] = time.perf_counter() - t0
+                logs["samples_per_s"] = coord.total(fd.train.n) / train_time if train_time > 0 else float("inf")
+                bar.end(logs)
+                coord.epoch_end(epoch, logs, cbs)
+                if self.stop_training:
+                    break
+        finally:
+            coord.train_end(cbs)
+        return cbs.history
+
+    def _fit_data(self, X, y, epochs, batch_size, shuffle, validation_split, validation_data, verbose,
+                  sample_weight, class_weight, shuffle_window):
+        """fit's arguments checked, and its data as sources of rows (_Rows in memory, or Dask blocks)."""
         epochs = integer(epochs, "epochs", low=0)
         batch_size = integer(batch_size, "batch_size", low=1)
         verbose = integer(verbose, "verbose", low=0)
         validation_split = real_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+        shuffle_window = integer(shuffle_window, "shuffle_window", low=1)
+        shuffle = bool(shuffle)
+        if _is_dask(X) or _is_dask(y):
+            from . import dask as _fdask
+            train, val, batch = _fdask.fit_sources(self, X, y, batch_size, shuffle, validation_split, validation_data,
+                                                   sample_weight, class_weight, shuffle_window)
+            return _FitData(train, val, epochs, batch, verbose)
         X = self._prepare_x(X)
         n_all = X.shape[0]
         labels, target = self._prepare_y(y, n_all)
         w = self._sample_weights(sample_weight, class_weight, labels, target, n_all)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data: expected (X_val, y_val) or (X_val, y_val, sample_weight)")
-            Xv = self._prepare_x(validation_data[0], "validation_data X")
-            lv, tv = self._prepare_y(validation_data[1], Xv.shape[0], "validation_data y")
-            wv = None
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                wv = self._sample_weights(validation_data[2], None, lv, tv, Xv.shape[0])
-            val = (Xv, lv, tv, wv)
+            val = self._validation_rows(validation_data)
         elif validation_split > 0:
             split = int(math.floor(n_all * (1.0 - validation_split)))
             if split < 1 or split >= n_all:
@@ -652,71 +729,72 @@ class Sequential:
                                  "training or validation set")
             cut = lambda a: (None, None) if a is None else (a[:split], a[split:])
             (X, Xv), (labels, lv), (target, tv), (w, wv) = cut(X), cut(labels), cut(target), cut(w)
-            val = (Xv, lv, tv, wv)
-        n = X.shape[0]
-        batch = min(batch_size, n)
-        n_batches = -(-n // batch)
-        sizes = np.full(n_batches, batch, dtype=np.float64)
-        sizes[-1] = n - (n_batches - 1) * batch
-        losses = np.zeros(n_batches)
-        perm = np.empty(n, dtype=np.int64) if shuffle else None
-        pred = np.empty((n, self._dims[-1]), dtype=self.dtype) if self.metrics else None
-        y_true = labels if labels is not None else target
+            val = _Rows(self, Xv, lv, tv, wv)
+        batch = min(batch_size, X.shape[0])
+        train = _Rows(self, X, labels, target, w, batch, shuffle, metrics=bool(self.metrics))
         self._reserve(batch, "batch_size")
-        val_batch = None  # validation in blocks of max(batch, _PREDICT_BATCH) rows, fewer if memory is short
         if val is not None:
-            val_batch = self._inference_batch(batch if batch > _PREDICT_BATCH else None, val[0].shape[0])
+            val.batch = self._validation_batch(batch, val.n)
+        return _FitData(train, val, epochs, batch, verbose)
 
-        cbs = CallbackList(callbacks, model=self, params={
-            "epochs": epochs, "batch_size": batch, "steps": n_batches, "samples": n, "verbose": verbose})
-        self.history = cbs.history
-        self.stop_training = False
-        cbs.on_train_begin()
-        try:
-            for epoch in range(epochs):
-                cbs.on_epoch_begin(epoch)
-                t0 = time.perf_counter()
-                lr = self._push_optimizer(epoch)
-                if shuffle:
-                    _core.permutation(self.seed, self._epochs_seen, perm)
-                self._epochs_seen += 1
-                bar = _Progress(verbose, epoch, epochs, n_batches, n)
-                b, chunk = 0, 1
-                while b < n_batches:
-                    count = min(chunk, n_batches - b)
-                    tc = time.perf_counter()
-                    rc, bad = _core.net_fit_chunk(self._net, X, labels, target, w, perm, batch, b,
-                                                  losses[b:b + count], pred)
-                    if rc == _core.ERR_NONFINITE:
-                        self._raise_nonfinite(losses[bad], epoch, bad, n_batches, "fit")
-                    _core.check(rc, "fit")
-                    dt = time.perf_counter() - tc
-                    b += count
-                    chunk = max(1, min(4 * count, int(count * _CHUNK_SECONDS / max(dt, 1e-6))))
-                    if verbose == 1:
-                        bar.update(b, _mean_loss(losses[:b], sizes[:b]), time.perf_counter() - t0)
-                train_time = time.perf_counter() - t0
-                logs = {"loss": _mean_loss(losses, sizes)}
-                for name, fn in self.metrics:
-                    logs[name] = float(fn(y_true, self._metric_pred(pred, y_true)))
-                if val is not None:
-                    for k, v in self._evaluate(*val, val_batch).items():
-                        logs["val_" + k] = v
-                logs["lr"] = lr
-                logs["time"] = time.perf_counter() - t0
-                logs["samples_per_s"] = n / train_time if train_time > 0 else float("inf")
-                bar.end(logs)
-                cbs.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-        finally:
-            cbs.on_train_end()
-        return cbs.history
+    def _validation_batch(self, batch, rows):
+        """Validation runs in blocks of max(batch, _PREDICT_BATCH) rows, fewer if memory is short."""
+        return self._inference_batch(batch if batch > _PREDICT_BATCH else None, rows)
+
+    def _validation_rows(self, validation_data):
+        """validation_data, (X, y) or (X, y, sample_weight), as _Rows."""
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data: expected (X_val, y_val) or (X_val, y_val, sample_weight)")
+        Xv = self._prepare_x(validation_data[0], "validation_data X")
+        lv, tv = self._prepare_y(validation_data[1], Xv.shape[0], "validation_data y")
+        wv = None
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            wv = self._sample_weights(validation_data[2], None, lv, tv, Xv.shape[0])
+        return _Rows(self, Xv, lv, tv, wv)
+
+    def _train_epoch(self, fd, coord, epoch, epoch_key, losses, sizes, bar, t0):
+        """One epoch's steps: this process's batches, window by window of its rows, in chunks of C calls
+        of about _CHUNK_SECONDS; then, in data-parallel training, empty steps until every process is done."""
+        b, chunk, win = 0, 1, None
+        for win in fd.train.windows(coord.shuffle_seed(self.seed), epoch_key):
+            first = 0
+            while first < win.count:
+                count = min(chunk, win.count - first)
+                tc = time.perf_counter()
+                rc, bad = _core.net_fit_chunk(self._net, win.x, win.labels, win.target, win.w, win.perm, fd.batch,
+                                              first, losses[b:b + count], win.pred)
+                self._check_chunk(rc, coord, losses, epoch, b + bad - first, len(losses))
+                dt = time.perf_counter() - tc
+                first += count
+                b += count
+                chunk = max(1, min(4 * count, int(count * _CHUNK_SECONDS / max(dt, 1e-6))))
+                if bar.verbose == 1:
+                    bar.update(b, _mean_loss(losses[:b], sizes[:b]), time.perf_counter() - t0)
+            win.done()
+        while b < len(losses):  # batches past the end of a window's rows are empty steps (csrc/net.h)
+            count = min(chunk, len(losses) - b)
+            rc, bad = _core.net_fit_chunk(self._net, win.x, win.labels, win.target, win.w, win.perm, fd.batch,
+                                          win.count, losses[b:b + count], None)
+            self._check_chunk(rc, coord, losses, epoch, b + bad - win.count, len(losses))
+            b += count
+
+    def _check_chunk(self, rc, coord, losses, epoch, bad, n_batches):
+        if rc == 0:
+            return
+        coord.raise_step_error(rc, epoch, bad, n_batches)
+        if rc == _core.ERR_NONFINITE:
+            self._raise_nonfinite(losses[bad], epoch, bad, n_batches, "fit")
+        _core.check(rc, "fit")
 
     @staticmethod
     def _metric_pred(pred, y_true):
         """The predictions as the metrics take them: a vector for one output and 1-D targets."""
         return pred[:, 0] if pred.shape[1] == 1 and y_true.ndim == 1 else pred
+
+    def _add_metrics(self, logs, prefix, y_true, pred):
+        """logs[prefix + name] = each compiled metric of (y_true, pred)."""
+        for name, fn in self.metrics:
+            logs[prefix + name] = float(fn(y_true, self._metric_pred(pred, y_true)))
 
     # ---- inference --------------------------------------------------------------------------------
 
@@ -762,6 +840,121 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.input_dim}, dtype={str(self.dtype)!r}, seed={self.seed})"
+
+
+# ---- fit's data and its coordinator ---------------------------------------------------------------
+
+class _FitData:
+    """fit's checked settings and its data: `train` and `val` are sources of rows (_Rows, or the Dask
+    blocks of fastnn/dask.py); `val` is None without validation."""
+
+    def __init__(self, train, val, epochs, batch, verbose):
+        self.train, self.val, self.epochs, self.batch, self.verbose = train, val, epochs, batch, verbose
+
+
+class _Rows:
+    """Rows held in memory, each array C-contiguous in the model's dtype.  For training they are one
+    window per epoch (this object itself: x, labels, target, w, perm, count, pred), shuffled in C;
+    for validation, evaluated `batch` rows at a time."""
+
+    def __init__(self, model, X, labels, target, w, batch=None, shuffle=False, metrics=False):
+        self.x, self.labels, self.target, self.w = X, labels, target, w
+        self.n = X.shape[0]
+        self.batch = batch
+        self.y_true = labels if labels is not None else target
+        self.n_batches = self.count = -(-self.n // batch) if batch else 0
+        self.perm = np.empty(self.n, dtype=np.int64) if shuffle else None
+        self.pred = np.empty((self.n, model._dims[-1]), dtype=model.dtype) if metrics else None
+
+    def batch_sizes(self):
+        sizes = np.full(self.n_batches, self.batch, dtype=np.float64)
+        sizes[-1] = self.n - (self.n_batches - 1) * self.batch
+        return sizes
+
+    def windows(self, seed, epoch):
+        if self.perm is not None:
+            _core.permutation(seed, epoch, self.perm)
+        yield self
+
+    def done(self):
+        """The window's batches are trained (its predictions are in self.pred)."""
+
+    def label_set(self):
+        """The sorted class labels present (class labels only; None for targets)."""
+        return None if self.labels is None else np.unique(self.labels).tolist()
+
+    def metric_data(self):
+        """(y_true, predictions) of the epoch's training rows, for the metrics."""
+        return self.y_true, self.pred
+
+    def evaluate(self, model, metrics):
+        """(mean loss + penalties, rows, y_true, predictions or None without metrics), dropout off."""
+        pred = np.empty((self.n, model._dims[-1]), dtype=model.dtype) if metrics else None
+        loss = _core.net_evaluate(model._net, self.x, self.labels, self.target, self.w, self.batch, pred)
+        return loss, self.n, self.y_true, pred
+
+
+class _Solo:
+    """fit's coordinator in one process: every decision is its own.  fastnn.distributed's session
+    answers the same calls for data-parallel training, where rank 0 decides and the others follow."""
+
+    is_root = True
+
+    def __init__(self, model):
+        self.model = model
+
+    def prepare(self, fn):
+        return fn()
+
+    def steps(self, n_batches):
+        return n_batches
+
+    def total(self, n):
+        return n
+
+    def shuffle_seed(self, seed):
+        return seed
+
+    def callbacks(self, callbacks, model, params):
+        return CallbackList(callbacks, model=model, params=params)
+
+    def train_begin(self, cbs):
+        cbs.on_train_begin()
+
+    def epoch_begin(self, epoch, cbs):
+        cbs.on_epoch_begin(epoch)
+        return self.model._push_optimizer(epoch)
+
+    def raise_step_error(self, rc, epoch, batch, n_batches):
+        """Nothing to add to the engine's own error code in one process."""
+
+    def epoch_logs(self, model, fd, losses, sizes):
+        logs = {"loss": _mean_loss(losses, sizes)}
+        model._add_metrics(logs, "", *fd.train.metric_data())
+        if fd.val is not None:
+            loss, _, y_true, pred = fd.val.evaluate(model, bool(model.metrics))
+            logs["val_loss"] = loss
+            model._add_metrics(logs, "val_", y_true, pred)
+        return logs
+
+    def epoch_end(self, epoch, logs, cbs):
+        cbs.on_epoch_end(epoch, logs)
+
+    def train_end(self, cbs):
+        cbs.on_train_end()
+
+
+def _session(distributed, model):
+    """The coordinator of a data-parallel fit: fastnn.distributed.MPI(...)._session(model)."""
+    start = getattr(distributed, "_session", None)
+    if not callable(start):
+        raise TypeError(f"distributed: expected fastnn.distributed.MPI(...), got {type(distributed).__name__}")
+    return start(model)
+
+
+def _is_dask(a):
+    """A Dask collection (told by its class's module: Dask itself is not imported for this)."""
+    return type(a).__module__.partition(".")[0] == "dask" and hasattr(a, "__dask_graph__")
 
 
 def _unpickle(data, settings):

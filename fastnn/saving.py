@@ -2,10 +2,11 @@
 
 - `save(model, path, *, extra_metadata=None)`: the model file, written atomically (fastnn/_format.py);
   the same as `model.save(path, extra_metadata=...)`.
-- `load(path)` / `loads(data)`: read by the C reader (csrc/io.c), then rebuilt as a Sequential whose
-  parameters are the file's bits, so its predictions are bitwise those of the saved model.  A model
-  saved with a loss comes back compiled with that loss (and a fresh default optimizer); the file's
-  metadata other than the format's own keys is the model's `metadata`.
+- `load(path, seed=None)` / `loads(data, seed=None)`: read by the C reader (csrc/io.c), then rebuilt
+  as a Sequential whose parameters are the file's bits, so its predictions are bitwise those of the
+  saved model.  A model saved with a loss comes back compiled with that loss (and a fresh default
+  optimizer); the file's metadata other than the format's own keys is the model's `metadata`; `seed`
+  keys the shuffles and dropout masks of its further training, as the C API's fnn_model_fit's does.
 - Pickling (`Sequential.__reduce__`) goes through the same bytes, plus the seed and the compile
   settings (loss, optimizer object, metrics); optimizer state such as momentum is not kept.
 - `load_weights`, `read_safetensors`, `LoadResult`: weights from other sources (fastnn/weights.py).
@@ -39,19 +40,20 @@ def save(model, path, *, extra_metadata=None):
     model.save(path, extra_metadata=extra_metadata)
 
 
-def load(path):
+def load(path, *, seed=None):
     """The model saved in `path`; OSError if it cannot be read, ModelFormatError if it is not a valid
-    model file (the message says what is wrong and where)."""
-    return Sequential._from_model_file(_core.ModelFile.from_path(path_arg(path)))
+    model file (the message says what is wrong and where).  `seed` keys its shuffles and dropout
+    masks (None: a random seed), so that training it again is reproducible (model.seed sets it later)."""
+    return Sequential._from_model_file(_core.ModelFile.from_path(path_arg(path)), seed=seed)
 
 
-def loads(data):
-    """The model whose file bytes are `data`."""
+def loads(data, *, seed=None):
+    """The model whose file bytes are `data`; `seed` as for load."""
     try:
         memoryview(data)
     except TypeError:
         raise TypeError(f"data: expected the bytes of a model file, got {type(data).__name__}") from None
-    return Sequential._from_model_file(_core.ModelFile.from_buffer(data))
+    return Sequential._from_model_file(_core.ModelFile.from_buffer(data), seed=seed)
 
 
 def from_onnx(source):

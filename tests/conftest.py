@@ -51,6 +51,19 @@ def with_threads(n, fn, *args, **kwargs):
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
+def build_c(src, exe, lib_dir, extra=()):
+    """Compile the C program `src` into `exe` against the libfastnn.a in `lib_dir` (the `embed` fixture's
+    build), with OpenMP when the library has it and the sanitizers under tools/sanitize.sh."""
+    san = ["-fsanitize=address,undefined"] if SANITIZED else []
+    for omp in (["-fopenmp"], []):
+        r = subprocess.run([CC, "-O1", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-I",
+                            os.path.join(ROOT, "csrc"), str(src), os.path.join(str(lib_dir), "libfastnn.a")] + omp +
+                           san + list(extra) + ["-lm", "-o", str(exe)], capture_output=True, text=True, timeout=300)
+        if r.returncode == 0:
+            return str(exe)
+    pytest.fail(f"building {src} failed:\n{r.stderr}")
+
+
 @pytest.fixture(scope="session")
 def embed(tmp_path_factory):
     """examples/embed/embed built as its Makefile documents: libfastnn.a from `make -C csrc`, then cc.

@@ -298,3 +298,25 @@ def test_the_fma_probe_ships_and_measures():
         pytest.skip("the probe measures AVX2/AVX-512 FMA only")
     peak = benchmark.peak_per_core()
     assert peak is not None and peak > 0
+
+
+def test_bench_sharing_modes_report_every_product_and_phase(tmp_path):
+    """bench_train's --contention, --mixed and --phases run and print a row per product and phase of
+    the step (figures are measured, not asserted here)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_train.py"), "--only-modes", "--contention",
+                        "--mixed", "--phases", "--batches", "32", "--threads", "1", "--rounds", "1",
+                        "--samples", "256", "--libs", "fastnn"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "## Beside a busy neighbour" in out and "| 1 | 32 | " in out
+    products = ["fwd 32×784→512", "fwd 32×512→256", "fwd 32×256→10", "dW 256×10, k=32", "dX 32×256←10",
+                "dW 512×256, k=32", "dX 32×512←256", "dW 784×512, k=32"]
+    mixed = out.split("## Mixed")[1].split("## Phases")[0]
+    phases = out.split("## Phases")[1]
+    for name in products:
+        row = next(line for line in mixed.splitlines() if f"| {name} |" in line)
+        alone, after, ratio = (float(v) for v in row.split("|")[3:6])
+        assert alone > 0 and after > 0 and abs(ratio - after / alone) < 0.01 + 0.01 * ratio
+        assert f"| {name} | " in phases
+    assert "| the rest" in phases and "softmax cross-entropy 32×10" in phases

@@ -167,6 +167,7 @@ def _mutations(model, X, y, path):
         ("weight", lambda: setattr(dense, "weight", w[0])),
         ("bias", lambda: setattr(dense, "bias", w[1])),
         ("build", lambda: model.build(20)),
+        ("seed", lambda: setattr(model, "seed", model.seed)),
     ]
 
 

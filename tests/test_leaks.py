@@ -218,7 +218,7 @@ def memcheck(exe, *args, stdin=None):
                         "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99", exe, *map(str, args)],
                        capture_output=True, text=True, timeout=300, input=stdin,
                        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
-    return r.returncode, r.stderr
+    return r.returncode, r.stdout[-3000:] + r.stderr
 
 
 def lost_bytes(report, kind):
