@@ -422,3 +422,47 @@ def test_stale_temporaries_of_other_names_and_live_writers_are_kept(tmp_path):
             with _named_temporaries():
                 small_model().save(tmp_path / "m.safetensors")
         assert sorted(os.listdir(tmp_path)) == sorted(keep + ["m.safetensors"])
+
+
+_KILLED_C_SAVER = r'''
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.fnn_model_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+lib.fnn_model_save.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+m = ctypes.c_void_p()
+assert lib.fnn_model_load(sys.argv[2].encode(), ctypes.byref(m)) == 0
+assert lib.fnn_model_save(m, sys.argv[3].encode()) == 0
+print("saved", flush=True)
+while True:
+    lib.fnn_model_save(m, sys.argv[3].encode())
+'''
+
+
+@linux_only
+def test_a_c_save_killed_while_writing_leaves_no_temporary_file(embed, tmp_path):
+    """fnn_model_save (the C writer) killed by SIGKILL while writing a 48 MB model: the old file stays
+    whole and nothing else is left in the directory (O_TMPFILE, named only once complete)."""
+    src = tmp_path / "src.safetensors"
+    fnn.Sequential([fnn.Dense(3000)], input_dim=4000, seed=3).save(src)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    path = out_dir / "m.safetensors"
+    script = tmp_path / "csaver.py"
+    script.write_text(_KILLED_C_SAVER)
+    lib = os.path.join(os.path.dirname(embed), "libfastnn.so")
+    p = subprocess.Popen([sys.executable, str(script), lib, str(src), str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "saved"
+        old = path.read_bytes()
+        deadline = time.monotonic() + 60
+        while not _writing(p.pid, out_dir, path):
+            assert time.monotonic() < deadline, "the saver never opened its temporary file"
+            time.sleep(0.001)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    assert p.returncode == -signal.SIGKILL
+    assert os.listdir(out_dir) == [path.name]
+    assert path.read_bytes() == old == src.read_bytes()
