@@ -356,6 +356,26 @@ def _writing(pid, directory, final):
     return False
 
 
+def _kill_while_writing(args, directory, final, env=None):
+    """Run `args` (which saves to `final`, prints "saved", then saves again and again) and SIGKILL it
+    while it holds a new file open in `directory`; (its pid, the bytes of `final` before the kill)."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline().strip() == "saved"
+        old = final.read_bytes()
+        deadline = time.monotonic() + 60
+        while not _writing(p.pid, directory, final):
+            assert time.monotonic() < deadline, "the saver never opened its temporary file"
+            time.sleep(0.001)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    assert p.returncode == -signal.SIGKILL
+    return p.pid, old
+
+
 @linux_only
 @pytest.mark.parametrize("how", ["unnamed", "named"])
 def test_a_save_killed_while_writing_leaves_no_temporary_file(tmp_path, how):
@@ -366,26 +386,13 @@ def test_a_save_killed_while_writing_leaves_no_temporary_file(tmp_path, how):
     script.write_text(_KILLED_SAVER)
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
     env = dict(os.environ, PYTHONPATH=pkg_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.Popen([sys.executable, str(script), str(path), how], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert p.stdout.readline().strip() == "saved"
-        old = path.read_bytes()
-        deadline = time.monotonic() + 60
-        while not _writing(p.pid, tmp_path, path):
-            assert time.monotonic() < deadline, "the saver never opened its temporary file"
-            time.sleep(0.001)
-        p.send_signal(signal.SIGKILL)
-    finally:
-        p.kill()
-        p.wait()
-        p.stdout.close()
-    assert p.returncode == -signal.SIGKILL
+    pid, old = _kill_while_writing([sys.executable, str(script), str(path), how], tmp_path, path, env)
     assert path.read_bytes() == old
     if how == "unnamed":
         assert os.listdir(tmp_path) == [path.name]
     else:
         left = [n for n in os.listdir(tmp_path) if n != path.name]
-        assert all(n.startswith(f".{path.name}.{p.pid}.") and n.endswith(".tmp") for n in left), left
+        assert all(n.startswith(f".{path.name}.{pid}.") and n.endswith(".tmp") for n in left), left
         with _named_temporaries():
             small_model().save(tmp_path / "m.safetensors")  # the next save clears what the dead one left
         assert os.listdir(tmp_path) == [path.name]
@@ -450,19 +457,6 @@ def test_a_c_save_killed_while_writing_leaves_no_temporary_file(embed, tmp_path)
     script = tmp_path / "csaver.py"
     script.write_text(_KILLED_C_SAVER)
     lib = os.path.join(os.path.dirname(embed), "libfastnn.so")
-    p = subprocess.Popen([sys.executable, str(script), lib, str(src), str(path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "saved"
-        old = path.read_bytes()
-        deadline = time.monotonic() + 60
-        while not _writing(p.pid, out_dir, path):
-            assert time.monotonic() < deadline, "the saver never opened its temporary file"
-            time.sleep(0.001)
-        p.send_signal(signal.SIGKILL)
-    finally:
-        p.kill()
-        p.wait()
-        p.stdout.close()
-    assert p.returncode == -signal.SIGKILL
+    _, old = _kill_while_writing([sys.executable, str(script), lib, str(src), str(path)], out_dir, path)
     assert os.listdir(out_dir) == [path.name]
     assert path.read_bytes() == old == src.read_bytes()
