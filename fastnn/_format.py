@@ -123,10 +123,21 @@ def write_atomic(path, data):
     mode = _file_mode(path)
     _remove_stale_temporaries(directory, base)
     fd = _open_unnamed(directory)
-    if fd is None:
+    if fd is None or not _write_and_rename(fd, None, data, mode, path, directory, base):
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
-    else:
-        tmp = None
+        _write_and_rename(fd, tmp, data, mode, path, directory, base)
+    _fsync_dir(directory)
+
+
+# linkat errors that mean "this system cannot name an O_TMPFILE file" (/proc hidden or a file system
+# without hard links): the save is made again through a named temporary file.
+_NO_LINK = (errno.EXDEV, errno.EPERM, errno.ENOENT, errno.EOPNOTSUPP, errno.EMLINK)
+
+
+def _write_and_rename(fd, tmp, data, mode, path, directory, base):
+    """Write `data` to the open file `fd` (named `tmp`, or unnamed when tmp is None), fsync it, name it
+    if unnamed, and rename it over `path`.  False when an unnamed file cannot be named; on any other
+    error the temporary file is removed and the error raised."""
     try:
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
@@ -135,7 +146,12 @@ def write_atomic(path, data):
             f.flush()
             os.fsync(f.fileno())
             if tmp is None:  # complete and on disk: only now does it get a name
-                tmp = _link_unnamed(f.fileno(), directory, base)
+                try:
+                    tmp = _link_unnamed(f.fileno(), directory, base)
+                except OSError as e:
+                    if e.errno in _NO_LINK:
+                        return False
+                    raise
         os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
@@ -144,7 +160,7 @@ def write_atomic(path, data):
             except OSError:
                 pass
         raise
-    _fsync_dir(directory)
+    return True
 
 
 def _open_unnamed(directory):

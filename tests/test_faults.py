@@ -460,3 +460,23 @@ def test_a_c_save_killed_while_writing_leaves_no_temporary_file(embed, tmp_path)
     _, old = _kill_while_writing([sys.executable, str(script), lib, str(src), str(path)], out_dir, path)
     assert os.listdir(out_dir) == [path.name]
     assert path.read_bytes() == old == src.read_bytes()
+
+
+@linux_only
+def test_save_where_an_unnamed_file_cannot_be_named_falls_back(tmp_path, monkeypatch):
+    """/proc hidden or a file system without hard links: linkat fails, and the save goes through a
+    named temporary file instead, leaving nothing behind."""
+    path = tmp_path / "m.safetensors"
+    calls = []
+
+    def no_link(*args, **kwargs):
+        calls.append(args)
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(_format.os, "link", no_link)
+    m = small_model()
+    m.save(path)
+    monkeypatch.undo()
+    assert calls or _format._O_TMPFILE is None
+    assert os.listdir(tmp_path) == [path.name]
+    assert fnn.load(path).get_weights()[0].tobytes() == m.get_weights()[0].tobytes()
