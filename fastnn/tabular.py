@@ -66,7 +66,7 @@ def _not_utf8(path):
                     return (f"{path}: line {lineno}: not UTF-8 text ({e.reason}: byte 0x{line[e.start]:02x} at "
                             f"byte {e.start + 1} of the line)")
     except (OSError,) + _GZIP_ERRORS:
-        return None
+        pass
     return None
 
 
@@ -139,11 +139,10 @@ def _csv_first_problem(path, names, numeric_cols, default):
     ncol = len(names)
     with _open_text(path) as f:
         reader = csv.reader(f)
-        rows = iter(reader)
         lineno = 0
         while True:
             try:
-                row = next(rows)
+                row = next(reader)  # not a for loop: a csv.Error is reported with its line
             except StopIteration:
                 break
             except csv.Error as e:
