@@ -119,7 +119,7 @@ FNN_API int    fnn_model_predict(const fnn_model *m, const float *x, size_t rows
 FNN_API size_t fnn_model_n_inputs(const fnn_model *m);
 FNN_API size_t fnn_model_n_outputs(const fnn_model *m);
 FNN_API size_t fnn_model_n_layers(const fnn_model *m);   /* Dropout and Activation layers included */
-/* "dense", "dropout" or "activation" for layer i, NULL out of range. */
+/* "dense", "dropout", "activation", "batch_norm" or "layer_norm" for layer i, NULL out of range. */
 FNN_API const char *fnn_model_layer_type(const fnn_model *m, size_t i);
 /* The model's loss ("cross_entropy", ...: the file's, or the last fnn_model_fit's); NULL if it has
  * none, or while another thread changes the model. */

@@ -3,15 +3,17 @@
  * come here.
  *
  *   u64 LE header length N | N bytes of JSON header | data section (tensors, little-endian)
- *   header: {"__metadata__": {"format": "fastnn", "fastnn_schema": "1.0", "fastnn_version": ...,
- *            "architecture": "<JSON>"}, "layers.<i>.weight": {"dtype": "F32"|"F64", "shape": [in, out],
- *            "data_offsets": [begin, end]}, "layers.<i>.bias": {... "shape": [out] ...}, ...}
+ *   header: {"__metadata__": {"format": "fastnn", "fastnn_schema": "1.1", "fastnn_version": ...,
+ *            "architecture": "<JSON>", optional "training": "<JSON>"}, "layers.<i>.weight": {"dtype":
+ *            "F32"|"F64", "shape": [in, out], "data_offsets": [begin, end]}, "layers.<i>.bias": {... "shape":
+ *            [out] ...}, each layer's other tensors, and with "training" "optimizer.<state>.layers.<i>.<name>"}
  *
  * The input is untrusted.  Every length, offset, shape and count is checked against the bytes that
  * are really there before it is used; nothing is allocated by a size read from the file before that
  * size has been bounded by the file's own length; the JSON parser (json.c) bounds depth and count.
  * The checks run in order: container (sizes, header JSON, tensor entries, tiling of the data
- * section), metadata (format, schema version), architecture, then tensors against architecture.
+ * section), metadata (format, schema version), architecture, the training state, then tensors against
+ * the architecture and the training state.
  * The first failure is reported with a specific message (fnn_last_error_detail, the thread's error
  * channel, which lives here) and its code.  A model that passes is planned by the engine's own plan
  * function (plan.c), as a training net is.
@@ -290,6 +292,8 @@ typedef struct {
     ctx *c;
     const fnn_json *doc;
     int lenient; /* a newer minor schema: unknown keys are ignored */
+    int minor;   /* the file's minor schema: what it may use */
+    const char *what; /* "architecture" or "training": the messages' prefix */
 } arch_reader;
 
 /* What the architecture says, before the tensors are attached and the plan is made. */
@@ -312,12 +316,12 @@ static void arch_free(arch *a) {
 static int arch_number(arch_reader *r, const fnn_json_node *n, const char *where, double lo, int lo_open, double hi,
                        int hi_open, double *out) {
     double v;
-    if (n->type != FNN_JSON_NUMBER) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not a number", where);
+    if (n->type != FNN_JSON_NUMBER) return fail(r->c, FNN_ERR_FORMAT, "%s: %s is not a number", r->what, where);
     if (fnn_json_double(n, &v) || !isfinite(v))
-        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is out of range", where);
+        return fail(r->c, FNN_ERR_FORMAT, "%s: %s is out of range", r->what, where);
     if (v < lo || (lo_open && v == lo) || v > hi || (hi_open && v == hi))
-        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s = %.17g is outside %c%g, %g%c", where, v, lo_open ? '(' : '[',
-                    lo, hi, hi_open ? ')' : ']');
+        return fail(r->c, FNN_ERR_FORMAT, "%s: %s = %.17g is outside %c%g, %g%c", r->what, where, v,
+                    lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
     *out = v;
     return 0;
 }
@@ -325,9 +329,9 @@ static int arch_number(arch_reader *r, const fnn_json_node *n, const char *where
 static int arch_size(arch_reader *r, const fnn_json_node *n, const char *where, size_t *out) {
     uint64_t v;
     if (n->type != FNN_JSON_NUMBER || fnn_json_uint(n, &v))
-        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not a non-negative integer", where);
+        return fail(r->c, FNN_ERR_FORMAT, "%s: %s is not a non-negative integer", r->what, where);
     if (v < 1 || v > FNN_IO_MAX_WIDTH)
-        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s = %llu is outside [1, %zu]", where, (unsigned long long)v,
+        return fail(r->c, FNN_ERR_FORMAT, "%s: %s = %llu is outside [1, %zu]", r->what, where, (unsigned long long)v,
                     FNN_IO_MAX_WIDTH);
     *out = (size_t)v;
     return 0;
@@ -335,7 +339,7 @@ static int arch_size(arch_reader *r, const fnn_json_node *n, const char *where, 
 
 static int arch_bool(arch_reader *r, const fnn_json_node *n, const char *where, int *out) {
     if (n->type != FNN_JSON_TRUE && n->type != FNN_JSON_FALSE)
-        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is not true or false", where);
+        return fail(r->c, FNN_ERR_FORMAT, "%s: %s is not true or false", r->what, where);
     *out = n->type == FNN_JSON_TRUE;
     return 0;
 }
@@ -349,10 +353,14 @@ static char *dup_str(const char *s, size_t len) {
 
 /* The keys a layer of each kind may have. */
 static int layer_key_ok(int kind, const char *key) {
-    static const char *const dense[] = {"type", "units", "activation", "alpha", "use_bias", "l1", "l2", "trainable", "name", NULL};
+    static const char *const dense[] = {"type", "units", "activation", "alpha", "use_bias", "l1", "l2", "trainable",
+                                        "name", "max_norm", NULL};
     static const char *const dropout[] = {"type", "p", "trainable", "name", NULL};
     static const char *const act[] = {"type", "activation", "alpha", "trainable", "name", NULL};
-    const char *const *keys = kind == FNN_LAYER_DENSE ? dense : kind == FNN_LAYER_DROPOUT ? dropout : act;
+    static const char *const bn[] = {"type", "momentum", "epsilon", "trainable", "name", NULL};
+    static const char *const ln[] = {"type", "epsilon", "trainable", "name", NULL};
+    const char *const *keys = kind == FNN_LAYER_DENSE ? dense : kind == FNN_LAYER_DROPOUT ? dropout
+                            : kind == FNN_LAYER_BATCHNORM ? bn : kind == FNN_LAYER_LAYERNORM ? ln : act;
     for (; *keys; keys++)
         if (strcmp(*keys, key) == 0) return 1;
     return 0;
@@ -390,6 +398,9 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
     if (!type) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no type", where);
     if (type->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s type is not a string", where);
     if ((L->kind = fnn_layer_kind_from_name(type->str)) < 0) return fail(r->c, FNN_ERR_UNSUPPORTED, "architecture: %s has an unknown type \"%s\"", where, Q(q, type->str, type->len));
+    if ((L->kind == FNN_LAYER_BATCHNORM || L->kind == FNN_LAYER_LAYERNORM) && r->minor < 1)
+        return fail(r->c, FNN_ERR_FORMAT, "architecture: %s is a %s layer, which needs schema 1.1 (the file says 1.%d)",
+                    where, type->str, r->minor);
     for (const fnn_json_node *m = fnn_json_child(r->doc, n); m; m = fnn_json_next(r->doc, m))
         if (!r->lenient && !layer_key_ok(L->kind, m->key))
             return fail(r->c, FNN_ERR_FORMAT, "architecture: %s (%s) has an unknown key \"%s\"", where, type->str,
@@ -425,6 +436,26 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
             snprintf(w, sizeof w, "%s l2", where);
             if (arch_number(r, v, w, 0, 0, HUGE_VAL, 0, &L->l2)) return r->c->rc;
         }
+        if ((v = fnn_json_get(r->doc, n, "max_norm")) && v->type != FNN_JSON_NULL) {
+            if (r->minor < 1)
+                return fail(r->c, FNN_ERR_FORMAT, "architecture: %s max_norm needs schema 1.1 (the file says 1.%d)",
+                            where, r->minor);
+            snprintf(w, sizeof w, "%s max_norm", where);
+            if (arch_number(r, v, w, 0, 1, HUGE_VAL, 0, &L->max_norm)) return r->c->rc;
+        }
+        break;
+    case FNN_LAYER_BATCHNORM:
+    case FNN_LAYER_LAYERNORM:
+        L->momentum = 0.99; /* Keras's defaults, and PyTorch's LayerNorm epsilon */
+        L->eps = L->kind == FNN_LAYER_BATCHNORM ? 1e-3 : 1e-5;
+        if (L->kind == FNN_LAYER_BATCHNORM && (v = fnn_json_get(r->doc, n, "momentum"))) {
+            snprintf(w, sizeof w, "%s momentum", where);
+            if (arch_number(r, v, w, 0, 0, 1, 0, &L->momentum)) return r->c->rc;
+        }
+        if ((v = fnn_json_get(r->doc, n, "epsilon"))) {
+            snprintf(w, sizeof w, "%s epsilon", where);
+            if (arch_number(r, v, w, 0, 1, HUGE_VAL, 0, &L->eps)) return r->c->rc;
+        }
         break;
     case FNN_LAYER_DROPOUT:
         if (!(v = fnn_json_get(r->doc, n, "p"))) return fail(r->c, FNN_ERR_FORMAT, "architecture: %s has no p", where);
@@ -438,12 +469,13 @@ static int parse_layer(arch_reader *r, const fnn_json_node *n, int i, size_t wid
     return 0;
 }
 
-static int parse_architecture(ctx *c, arch *m, const char *text, size_t len, int lenient) {
+static int parse_architecture(ctx *c, arch *m, const char *text, size_t len, int minor) {
+    const int lenient = minor > FNN_IO_SCHEMA_MINOR;
     fnn_json doc;
     char jerr[256];
     int rc = fnn_json_parse(&doc, text, len, jerr, sizeof jerr);
     if (rc) return fail(c, rc, "architecture JSON: %s", jerr);
-    arch_reader r = {c, &doc, lenient};
+    arch_reader r = {c, &doc, lenient, minor, "architecture"};
     const fnn_json_node *root = &doc.nodes[0], *v;
     char q[256];
     if (root->type != FNN_JSON_OBJECT) {
@@ -515,26 +547,123 @@ done:
     return c->rc;
 }
 
-/* ---- tensors against the architecture ------------------------------------------------------------- */
+/* ---- the training state (schema 1.1, optional): what fit needs to continue with the same bits ---- */
 
-/* "layers.<i>.weight" / "layers.<i>.bias" with i in canonical decimal: i and 0/1, else -1. */
-static int param_name(const char *s, size_t len, int *layer, int *is_bias) {
-    if (len < 8 || memcmp(s, "layers.", 7) != 0) return -1;
-    size_t p = 7;
-    long v = 0;
-    size_t d0 = p;
-    while (p < len && s[p] >= '0' && s[p] <= '9') {
-        if (p - d0 >= 6) return -1;
-        v = v * 10 + (s[p++] - '0');
-    }
-    if (p == d0 || (s[d0] == '0' && p - d0 > 1) || p >= len || s[p] != '.') return -1;
-    p++;
-    if (len - p == 6 && memcmp(s + p, "weight", 6) == 0) *is_bias = 0;
-    else if (len - p == 4 && memcmp(s + p, "bias", 4) == 0) *is_bias = 1;
-    else return -1;
-    *layer = (int)v;
+static int train_uint(arch_reader *r, const fnn_json_node *n, const char *where, uint64_t max, uint64_t *out) {
+    if (n->type != FNN_JSON_NUMBER || fnn_json_uint(n, out) || *out > max)
+        return fail(r->c, FNN_ERR_FORMAT, "training: %s is not an integer in [0, %llu]", where, (unsigned long long)max);
     return 0;
 }
+
+/* null for off, else a number > 0 */
+static int train_clip(arch_reader *r, const fnn_json_node *n, const char *where, double *out) {
+    *out = 0;
+    return n->type == FNN_JSON_NULL ? 0 : arch_number(r, n, where, 0, 1, HUGE_VAL, 0, out);
+}
+
+static int parse_schedule(arch_reader *r, const fnn_json_node *n, fnn_train_state *t) {
+    static const char *const keys[] = {"kind", "per", "initial_lr", "warmup", "period", "factor", "staircase"};
+    const fnn_json_node *v[7];
+    char q[256];
+    if (n->type != FNN_JSON_OBJECT) return fail(r->c, FNN_ERR_FORMAT, "training: schedule is not an object or null");
+    for (const fnn_json_node *k = fnn_json_child(r->doc, n); k && !r->lenient; k = fnn_json_next(r->doc, k)) {
+        int ok = 0;
+        for (size_t i = 0; i < 7; i++) ok |= strcmp(k->key, keys[i]) == 0;
+        if (!ok) return fail(r->c, FNN_ERR_FORMAT, "training: schedule has an unknown key \"%s\"", Q(q, k->key, k->key_len));
+    }
+    for (size_t i = 0; i < 7; i++)
+        if (!(v[i] = fnn_json_get(r->doc, n, keys[i])))
+            return fail(r->c, FNN_ERR_FORMAT, "training: schedule has no %s", keys[i]);
+    fnn_schedule sc = {0};
+    if (v[0]->type != FNN_JSON_STRING) return fail(r->c, FNN_ERR_FORMAT, "training: schedule kind is not a string");
+    for (sc.kind = FNN_SCHED_CONSTANT; sc.kind < FNN_SCHED__COUNT; sc.kind++)
+        if (strcmp(v[0]->str, fnn_schedule_name(sc.kind)) == 0) break;
+    if (sc.kind == FNN_SCHED__COUNT)
+        return fail(r->c, FNN_ERR_UNSUPPORTED, "training: unknown schedule kind \"%s\"", Q(q, v[0]->str, v[0]->len));
+    int per_step = v[1]->type == FNN_JSON_STRING && strcmp(v[1]->str, "step") == 0;
+    if (!per_step && !(v[1]->type == FNN_JSON_STRING && strcmp(v[1]->str, "epoch") == 0))
+        return fail(r->c, FNN_ERR_FORMAT, "training: schedule per is not \"step\" or \"epoch\"");
+    if (!per_step && sc.kind == FNN_SCHED_CONSTANT)
+        return fail(r->c, FNN_ERR_FORMAT, "training: a per-epoch schedule is step, exponential or cosine");
+    if (arch_number(r, v[2], "schedule initial_lr", 0, 1, HUGE_VAL, 0, &sc.initial) ||
+        arch_number(r, v[3], "schedule warmup", 0, 0, HUGE_VAL, 0, &sc.warmup) ||
+        arch_number(r, v[4], "schedule period", 0, 1, HUGE_VAL, 0, &sc.period) ||
+        arch_number(r, v[5], "schedule factor", 0, 0, HUGE_VAL, 0, &sc.factor) ||
+        arch_bool(r, v[6], "schedule staircase", &sc.staircase))
+        return r->c->rc;
+    if (fnn_schedule_check(&sc))
+        return fail(r->c, FNN_ERR_FORMAT, "training: schedule factor %.17g is outside %s", sc.factor,
+                    sc.kind == FNN_SCHED_COSINE ? "[0, initial_lr]" : "(0, 1]");
+    if (per_step) t->opt.sched = sc;
+    else t->epoch_sched = sc;
+    return 0;
+}
+
+/* The "training" metadata (docs/FORMAT.md) into t: the optimizer as the engine runs it, a schedule,
+ * the seed and the counters. */
+static int parse_training(ctx *c, fnn_train_state *t, const char *text, size_t len, int minor) {
+    static const char *const keys[] = {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2",
+                                       "eps", "alpha", "centered", "clipnorm", "global_clipnorm", "clipvalue",
+                                       "schedule", "seed", "epochs_seen", "step", "opt_step"};
+    enum { NK = sizeof keys / sizeof keys[0] };
+    fnn_json doc;
+    char jerr[256], q[256];
+    memset(t, 0, sizeof *t);
+    if (minor < 1) return fail(c, FNN_ERR_FORMAT, "__metadata__ training needs schema 1.1 (the file says 1.%d)", minor);
+    int rc = fnn_json_parse(&doc, text, len, jerr, sizeof jerr);
+    if (rc) return fail(c, rc, "training JSON: %s", jerr);
+    arch_reader r = {c, &doc, minor > FNN_IO_SCHEMA_MINOR, minor, "training"};
+    const fnn_json_node *root = &doc.nodes[0], *v[NK];
+    uint64_t u[4];
+    fnn_optim_desc *o = &t->opt;
+    if (root->type != FNN_JSON_OBJECT) {
+        fail(c, FNN_ERR_FORMAT, "training: not a JSON object");
+        goto done;
+    }
+    for (const fnn_json_node *k = fnn_json_child(&doc, root); k && !r.lenient; k = fnn_json_next(&doc, k)) {
+        int ok = 0;
+        for (size_t i = 0; i < NK; i++) ok |= strcmp(k->key, keys[i]) == 0;
+        if (!ok) {
+            fail(c, FNN_ERR_FORMAT, "training: unknown key \"%s\"", Q(q, k->key, k->key_len));
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < NK; i++)
+        if (!(v[i] = fnn_json_get(&doc, root, keys[i]))) {
+            fail(c, FNN_ERR_FORMAT, "training: no %s", keys[i]);
+            goto done;
+        }
+    if (v[0]->type != FNN_JSON_STRING || (o->kind = fnn_optim_from_name(v[0]->str)) < 0) {
+        fail(c, v[0]->type == FNN_JSON_STRING ? FNN_ERR_UNSUPPORTED : FNN_ERR_FORMAT, "training: unknown optimizer %s",
+             v[0]->type == FNN_JSON_STRING ? Q(q, v[0]->str, v[0]->len) : "(not a string)");
+        goto done;
+    }
+    if (arch_number(&r, v[1], "lr", 0, 0, HUGE_VAL, 0, &o->lr) ||
+        arch_number(&r, v[2], "momentum", 0, 0, HUGE_VAL, 0, &o->momentum) || arch_bool(&r, v[3], "nesterov", &o->nesterov) ||
+        arch_number(&r, v[4], "weight_decay", 0, 0, HUGE_VAL, 0, &o->weight_decay) ||
+        arch_number(&r, v[5], "beta1", 0, 0, 1, 1, &o->beta1) || arch_number(&r, v[6], "beta2", 0, 0, 1, 1, &o->beta2) ||
+        arch_number(&r, v[7], "eps", 0, 0, HUGE_VAL, 0, &o->eps) || arch_number(&r, v[8], "alpha", 0, 0, 1, 0, &o->alpha) ||
+        arch_bool(&r, v[9], "centered", &o->centered) || train_clip(&r, v[10], "clipnorm", &o->clipnorm) ||
+        train_clip(&r, v[11], "global_clipnorm", &o->global_clipnorm) || train_clip(&r, v[12], "clipvalue", &o->clipvalue))
+        goto done;
+    if ((o->clipnorm > 0) + (o->global_clipnorm > 0) + (o->clipvalue > 0) > 1) {
+        fail(c, FNN_ERR_FORMAT, "training: more than one of clipnorm, global_clipnorm and clipvalue is set");
+        goto done;
+    }
+    if (v[13]->type != FNN_JSON_NULL && parse_schedule(&r, v[13], t)) goto done;
+    if (train_uint(&r, v[14], "seed", UINT64_MAX, &u[0]) || train_uint(&r, v[15], "epochs_seen", INT64_MAX, &u[1]) ||
+        train_uint(&r, v[16], "step", INT64_MAX, &u[2]) || train_uint(&r, v[17], "opt_step", INT64_MAX, &u[3]))
+        goto done;
+    t->seed = u[0];
+    t->epochs_seen = (int64_t)u[1];
+    t->step = (int64_t)u[2];
+    t->opt_step = (int64_t)u[3];
+done:
+    fnn_json_free(&doc);
+    return c->rc;
+}
+
+/* ---- tensors against the architecture ------------------------------------------------------------- */
 
 static void store_le(void *dst, const unsigned char *src, size_t n, size_t elem) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -546,72 +675,124 @@ static void store_le(void *dst, const unsigned char *src, size_t n, size_t elem)
 #endif
 }
 
-/* Check every tensor against the architecture, set the layers' offsets and copy the tensors into one
- * parameter buffer (*params, n_params values). */
-static int attach_tensors(ctx *c, arch *m, const container *f, void **params, size_t *n_params_out) {
-    const tensor **w = calloc((size_t)m->nl * 2, sizeof *w); /* [2l] weight, [2l+1] bias */
+
+/* "layers.<i>.<name>" with i in canonical decimal: i and where the name starts, else -1. */
+static int param_name(const char *s, size_t len, int *layer, size_t *name_at) {
+    if (len < 8 || memcmp(s, "layers.", 7) != 0) return -1;
+    size_t p = 7;
+    long v = 0;
+    size_t d0 = p;
+    while (p < len && s[p] >= '0' && s[p] <= '9') {
+        if (p - d0 >= 6) return -1;
+        v = v * 10 + (s[p++] - '0');
+    }
+    if (p == d0 || (s[d0] == '0' && p - d0 > 1) || p >= len || s[p] != '.') return -1;
+    *layer = (int)v;
+    *name_at = p + 1;
+    return 0;
+}
+
+/* The tensor k of layer l that "layers.<l>.<name>" (s, len) names, or -1. */
+static int param_slot(const arch *m, const char *s, size_t len, int *layer) {
+    size_t at;
+    if (param_name(s, len, layer, &at) || *layer >= m->nl) return -1;
+    fnn_tensor_info t[FNN_LAYER_MAX_TENSORS];
+    for (int k = 0, n = fnn_layer_tensors(&m->L[*layer], t); k < n; k++)
+        if (strlen(t[k].name) == len - at && memcmp(s + at, t[k].name, len - at) == 0) return k;
+    return -1;
+}
+
+/* "optimizer.<state>.layers.<l>.<name>": the state buffer's index and the tensor's slot, or -1. */
+static int optim_slot(const arch *m, const fnn_optim_desc *o, const char *s, size_t len, int *state, int *layer) {
+    if (len < 10 || memcmp(s, "optimizer.", 10) != 0) return -1;
+    for (*state = 0; *state < fnn_optim_n_state(o); (*state)++) {
+        const char *nm = fnn_optim_state_name(o, *state);
+        size_t nl = strlen(nm);
+        if (len > 10 + nl && memcmp(s + 10, nm, nl) == 0 && s[10 + nl] == '.')
+            return param_slot(m, s + 11 + nl, len - 11 - nl, layer);
+    }
+    return -1;
+}
+
+static size_t tensor_len(const fnn_tensor_info *t) { return t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0]; }
+
+/* The file's tensor t as the parameter i of layer l (its name for messages): dtype and shape. */
+static int check_tensor(ctx *c, const arch *m, const tensor *t, int l, const fnn_tensor_info *i, const char *name) {
+    const fnn_layer_desc *L = &m->L[l];
+    if (t->dtype != m->dtype)
+        return fail(c, t->dtype ? FNN_ERR_FORMAT : FNN_ERR_UNSUPPORTED, "tensor \"%s\" is %s but the model's dtype is %s",
+                    name, t->dtype_name, m->dtype == 4 ? "float32 (F32)" : "float64 (F64)");
+    int ok = i->ndim == 2 ? t->ndim == 2 && t->shape[0] == i->shape[0] && t->shape[1] == i->shape[1]
+                          : t->ndim == 1 && t->shape[0] == i->shape[0];
+    if (ok) return 0;
+    char sh[128];
+    size_t o = 0;
+    sh[0] = '\0';
+    for (size_t d = 0; d < t->ndim; d++)
+        o += (size_t)snprintf(sh + o, sizeof sh - o, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
+    if (i->ndim == 1)
+        return fail(c, FNN_ERR_FORMAT, "tensor \"%s\" has shape [%s] but layer %d has %zu units: expected [%zu]", name, sh,
+                    l, L->out, L->out);
+    return fail(c, FNN_ERR_FORMAT, "tensor \"%s\" has shape [%s] but layer %d maps %zu inputs to %zu units: expected "
+                "[%zu, %zu]", name, sh, l, L->in, L->out, L->in, L->out);
+}
+
+/* Check every tensor against the architecture (and the training state, when train != NULL), lay the
+ * layers' parameters out one after another (fnn_layer_place), and copy the tensors into one parameter
+ * buffer (*params, n_params values) and the optimizer's state into *state (n_state copies of it). */
+static int attach_tensors(ctx *c, arch *m, const container *f, const fnn_train_state *train, void **params,
+                          size_t *n_params_out, void **state) {
+    const int ns = train ? fnn_optim_n_state(&train->opt) : 0;
+    const size_t slots = (size_t)m->nl * FNN_LAYER_MAX_TENSORS;
+    const tensor **w = calloc(slots * (size_t)(1 + ns), sizeof *w); /* [s * slots + l * MAX + k], s = 0: params */
     if (!w) return fail(c, FNN_ERR_NOMEM, "out of memory");
-    char q[256];
+    char q[256], name[320];
     for (size_t i = 0; i < f->n_t && !c->rc; i++) {
         const tensor *t = &f->t[i];
-        int l, is_bias;
-        if (param_name(t->name, t->name_len, &l, &is_bias) || l >= m->nl || m->L[l].kind != FNN_LAYER_DENSE ||
-            (is_bias && !m->L[l].use_bias)) {
-            fail(c, FNN_ERR_FORMAT, "unexpected tensor \"%s\": the architecture has no such parameter",
-                 Q(q, t->name, t->name_len));
+        int l, k, st, s = -1;
+        if (train && (k = optim_slot(m, &train->opt, t->name, t->name_len, &st, &l)) >= 0) s = st + 1;
+        else if ((k = param_slot(m, t->name, t->name_len, &l)) >= 0) s = 0;
+        if (s < 0) {
+            fail(c, FNN_ERR_FORMAT, "unexpected tensor \"%s\": the architecture%s has no such %s",
+                 Q(q, t->name, t->name_len), train ? " and the training state" : "",
+                 t->name_len >= 10 && memcmp(t->name, "optimizer.", 10) == 0 ? "optimizer state" : "parameter");
             break;
         }
-        w[2 * l + is_bias] = t;
+        w[(size_t)s * slots + (size_t)l * FNN_LAYER_MAX_TENSORS + (size_t)k] = t;
     }
     size_t n_params = 0;
     for (int l = 0; l < m->nl && !c->rc; l++) {
-        fnn_layer_desc *L = &m->L[l];
-        if (L->kind != FNN_LAYER_DENSE) continue;
-        for (int b = 0; b <= L->use_bias && !c->rc; b++) {
-            const tensor *t = w[2 * l + b];
-            const char *what = b ? "bias" : "weight";
-            if (!t) {
-                fail(c, FNN_ERR_FORMAT, "missing tensor \"layers.%d.%s\" (layer %d is dense)", l, what, l);
-                break;
+        fnn_tensor_info ti[FNN_LAYER_MAX_TENSORS];
+        fnn_layer_place(&m->L[l], n_params); /* sizes are bounded: the tensors lie within the data section */
+        for (int k = 0, n = fnn_layer_tensors(&m->L[l], ti); k < n && !c->rc; k++) {
+            for (int s = 0; s <= ns && !c->rc; s++) {
+                const tensor *t = w[(size_t)s * slots + (size_t)l * FNN_LAYER_MAX_TENSORS + (size_t)k];
+                if (s) snprintf(name, sizeof name, "optimizer.%s.layers.%d.%s", fnn_optim_state_name(&train->opt, s - 1),
+                                l, ti[k].name);
+                else snprintf(name, sizeof name, "layers.%d.%s", l, ti[k].name);
+                if (!t) fail(c, FNN_ERR_FORMAT, "missing tensor \"%s\" (layer %d is %s)", name, l,
+                             fnn_layer_kind_name(m->L[l].kind));
+                else check_tensor(c, m, t, l, &ti[k], name);
             }
-            if (t->dtype != m->dtype) {
-                fail(c, t->dtype ? FNN_ERR_FORMAT : FNN_ERR_UNSUPPORTED, "tensor \"layers.%d.%s\" is %s but the model's "
-                     "dtype is %s", l, what, t->dtype_name, m->dtype == 4 ? "float32 (F32)" : "float64 (F64)");
-                break;
-            }
-            int ok = b ? t->ndim == 1 && t->shape[0] == L->out
-                       : t->ndim == 2 && t->shape[0] == L->in && t->shape[1] == L->out;
-            if (!ok) {
-                char sh[128];
-                size_t o = 0;
-                for (size_t d = 0; d < t->ndim; d++)
-                    o += (size_t)snprintf(sh + o, sizeof sh - o, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
-                if (t->ndim == 0) sh[0] = '\0';
-                if (b) fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.bias\" has shape [%s] but layer %d has %zu units: "
-                            "expected [%zu]", l, sh, l, L->out, L->out);
-                else fail(c, FNN_ERR_FORMAT, "tensor \"layers.%d.weight\" has shape [%s] but layer %d maps %zu inputs to "
-                          "%zu units: expected [%zu, %zu]", l, sh, l, L->in, L->out, L->in, L->out);
-                break;
-            }
-            /* sizes are bounded: every tensor lies within the data section, and they do not overlap */
-            if (b) L->b_off = n_params;
-            else L->w_off = n_params;
-            n_params += (size_t)((t->end - t->begin) / t->elem);
+            n_params += tensor_len(&ti[k]);
         }
     }
     if (!c->rc) {
         *n_params_out = n_params;
         *params = fnn_aligned_alloc(n_params * (size_t)m->dtype);
         if (!*params) fail(c, FNN_ERR_NOMEM, "out of memory for %zu parameters", n_params);
+        else if (ns && !(*state = fnn_aligned_alloc((size_t)ns * n_params * (size_t)m->dtype)))
+            fail(c, FNN_ERR_NOMEM, "out of memory for the optimizer's state");
     }
     for (int l = 0; l < m->nl && !c->rc; l++) {
-        const fnn_layer_desc *L = &m->L[l];
-        for (int b = 0; L->kind == FNN_LAYER_DENSE && b <= L->use_bias; b++) {
-            const tensor *t = w[2 * l + b];
-            size_t off = b ? L->b_off : L->w_off;
-            store_le((char *)*params + off * (size_t)m->dtype, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem),
-                     t->elem);
-        }
+        fnn_tensor_info ti[FNN_LAYER_MAX_TENSORS];
+        for (int k = 0, n = fnn_layer_tensors(&m->L[l], ti); k < n; k++)
+            for (int s = 0; s <= ns; s++) {
+                const tensor *t = w[(size_t)s * slots + (size_t)l * FNN_LAYER_MAX_TENSORS + (size_t)k];
+                char *dst = s ? (char *)*state + ((size_t)(s - 1) * n_params + ti[k].off) * (size_t)m->dtype
+                              : (char *)*params + ti[k].off * (size_t)m->dtype;
+                store_le(dst, f->data + t->begin, (size_t)((t->end - t->begin) / t->elem), t->elem);
+            }
     }
     free(w);
     return c->rc;
@@ -710,9 +891,15 @@ static int build_model(ctx *c, const unsigned char *buf, size_t len, fnn_model *
     if (!m) { fail(c, FNN_ERR_NOMEM, "out of memory"); goto done; }
     m->schema_major = major;
     m->schema_minor = minor;
-    if (parse_architecture(c, &a, arch->str, arch->len, minor > FNN_IO_SCHEMA_MINOR)) goto done;
+    if (parse_architecture(c, &a, arch->str, arch->len, minor)) goto done;
+    const fnn_json_node *training = meta_get(&f, "training");
+    if (training) {
+        if (parse_training(c, &m->training, training->str, training->len, minor)) goto done;
+        m->has_training = 1;
+        m->n_state = fnn_optim_n_state(&m->training.opt);
+    }
     size_t n_params = 0;
-    if (attach_tensors(c, &a, &f, &m->params, &n_params)) goto done;
+    if (attach_tensors(c, &a, &f, training ? &m->training : NULL, &m->params, &n_params, &m->opt_state)) goto done;
     m->dtype = a.dtype;
     int rc = fnn_plan_init(&m->plan, a.L, a.nl, a.n_in, n_params);
     if (!rc) rc = fnn_plan_set_loss(&m->plan, a.loss, a.loss_param);

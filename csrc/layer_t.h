@@ -6,6 +6,10 @@
  * layer that keeps it the pre-activation z (B x out), and the gradient g flowing down (B x out on the
  * way in, B x in on the way out).  A layer that is the identity in a pass writes nothing: its output
  * is its input.
+ *
+ * Normalization layers take their statistics in T, each sum over rows or columns in index order on one
+ * thread: columns (BatchNorm's per-unit statistics, every gamma/beta gradient) or rows (LayerNorm) are
+ * split over threads, never a sum, so the bits do not depend on the thread count.
  */
 #define T FNN_T
 
@@ -94,6 +98,190 @@ static void FNN_FN(dropout_backward)(T *g, const fnn_dropout *drop, int layer, d
     FNN_FN(dropout_forward)(g, drop, layer, p, g, n, nt);
 }
 
+/* ---- batch normalization: y = gamma * (x - mean) / sqrt(var + eps) + beta, per unit (column) -------
+ * Training (the layer trainable): the batch's mean and biased variance, kept in st (mean, var and
+ * 1/sqrt(var + eps), out values each) for the backward pass and the running statistics' update.
+ * Inference, and training with the layer frozen (Keras's rule: a frozen BatchNorm runs in inference
+ * mode): the running statistics, as one scale a and shift c per unit, computed for a block of units at
+ * a time; bn_affine also takes the bias of a Dense it is folded into (c = beta + (bias - mean) * a). */
+
+#define FNN_NORM_BLOCK 64
+
+static void FNN_FN(bn_coef_)(const fnn_layer_desc *d, const T *params, const T *bias, size_t j0, size_t w, T *a,
+                             T *c) {
+    const T *gamma = params + d->w_off, *beta = params + d->b_off, *mean = params + d->s_off, *var = mean + d->out;
+    const T eps = (T)d->eps;
+    for (size_t k = 0; k < w; k++) {
+        size_t j = j0 + k;
+        a[k] = gamma[j] / FNN_SQRT(var[j] + eps);
+        c[k] = beta[j] + ((bias ? bias[j] : (T)0) - mean[j]) * a[k];
+    }
+}
+
+/* y = x * a + c (y may be x); with shift = 0, g = g * a: the backward pass of the same map. */
+static void FNN_FN(bn_affine)(T *y, const T *x, size_t rows, const fnn_layer_desc *d, const T *params, const T *bias,
+                              int shift, int nt) {
+    const size_t n = d->out;
+    nt = fnn_threads_for(rows * n, FNN_LAYER_GRAIN, nt);
+    FNN_PARALLEL_RANGES(lo, hi, rows, {
+        T a[FNN_NORM_BLOCK], c[FNN_NORM_BLOCK];
+        for (size_t j0 = 0; j0 < n; j0 += FNN_NORM_BLOCK) {
+            const size_t w = n - j0 < FNN_NORM_BLOCK ? n - j0 : FNN_NORM_BLOCK;
+            FNN_FN(bn_coef_)(d, params, bias, j0, w, a, c);
+            for (size_t i = lo; i < hi; i++) {
+                const T *xi = x + i * n + j0;
+                T *yi = y + i * n + j0;
+                if (shift)
+                    for (size_t k = 0; k < w; k++) yi[k] = xi[k] * a[k] + c[k];
+                else
+                    for (size_t k = 0; k < w; k++) yi[k] = xi[k] * a[k];
+            }
+        }
+    });
+}
+
+static void FNN_FN(bn_forward)(T *y, T *st, const fnn_layer_desc *d, const T *params, const T *x, size_t rows,
+                               int nt) {
+    const size_t n = d->out;
+    const T *gamma = params + d->w_off, *beta = params + d->b_off;
+    T *mean = st, *var = st + n, *rstd = st + 2 * n;
+    const T inv = (T)(1.0 / (double)rows), eps = (T)d->eps;
+    nt = fnn_threads_for(rows * n, FNN_LAYER_GRAIN, nt);
+    FNN_PARALLEL_RANGES(lo, hi, n, {
+        for (size_t j = lo; j < hi; j++) mean[j] = var[j] = 0;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = lo; j < hi; j++) mean[j] += x[i * n + j];
+        for (size_t j = lo; j < hi; j++) mean[j] *= inv;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = lo; j < hi; j++) {
+                T dv = x[i * n + j] - mean[j];
+                var[j] += dv * dv;
+            }
+        for (size_t j = lo; j < hi; j++) {
+            var[j] *= inv;
+            rstd[j] = (T)1 / FNN_SQRT(var[j] + eps);
+        }
+    });
+    FNN_PARALLEL_RANGES(lo, hi, rows, {
+        for (size_t i = lo; i < hi; i++)
+            for (size_t j = 0; j < n; j++) y[i * n + j] = gamma[j] * ((x[i * n + j] - mean[j]) * rstd[j]) + beta[j];
+    });
+}
+
+/* g (B x out, dL/dy): dgamma = sum g * xhat, dbeta = sum g into grads; then, when gx, dL/dx in place:
+ * gamma * rstd * (g - (dbeta + xhat * dgamma) / B), xhat = (x - mean) * rstd. */
+static void FNN_FN(bn_backward)(T *g, T *grads, const fnn_layer_desc *d, const T *params, const T *x, const T *st,
+                                size_t rows, int gx, int nt) {
+    const size_t n = d->out;
+    const T *gamma = params + d->w_off, *mean = st, *rstd = st + 2 * n;
+    T *dg = grads + d->w_off, *db = grads + d->b_off;
+    const T inv = (T)(1.0 / (double)rows);
+    nt = fnn_threads_for(rows * n, FNN_LAYER_GRAIN, nt);
+    FNN_PARALLEL_RANGES(lo, hi, n, {
+        for (size_t j = lo; j < hi; j++) dg[j] = db[j] = 0;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = lo; j < hi; j++) {
+                T gi = g[i * n + j];
+                db[j] += gi;
+                dg[j] += gi * ((x[i * n + j] - mean[j]) * rstd[j]);
+            }
+        if (gx)
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = lo; j < hi; j++) {
+                    T xhat = (x[i * n + j] - mean[j]) * rstd[j];
+                    g[i * n + j] = gamma[j] * rstd[j] * (g[i * n + j] - (db[j] + xhat * dg[j]) * inv);
+                }
+    });
+}
+
+/* Running statistics after a training step: running = momentum * running + (1 - momentum) * batch. */
+void FNN_FN(bn_update_running)(T *params, const fnn_layer_desc *d, const T *st) {
+    const size_t n = d->out;
+    T *rmean = params + d->s_off, *rvar = rmean + n;
+    const T m = (T)d->momentum, m1 = (T)(1.0 - d->momentum);
+    for (size_t j = 0; j < n; j++) {
+        rmean[j] = rmean[j] * m + st[j] * m1;
+        rvar[j] = rvar[j] * m + st[n + j] * m1;
+    }
+}
+
+/* A Dense layer with the BatchNorm bn folded into it (inference): the product, then one pass of scale,
+ * shift (the bias included) and activation over its output. */
+static void FNN_FN(dense_bn_forward)(T *y, const fnn_layer_desc *d, const fnn_layer_desc *bn, int act, T alpha,
+                                     const T *params, const T *x, size_t rows, int nt) {
+    FNN_FN(gemm_ex)(0, 0, rows, d->out, d->in, 1, x, d->in, params + d->w_off, d->out, 0, y, d->out, NULL,
+                    FNN_ACT_LINEAR, 0, nt);
+    FNN_FN(bn_affine)(y, y, rows, bn, params, d->use_bias ? params + d->b_off : NULL, 1, nt);
+    if (act != FNN_ACT_LINEAR) FNN_FN(act_forward)(act, alpha, y, y, rows, d->out, nt);
+}
+
+/* ---- layer normalization: y = gamma * (x - mean) / sqrt(var + eps) + beta, statistics per row ------
+ * The same in training and inference; a training pass keeps each row's mean and 1/sqrt(var + eps) in
+ * st (rows x 2) for the backward pass. */
+
+static void FNN_FN(ln_forward)(T *y, T *st, const fnn_layer_desc *d, const T *params, const T *x, size_t rows,
+                               int nt) {
+    const size_t n = d->out;
+    const T *gamma = params + d->w_off, *beta = params + d->b_off;
+    const T inv = (T)(1.0 / (double)n), eps = (T)d->eps;
+    nt = fnn_threads_for(rows * n, FNN_LAYER_GRAIN, nt);
+    FNN_PARALLEL_RANGES(lo, hi, rows, {
+        for (size_t i = lo; i < hi; i++) {
+            const T *xi = x + i * n;
+            T *yi = y + i * n;
+            T m = 0, v = 0;
+            for (size_t j = 0; j < n; j++) m += xi[j];
+            m *= inv;
+            for (size_t j = 0; j < n; j++) v += (xi[j] - m) * (xi[j] - m);
+            const T r = (T)1 / FNN_SQRT(v * inv + eps);
+            if (st) {
+                st[2 * i] = m;
+                st[2 * i + 1] = r;
+            }
+            for (size_t j = 0; j < n; j++) yi[j] = gamma[j] * ((xi[j] - m) * r) + beta[j];
+        }
+    });
+}
+
+/* g (B x out, dL/dy): dgamma, dbeta (sums over rows) into grads when the layer trains; then, when gx,
+ * dL/dx in place, per row: rstd * (g*gamma - mean_j(g*gamma) - xhat * mean_j(g*gamma*xhat)). */
+static void FNN_FN(ln_backward)(T *g, T *grads, const fnn_layer_desc *d, const T *params, const T *x, const T *st,
+                                size_t rows, int gx, int nt) {
+    const size_t n = d->out;
+    const T *gamma = params + d->w_off;
+    const T inv = (T)(1.0 / (double)n);
+    nt = fnn_threads_for(rows * n, FNN_LAYER_GRAIN, nt);
+    if (d->trainable) {
+        T *dg = grads + d->w_off, *db = grads + d->b_off;
+        FNN_PARALLEL_RANGES(lo, hi, n, {
+            for (size_t j = lo; j < hi; j++) dg[j] = db[j] = 0;
+            for (size_t i = 0; i < rows; i++) {
+                const T m = st[2 * i], r = st[2 * i + 1];
+                for (size_t j = lo; j < hi; j++) {
+                    T gi = g[i * n + j];
+                    db[j] += gi;
+                    dg[j] += gi * ((x[i * n + j] - m) * r);
+                }
+            }
+        });
+    }
+    if (!gx) return;
+    FNN_PARALLEL_RANGES(lo, hi, rows, {
+        for (size_t i = lo; i < hi; i++) {
+            const T m = st[2 * i], r = st[2 * i + 1], *xi = x + i * n;
+            T *gi = g + i * n, s1 = 0, s2 = 0;
+            for (size_t j = 0; j < n; j++) {
+                T gg = gi[j] * gamma[j];
+                s1 += gg;
+                s2 += gg * ((xi[j] - m) * r);
+            }
+            s1 *= inv;
+            s2 *= inv;
+            for (size_t j = 0; j < n; j++) gi[j] = r * (gi[j] * gamma[j] - s1 - ((xi[j] - m) * r) * s2);
+        }
+    });
+}
+
 /* ---- the passes ---------------------------------------------------------------------------------- */
 
 static T *FNN_FN(buf_)(T *ws, size_t cap, size_t col) { return col == FNN_PLAN_NONE ? NULL : ws + cap * col; }
@@ -101,16 +289,23 @@ static T *FNN_FN(buf_)(T *ws, size_t cap, size_t col) { return col == FNN_PLAN_N
 const T *FNN_FN(forward)(const fnn_plan *p, const T *params, const T *x, size_t rows, T *ws, size_t cap,
                          const fnn_dropout *drop, const T **in, int nt) {
     const size_t *col = drop ? p->col : p->icol;
+    const unsigned char *skip = drop ? p->folded : p->ifolded;
+    T *stats = drop ? ws + cap * p->cols : NULL;
     const T *cur = x;
     for (int l = 0; l < p->nl; l++) {
         const fnn_layer_desc *d = &p->L[l];
         T *y = FNN_FN(buf_)(ws, cap, col[l]);
         if (in) in[l] = cur;
-        if (p->folded[l]) continue;
+        if (skip[l]) continue;
         switch (d->kind) {
         case FNN_LAYER_DENSE:
-            FNN_FN(dense_forward)(y, drop ? FNN_FN(buf_)(ws, cap, p->zcol[l]) : NULL, d, p->act[l], (T)p->alpha[l],
-                                  params, cur, rows, nt);
+            if (!drop && p->bn_of[l] >= 0)
+                FNN_FN(dense_bn_forward)(y, d, &p->L[p->bn_of[l]], p->iact[l], (T)p->ialpha[l], params, cur, rows, nt);
+            else if (drop)
+                FNN_FN(dense_forward)(y, FNN_FN(buf_)(ws, cap, p->zcol[l]), d, p->act[l], (T)p->alpha[l], params, cur,
+                                      rows, nt);
+            else
+                FNN_FN(dense_forward)(y, NULL, d, p->iact[l], (T)p->ialpha[l], params, cur, rows, nt);
             cur = y;
             break;
         case FNN_LAYER_DROPOUT:
@@ -124,6 +319,15 @@ const T *FNN_FN(forward)(const fnn_plan *p, const T *params, const T *x, size_t 
                 FNN_FN(act_forward)(p->act[l], (T)p->alpha[l], cur, y, rows, d->out, nt);
                 cur = y;
             }
+            break;
+        case FNN_LAYER_BATCHNORM:
+            if (drop && d->trainable) FNN_FN(bn_forward)(y, stats + p->stat[l], d, params, cur, rows, nt);
+            else FNN_FN(bn_affine)(y, cur, rows, d, params, NULL, 1, nt);
+            cur = y;
+            break;
+        case FNN_LAYER_LAYERNORM:
+            FNN_FN(ln_forward)(y, drop ? FNN_FN(buf_)(ws, cap, p->zcol[l]) : NULL, d, params, cur, rows, nt);
+            cur = y;
             break;
         }
     }
@@ -155,6 +359,15 @@ double FNN_FN(backward_notify)(const fnn_plan *p, const T *params, T *grads, con
         case FNN_LAYER_ACTIVATION:
             if (p->act[l] != FNN_ACT_LINEAR)
                 FNN_FN(act_backward)(p->act[l], (T)p->alpha[l], in[l], in[l + 1], g[cur], g[cur], rows, d->out, nt);
+            break;
+        case FNN_LAYER_BATCHNORM:
+            if (d->trainable)
+                FNN_FN(bn_backward)(g[cur], grads, d, params, in[l], ws + cap * p->cols + p->stat[l], rows, l > lo, nt);
+            else if (l > lo)
+                FNN_FN(bn_affine)(g[cur], g[cur], rows, d, params, NULL, 0, nt);
+            break;
+        case FNN_LAYER_LAYERNORM:
+            FNN_FN(ln_backward)(g[cur], grads, d, params, in[l], ws + cap * p->zcol[l], rows, l > lo, nt);
             break;
         }
         if (done) done(ctx, l);

@@ -160,6 +160,12 @@ int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const cha
     return FNN_OK;
 }
 
+const fnn_train_state *fnn_model_training(const fnn_model *m, const void **opt_state, int *n_state) {
+    if (opt_state) *opt_state = m && m->has_training ? m->opt_state : NULL;
+    if (n_state) *n_state = m && m->has_training ? m->n_state : 0;
+    return m && m->has_training ? &m->training : NULL;
+}
+
 void fnn_model_free(fnn_model *m) {
     if (!m) return;
     fnn_trainer_free(m->trainer, m->dtype);
@@ -167,6 +173,7 @@ void fnn_model_free(fnn_model *m) {
     free(m->names);
     fnn_plan_free(&m->plan);
     fnn_aligned_free(m->params);
+    fnn_aligned_free(m->opt_state);
     free(m->arch_json);
     for (int i = 0; i < m->n_meta; i++) {
         if (m->meta_keys) free(m->meta_keys[i]);

@@ -3,13 +3,14 @@
  *
  * A model owns everything it points to: its plan (the training engine's type, built by the same
  * plan function, net.h), one FNN_ALIGN-aligned buffer holding every parameter in the model's dtype
- * (Dense layer l: weight in x out row-major, then bias), the layers' names, the architecture JSON
- * text and the file's metadata strings.  After loading it is never written, so any number of threads
- * may run fnn_model_predict on it at once, until the C training API (train.c) changes it: its first
- * fnn_model_fit adds a trainer (the training net over the same parameters, their gradients and the
- * optimizer state).  Every public call takes the model's gate: readers (predict, evaluate, save)
- * share it, a writer (fit, freeze) holds it alone, and a call that cannot have it returns
- * FNN_ERR_BUSY instead of waiting.
+ * (each layer's tensors back to back, fnn_layer_place), the layers' names, the architecture JSON
+ * text, the file's metadata strings and, when the file has a training state, that state and the
+ * optimizer's state buffers as the file holds them (n_state copies of the parameter layout).  After
+ * loading it is never written, so any number of threads may run fnn_model_predict on it at once,
+ * until the C training API (train.c) changes it: its first fnn_model_fit adds a trainer (the training
+ * net over the same parameters, their gradients and the optimizer state).  Every public call takes
+ * the model's gate: readers (predict, evaluate, save) share it, a writer (fit, freeze) holds it
+ * alone, and a call that cannot have it returns FNN_ERR_BUSY instead of waiting.
  */
 #ifndef FNN_MODEL_H
 #define FNN_MODEL_H
@@ -24,7 +25,16 @@
 #define FNN_IO_MAX_WIDTH ((size_t)1 << 31) /* features of any layer */
 #define FNN_IO_MAX_NDIM 8
 #define FNN_IO_SCHEMA_MAJOR 1             /* files of a newer major schema are refused */
-#define FNN_IO_SCHEMA_MINOR 0
+#define FNN_IO_SCHEMA_MINOR 1             /* 1.1: normalization layers, max_norm, the training state */
+
+/* A file's training state ("training" in __metadata__, docs/FORMAT.md): what fit needs to continue
+ * with the same bits as a run that never stopped. */
+typedef struct {
+    fnn_optim_desc opt;       /* the optimizer as the engine runs it, its per-step schedule in opt.sched */
+    fnn_schedule epoch_sched; /* a per-epoch schedule of the rate (kind FNN_SCHED_NONE: none) */
+    uint64_t seed;            /* of the shuffles and dropout masks */
+    int64_t epochs_seen, step, opt_step;
+} fnn_train_state;
 
 struct fnn_model {
     int dtype;          /* sizeof(float) or sizeof(double) */
@@ -35,6 +45,10 @@ struct fnn_model {
     int n_meta;         /* __metadata__ as key/value pairs, in file order */
     char **meta_keys, **meta_values;
     int schema_major, schema_minor;
+    int has_training;
+    fnn_train_state training;
+    int n_state;
+    void *opt_state;    /* n_state x plan.n_params values of the dtype, or NULL */
     atomic_int users;   /* the gate: calls reading the model, or -1 while one changes it */
     struct fnn_trainer *trainer; /* NULL until the first fnn_model_fit (train.c) */
 };
@@ -66,6 +80,9 @@ const void *fnn_model_params(const fnn_model *m, size_t *n_params);
 const char *fnn_model_architecture(const fnn_model *m);
 int fnn_model_n_metadata(const fnn_model *m);
 int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const char **value);
+/* The file's training state and the optimizer's state buffers (*n_state copies of the parameter
+ * layout), or NULL when the file has none. */
+const fnn_train_state *fnn_model_training(const fnn_model *m, const void **opt_state, int *n_state);
 
 /* ---- plain safetensors files (io.c) ---------------------------------------------------------------
  * A plain safetensors file, checked as a container only (sizes, header JSON, tensor entries, tiling of

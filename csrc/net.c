@@ -2,16 +2,19 @@
  * buffers, trained one step (or one chunk of an epoch's batches) per call.  See net.h for the
  * interface and net_t.h for the workspace.
  *
- * Step: the forward pass of layer.c (dropout on), the loss fused with its gradient (and with a final
- * softmax/sigmoid), the backward pass of layer.c (none of it for frozen layers or below the lowest
- * trainable layer, no dX for the first layer), L1/L2 penalties, and the optimizer update of every
- * trainable parameter range.  Nothing is allocated after the workspace has been sized for the batch.
+ * Step: the forward pass of layer.c (dropout on, batch statistics for the BatchNorm layers), the loss
+ * fused with its gradient (and with a final softmax/sigmoid), the backward pass of layer.c (none of it
+ * for frozen layers or below the lowest trainable layer, no dX for the first layer), L1/L2 penalties,
+ * and the optimizer step: the scheduled rate of the step, Keras's gradient clipping, the update of every
+ * trainable tensor, the max-norm constraints and the BatchNorm running statistics.  Nothing is
+ * allocated after the workspace has been sized for the batch.
  *
  * The names the per-dtype body defines (FNN_FN(x) is fnn_s<x> or fnn_d<x>): fnn_snet_new,
  * fnn_snet_free, fnn_snet_plan, fnn_snet_link, fnn_snet_set_loss, fnn_snet_set_optim,
  * fnn_snet_set_trainable, fnn_snet_get_counters, fnn_snet_set_counters, fnn_snet_workspace_info,
  * fnn_snet_step_threads, fnn_snet_reserve, fnn_snet_workspace_bytes, fnn_snet_step,
- * fnn_snet_fit_chunk, fnn_snet_forward, fnn_snet_evaluate, fnn_snet_copy_params, fnn_snet_set_seed,
+ * fnn_snet_fit_chunk, fnn_snet_gradient, fnn_snet_forward, fnn_snet_evaluate, fnn_snet_copy_params,
+ * fnn_snet_set_seed,
  * fnn_snet_set_grad_hook, fnn_snet_set_grads, and the same with fnn_dnet_.
  */
 #include "net.h"

@@ -7,7 +7,8 @@
  * and evaluate, and fnn_model_predict on a loaded file, so their results agree by construction.
  *
  * Parameters live in ONE flat buffer; Dense layer l has W at params + w_off (in x out, row-major:
- * y = act(x W + b)) and b at params + b_off (out values).  Gradients and each optimizer-state copy
+ * y = act(x W + b)) and b at params + b_off (out values); a normalization layer its gamma and beta
+ * there (and a BatchNorm its running statistics at s_off).  Gradients and each optimizer-state copy
  * use the same offsets.  The caller owns the buffers (Python allocates them as NumPy arrays so that
  * every layer's weights are views; a loaded model owns its own); a training net owns only its workspace,
  * sized for a batch size and grown, never per batch.
@@ -22,8 +23,10 @@
 #include "fnn_impl.h"
 
 /* ---- layers (plan.c) -------------------------------------------------------------------------- */
-enum fnn_layer_kind { FNN_LAYER_DENSE = 0, FNN_LAYER_DROPOUT, FNN_LAYER_ACTIVATION, FNN_LAYER__COUNT };
-const char *fnn_layer_kind_name(int kind);       /* "dense", "dropout", "activation"; NULL out of range */
+enum fnn_layer_kind { FNN_LAYER_DENSE = 0, FNN_LAYER_DROPOUT, FNN_LAYER_ACTIVATION, FNN_LAYER_BATCHNORM,
+                      FNN_LAYER_LAYERNORM, FNN_LAYER__COUNT };
+/* "dense", "dropout", "activation", "batch_norm", "layer_norm"; NULL out of range */
+const char *fnn_layer_kind_name(int kind);
 int fnn_layer_kind_from_name(const char *name);  /* the code, or -1 */
 
 typedef struct {
@@ -36,7 +39,29 @@ typedef struct {
     double l1, l2;     /* Dense: loss += l1*sum|W| + l2*sum W^2 (weights only) */
     size_t w_off, b_off; /* Dense: offsets of W and b in the parameter buffer */
     double p;          /* Dropout: probability of dropping a unit, in [0, 1) */
+    double max_norm;   /* Dense: after each update, every column of W (a unit's incoming weights) is scaled
+                        * by min(norm, max_norm) / (1e-7 + norm), Keras's MaxNorm; 0 = no constraint */
+    double eps;        /* BatchNorm, LayerNorm: added to the variance, > 0 */
+    double momentum;   /* BatchNorm: running = momentum * running + (1 - momentum) * batch, in [0, 1] */
+    size_t s_off;      /* BatchNorm: running mean at s_off, running variance at s_off + out (gamma at
+                        * w_off, beta at b_off; LayerNorm has gamma and beta only) */
 } fnn_layer_desc;
+
+/* The parameter tensors of a layer, in the order they lie in the parameter buffer: Dense weight (in x
+ * out) and bias; BatchNorm gamma, beta, moving_mean, moving_variance; LayerNorm gamma, beta.  The names
+ * are those of model files ("layers.<i>.<name>") and of Python's parameter views. */
+#define FNN_LAYER_MAX_TENSORS 4
+typedef struct {
+    const char *name;
+    size_t off;        /* in the parameter buffer */
+    int ndim;          /* 1 or 2 */
+    size_t shape[2];
+    int trainable;     /* has a gradient (a BatchNorm's running statistics have none) */
+    int decay;         /* takes weight decay and L1/L2 penalties (a Dense weight only) */
+} fnn_tensor_info;
+int fnn_layer_tensors(const fnn_layer_desc *d, fnn_tensor_info out[FNN_LAYER_MAX_TENSORS]);
+/* Lay the layer's tensors out back to back from `base` (its offsets set); returns the values they take. */
+size_t fnn_layer_place(fnn_layer_desc *d, size_t base);
 
 /* ---- the plan (plan.c) ------------------------------------------------------------------------
  * What a pass over the layers does, decided once: Activation layers folded into a linear Dense
@@ -59,9 +84,21 @@ typedef struct {
     double *alpha;           /* its parameter (a folded Activation brings its own) */
     unsigned char *folded;   /* Activation layer whose function runs in the Dense below it */
     unsigned char *needs_z;  /* Dense layer that keeps its pre-activation in training */
-    int lowest;              /* lowest trainable Dense layer, -1 if none */
+    int lowest;              /* lowest trainable layer with parameters, -1 if none */
     size_t *col, *zcol, *icol; /* per layer: columns of y (training), z (training), y (inference) */
     size_t cols, icols;      /* columns per row of a training / inference workspace */
+    /* Normalization.  A training pass keeps each trainable BatchNorm's batch mean, variance and
+     * 1/sqrt(var + eps) (3 x out values from stat[l]) in a region of `stats` values after the training
+     * layout (at ws + cap * cols), and each LayerNorm's row means and 1/sqrt(var + eps) in its zcol.
+     * Inference: a BatchNorm directly above a linear Dense runs in that Dense's output pass (its
+     * running statistics and the Dense's bias become one scale and shift per unit), and so does an
+     * Activation directly above such a BatchNorm: ifolded marks those layers, iact/ialpha is the
+     * Dense's activation in an inference pass, bn_of[l] the BatchNorm folded into Dense l (or -1). */
+    size_t *stat, stats;
+    unsigned char *ifolded;
+    int *iact, *bn_of;
+    double *ialpha;
+    int batch_stats;         /* a training pass takes batch statistics (needs at least 2 rows) */
 } fnn_plan;
 
 /* Validate `nl` descriptors for n_in inputs over a parameter buffer of n_params values (offsets in
@@ -70,7 +107,7 @@ int  fnn_plan_init(fnn_plan *p, const fnn_layer_desc *L, int nl, size_t n_in, si
 void fnn_plan_free(fnn_plan *p);
 /* loss: enum fnn_loss or -1; param: huber delta (> 0).  Re-plans folding, link and layout. */
 int  fnn_plan_set_loss(fnn_plan *p, int loss, double param);
-int  fnn_plan_set_trainable(fnn_plan *p, int layer, int trainable);
+int  fnn_plan_set_trainable(fnn_plan *p, int layer, int trainable); /* a layer with parameters */
 /* GEMM flops of one training step on `rows` rows (6 per weight per row): what sizes its threads. */
 double fnn_plan_step_flops(const fnn_plan *p, size_t rows);
 
@@ -109,9 +146,39 @@ double fnn_sbackward_notify(const fnn_plan *p, const float *params, float *grads
 double fnn_dbackward_notify(const fnn_plan *p, const double *params, double *grads, const double *const *in,
                             const double *ws, size_t cap, const fnn_dropout *drop, size_t rows, double *g[2],
                             int nt, fnn_layer_done_fn done, void *ctx);
+/* After a training step, a trainable BatchNorm's running statistics from the batch statistics st that its
+ * training forward kept (mean, variance): running = momentum * running + (1 - momentum) * batch. */
+void fnn_sbn_update_running(float *params, const fnn_layer_desc *d, const float *st);
+void fnn_dbn_update_running(double *params, const fnn_layer_desc *d, const double *st);
 /* The L1/L2 penalty of the frozen Dense layers (all != 0: of every layer), summed in layer order. */
 double fnn_spenalty(const fnn_plan *p, const float *params, int all);
 double fnn_dpenalty(const fnn_plan *p, const double *params, int all);
+
+/* ---- learning-rate schedules (optim.c) -----------------------------------------------------------
+ * Closed forms of a step (or epoch) count t >= 0, with a linear warm-up first:
+ *   t < warmup:  initial * (t + 1) / (warmup + 1)
+ *   then, with s = t - warmup:
+ *   constant     initial
+ *   step         initial * factor^floor(s / period)                       (factor: the drop)
+ *   exponential  initial * factor^(s / period), floor(s / period) when staircase  (factor: the rate)
+ *   cosine       factor + (initial - factor) * (1 + cos(pi * s / period)) / 2 for s < period, then
+ *                factor                                                   (factor: the final rate)
+ * The training net evaluates a schedule at every optimizer step (t = the steps taken before it);
+ * Python's per-epoch schedules are the same functions of the epoch. */
+enum fnn_sched_kind { FNN_SCHED_NONE = 0, FNN_SCHED_CONSTANT, FNN_SCHED_STEP, FNN_SCHED_EXPONENTIAL, FNN_SCHED_COSINE,
+                      FNN_SCHED__COUNT };
+const char *fnn_schedule_name(int kind);   /* "none", "constant", "step", "exponential", "cosine" */
+typedef struct {
+    int kind;           /* enum fnn_sched_kind; NONE: the optimizer's lr throughout */
+    double initial;     /* the rate after the warm-up, > 0 */
+    double warmup;      /* steps of linear warm-up, >= 0 */
+    double period;      /* step: steps between drops; exponential: steps per factor; cosine: decay steps; > 0 */
+    double factor;      /* step: drop in (0, 1]; exponential: rate in (0, 1]; cosine: final rate in [0, initial] */
+    int staircase;      /* exponential */
+} fnn_schedule;
+/* The rate at t, or NaN for an invalid schedule (fnn_schedule_check says why: FNN_ERR_ARG). */
+double fnn_schedule_lr(const fnn_schedule *s, double t);
+int fnn_schedule_check(const fnn_schedule *s);
 
 /* ---- optimizers (optim.c) ---------------------------------------------------------------------- */
 enum fnn_optim_kind { FNN_OPT_SGD = 0, FNN_OPT_ADAM, FNN_OPT_ADAMW, FNN_OPT_RMSPROP, FNN_OPT__COUNT };
@@ -129,16 +196,38 @@ typedef struct {
     double beta1, beta2, eps; /* Adam, AdamW (eps also RMSprop) */
     double alpha;        /* RMSprop smoothing constant */
     int centered;        /* RMSprop */
+    /* Keras's gradient clipping before each update, at most one of them > 0 (0 = off): each tensor's
+     * gradient scaled by clipnorm / max(norm, clipnorm); every trainable gradient scaled by
+     * global_clipnorm / max(global norm, global_clipnorm); each element clamped to +-clipvalue.  Norms
+     * are sums of squares in double in a fixed order, so the same for any thread count. */
+    double clipnorm, global_clipnorm, clipvalue;
+    fnn_schedule sched;  /* the rate of each step (kind NONE: lr) */
 } fnn_optim_desc;
 
 /* How many parameter-sized state buffers the optimizer needs (0 to 3), or -1 if invalid. */
 int fnn_optim_n_state(const fnn_optim_desc *o);
+/* FNN_OK for a descriptor the engine runs (ranges, at most one clipping, a valid schedule), else
+ * FNN_ERR_ARG. */
+int fnn_optim_check(const fnn_optim_desc *o);
+/* The name of state buffer s (< fnn_optim_n_state(o)): PyTorch's ("momentum_buffer", "exp_avg",
+ * "exp_avg_sq", "square_avg", "grad_avg"); NULL out of range.  Model files name the saved state so. */
+const char *fnn_optim_state_name(const fnn_optim_desc *o, int s);
 /* Update params[off, off+len) from grads with state copies at state + s*stride (s < n_state).
  * t: the step number, from 1 (Adam's bias correction).  decay: apply weight_decay. */
 void fnn_soptim_update(const fnn_optim_desc *o, int64_t t, float *params, const float *grads, float *state,
                        size_t stride, size_t off, size_t len, int decay, int nt);
 void fnn_doptim_update(const fnn_optim_desc *o, int64_t t, double *params, const double *grads, double *state,
                        size_t stride, size_t off, size_t len, int decay, int nt);
+/* Around the update: the sum of squares of g[0, n) in double (the same bits for any nt); g *= s;
+ * g clamped to [-v, v]; Keras's max-norm constraint on each column of a rows x cols matrix. */
+double fnn_ssumsq(const float *g, size_t n, int nt);
+double fnn_dsumsq(const double *g, size_t n, int nt);
+void fnn_sscale(float *g, size_t n, float s, int nt);
+void fnn_dscale(double *g, size_t n, double s, int nt);
+void fnn_sclamp(float *g, size_t n, float v, int nt);
+void fnn_dclamp(double *g, size_t n, double v, int nt);
+void fnn_smax_norm(float *w, size_t rows, size_t cols, double max_value, int nt);
+void fnn_dmax_norm(double *w, size_t rows, size_t cols, double max_value, int nt);
 
 /* ---- training networks (net.c) ------------------------------------------------------------------
  * A net is a plan, the caller's parameter, gradient and optimizer-state buffers, the counters of
@@ -263,6 +352,15 @@ int  fnn_snet_forward(fnn_snet *net, const fnn_rows *x, size_t rows, size_t batc
                       float *out);
 int  fnn_dnet_forward(fnn_dnet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                       double *out);
+/* The loss and gradients of one training step on all n rows (dropout on, no update), computed batch
+ * rows at a time so that no more than `batch` rows are densified or held in the workspace at once:
+ * each batch's loss and gradients weighted by its share of the rows (which counts the penalties once).
+ * With batch >= n it is fnn_{s,d}net_step with update = 0.  Dropout masks and a BatchNorm's batch
+ * statistics are those of each batch. */
+int  fnn_snet_gradient(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
+                       const float *sample_w, size_t n, size_t batch, double *loss);
+int  fnn_dnet_gradient(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
+                       const double *sample_w, size_t n, size_t batch, double *loss);
 /* *loss = weighted mean loss over n rows + penalties (inference mode); pred optional (linked). */
 int  fnn_snet_evaluate(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                        const float *sample_w, size_t n, size_t batch, double *loss, float *pred);

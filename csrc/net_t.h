@@ -2,11 +2,13 @@
  *
  * Workspace of one allocation for `cap` rows (every buffer row-major, B <= cap rows in use):
  *   lay        cap x plan.cols   each layer's output (and kept pre-activations), laid out by the plan;
- *                                an inference pass uses the plan's smaller inference layout in it
+ *                                an inference pass uses the plan's smaller inference layout in it;
+ *              + plan.stats      then the BatchNorm layers' batch statistics of a training pass
  *   g[0], g[1] cap x max width   ping-pong gradients flowing down (dL/dy, then dL/dx)
  *   xb         cap x n_in        the batch's rows when they must be gathered (a shuffle, CSR input)
  *   tb, wb, lb                   the batch's targets, sample weights and labels, gathered likewise
  * in[0..nl] (allocated with the net) points at each layer's input in the last training forward.
+ * acc (n_params values, allocated by the first batched gradient) accumulates fnn_net_gradient's batches.
  */
 #define T FNN_T
 #define NET FNN_CAT(FNN_CAT(fnn_, FNN_P), net)
@@ -27,6 +29,7 @@ struct NET {
     void *ws;
     T *lay, *g[2], *xb, *tb, *wb;
     int64_t *lb;
+    T *acc;
     fnn_grad_hook hook;     /* data-parallel training's gradient exchange (net.h), or NULL */
     void *hook_ctx;
     int hook_layers;        /* raise FNN_GRAD_LAYER events too */
@@ -53,7 +56,8 @@ static size_t FNN_FN(net_layout_)(struct NET *net, size_t rows, char *base) {
             off += n_;                                                                             \
         }                                                                                          \
     } while (0)
-    CARVE(net->lay, T, FNN_FN(net_mul_)(rows, p->cols));
+    size_t lay = FNN_FN(net_mul_)(rows, p->cols);
+    CARVE(net->lay, T, lay > SIZE_MAX - p->stats ? SIZE_MAX : lay + p->stats);
     CARVE(net->g[0], T, FNN_FN(net_mul_)(rows, p->max_width));
     CARVE(net->g[1], T, FNN_FN(net_mul_)(rows, p->max_width));
     CARVE(net->xb, T, FNN_FN(net_mul_)(rows, p->n_in));
@@ -96,6 +100,10 @@ static int FNN_FN(net_step_threads_)(const struct NET *net, size_t batch) {
     return fnn_threads_for(by_work > 1e9 ? (size_t)1e9 : (size_t)by_work, 1, fnn_get_num_threads());
 }
 
+static size_t FNN_FN(net_tensor_len_)(const fnn_tensor_info *t) {
+    return t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
+}
+
 /* ---- settings ----------------------------------------------------------------------------------- */
 
 int FNN_FN(net_new)(struct NET **out, const fnn_layer_desc *layers, int n_layers, size_t n_in, T *params,
@@ -130,6 +138,7 @@ void FNN_FN(net_free)(struct NET *net) {
     if (!net) return;
     mtx_destroy(&net->lock);
     fnn_aligned_free(net->ws);
+    fnn_aligned_free(net->acc);
     fnn_plan_free(&net->plan);
     free(net->in);
     free(net);
@@ -147,7 +156,7 @@ static int FNN_FN(net_set_loss_)(struct NET *net, int loss, double param) {
 
 static int FNN_FN(net_set_optim_)(struct NET *net, const fnn_optim_desc *o, T *state, size_t n_state) {
     int ns = fnn_optim_n_state(o);
-    if (ns < 0 || !(o->lr >= 0) || !(o->weight_decay >= 0) || !(o->momentum >= 0)) return FNN_ERR_ARG;
+    if (fnn_optim_check(o)) return FNN_ERR_ARG;
     if (ns > 0 && (!state || FNN_FN(net_mul_)((size_t)ns, net->plan.n_params) > n_state)) return FNN_ERR_ARG;
     net->opt = *o;
     net->state = state;
@@ -160,10 +169,9 @@ static int FNN_FN(net_set_trainable_)(struct NET *net, int layer, int trainable)
     int rc = fnn_plan_set_trainable(&net->plan, layer, trainable);
     if (rc) return rc;
     const fnn_layer_desc *d = &net->plan.L[layer];
-    if (!d->trainable) { /* no stale gradients on a frozen layer */
-        memset(net->grads + d->w_off, 0, d->in * d->out * sizeof(T));
-        if (d->use_bias) memset(net->grads + d->b_off, 0, d->out * sizeof(T));
-    }
+    fnn_tensor_info t[FNN_LAYER_MAX_TENSORS];
+    for (int k = 0, n = fnn_layer_tensors(d, t); k < n && !d->trainable; k++) /* no stale gradients when frozen */
+        if (t[k].trainable) memset(net->grads + t[k].off, 0, FNN_FN(net_tensor_len_)(&t[k]) * sizeof(T));
     return rc;
 }
 
@@ -232,20 +240,71 @@ int FNN_FN(net_set_grad_hook)(struct NET *net, fnn_grad_hook hook, void *ctx, in
 
 /* ---- one step ------------------------------------------------------------------------------------- */
 
-/* The optimizer step of every trainable range, from the gradient g (the net's buffer, or the average
- * the gradient hook pointed at). */
-static void FNN_FN(net_update_)(struct NET *net, const T *g, int nt) {
+/* Keras's gradient clipping over the trainable tensors' gradients, in layer order (see net.h). */
+static void FNN_FN(net_clip_)(struct NET *net, int nt) {
+    const fnn_optim_desc *o = &net->opt;
     const fnn_plan *p = &net->plan;
+    if (!(o->clipnorm > 0 || o->global_clipnorm > 0 || o->clipvalue > 0)) return;
+    double global = 1;
+    for (int pass = o->global_clipnorm > 0 ? 0 : 1; pass < 2; pass++) {
+        double total = 0;
+        for (int l = 0; l < p->nl; l++) {
+            fnn_tensor_info t[FNN_LAYER_MAX_TENSORS];
+            for (int k = 0, n = p->L[l].trainable ? fnn_layer_tensors(&p->L[l], t) : 0; k < n; k++) {
+                if (!t[k].trainable) continue;
+                T *g = net->grads + t[k].off;
+                const size_t len = FNN_FN(net_tensor_len_)(&t[k]);
+                const int ntk = fnn_threads_for(len, FNN_NET_GRAIN, nt);
+                if (pass == 0) {
+                    total += FNN_FN(sumsq)(g, len, ntk);
+                } else if (o->global_clipnorm > 0) {
+                    if (global != 1) FNN_FN(scale)(g, len, (T)global, ntk);
+                } else if (o->clipnorm > 0) {
+                    double sq = FNN_FN(sumsq)(g, len, ntk), norm = sqrt(sq);
+                    if (!(norm <= o->clipnorm)) FNN_FN(scale)(g, len, (T)(norm == norm ? o->clipnorm / norm : NAN), ntk);
+                } else {
+                    FNN_FN(clamp)(g, len, (T)o->clipvalue, ntk);
+                }
+            }
+        }
+        if (pass == 0) { /* Keras's clip_by_global_norm: NaN for a non-finite norm */
+            const double norm = sqrt(total), c = o->global_clipnorm;
+            global = c * fmin(1 / norm, 1 / c) + (norm - norm);
+        }
+    }
+}
+
+/* The optimizer step from the gradient g (the net's buffer, or the average the gradient hook pointed
+ * at): the step's learning rate (its schedule), clipping, the update of every trainable tensor, then
+ * the max-norm constraints and (batch: the step ran a forward pass on rows of its own) the running
+ * statistics of the BatchNorm layers.  Clipping works in the net's buffer: an average elsewhere is
+ * copied there first, since other processes may still read it (the net's buffer is this process's
+ * own until its next backward pass). */
+static void FNN_FN(net_update_)(struct NET *net, const T *g, int batch, int nt) {
+    const fnn_plan *p = &net->plan;
+    fnn_optim_desc o = net->opt;
+    if (o.sched.kind != FNN_SCHED_NONE) o.lr = fnn_schedule_lr(&o.sched, (double)net->opt_step);
     net->opt_step++;
+    if (o.clipnorm > 0 || o.global_clipnorm > 0 || o.clipvalue > 0) {
+        if (g != net->grads) memcpy(net->grads, g, p->n_params * sizeof(T));
+        g = net->grads;
+        FNN_FN(net_clip_)(net, nt);
+    }
     for (int l = 0; l < p->nl; l++) {
         const fnn_layer_desc *d = &p->L[l];
-        if (d->kind != FNN_LAYER_DENSE || !d->trainable) continue;
-        size_t nw = d->in * d->out;
-        FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, g, net->state, p->n_params, d->w_off,
-                             nw, 1, fnn_threads_for(nw, FNN_NET_GRAIN, nt));
-        if (d->use_bias)
-            FNN_FN(optim_update)(&net->opt, net->opt_step, net->params, g, net->state, p->n_params, d->b_off,
-                                 d->out, 0, 1);
+        fnn_tensor_info t[FNN_LAYER_MAX_TENSORS];
+        const int n = d->trainable ? fnn_layer_tensors(d, t) : 0;
+        for (int k = 0; k < n; k++) {
+            if (!t[k].trainable) continue;
+            const size_t len = FNN_FN(net_tensor_len_)(&t[k]);
+            FNN_FN(optim_update)(&o, net->opt_step, net->params, g, net->state, p->n_params, t[k].off, len,
+                                 t[k].decay, fnn_threads_for(len, FNN_NET_GRAIN, nt));
+        }
+        if (n && d->kind == FNN_LAYER_DENSE && d->max_norm > 0)
+            FNN_FN(max_norm)(net->params + d->w_off, d->in, d->out, d->max_norm,
+                             fnn_threads_for(d->in * d->out, FNN_NET_GRAIN, nt));
+        if (n && batch && d->kind == FNN_LAYER_BATCHNORM)
+            FNN_FN(bn_update_running)(net->params, d, net->lay + net->cap * p->cols + p->stat[l]);
     }
 }
 
@@ -256,6 +315,9 @@ static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels,
                              const T **pred) {
     const fnn_plan *p = &net->plan;
     const int hook = hooked && net->hook;
+    const T *g = net->grads;
+    if (p->batch_stats && rows < 2) /* a batch's variance needs two rows; the other processes stop too */
+        return hook ? FNN_FN(net_exchange_)(net, FNN_ERR_ARG, rows, &g) : FNN_ERR_ARG;
     net->drop.step = (uint64_t)net->step;
     net->hook_rc = 0;
     net->hook_rows = rows;
@@ -264,7 +326,6 @@ static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels,
     double data = FNN_FN(loss)(p->loss, y, labels, target, sw, rows, p->n_out, (T)p->loss_param,
                                (T)(1.0 / (double)rows), net->g[0]) / (double)rows;
     *loss = data;
-    const T *g = net->grads;
     if (!isfinite(data)) return hook ? FNN_FN(net_exchange_)(net, FNN_ERR_NONFINITE, rows, &g) : FNN_ERR_NONFINITE;
     *loss = data + pen_frozen +
             FNN_FN(backward_notify)(p, net->params, net->grads, net->in, net->lay, net->cap, &net->drop, rows, net->g,
@@ -273,7 +334,7 @@ static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels,
     if (hook) rc = FNN_FN(net_exchange_)(net, rc, rows, &g);
     if (rc) return rc;
     if (update) {
-        FNN_FN(net_update_)(net, g, nt);
+        FNN_FN(net_update_)(net, g, 1, nt);
         net->step++;
     }
     return FNN_OK;
@@ -292,7 +353,7 @@ static int FNN_FN(net_empty_step_)(struct NET *net, int nt) {
     const T *g;
     int rc = FNN_FN(net_exchange_)(net, FNN_OK, 0, &g);
     if (rc) return rc;
-    FNN_FN(net_update_)(net, g, nt);
+    FNN_FN(net_update_)(net, g, 0, nt);
     net->step++;
     return FNN_OK;
 }
@@ -418,6 +479,46 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
     return FNN_OK;
 }
 
+static int FNN_FN(net_gradient_)(struct NET *net, const fnn_rows *x, const int64_t *labels, const T *target,
+                                 const T *sample_w, size_t n, size_t batch, double *loss) {
+    if (!loss || n == 0 || batch == 0) return FNN_ERR_ARG;
+    if (batch >= n) return FNN_FN(net_train_step_)(net, x, labels, target, sample_w, n, 0, loss);
+    int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, n, &batch, &nt);
+    if (rc) return rc;
+    const fnn_plan *p = &net->plan;
+    if (!net->acc && !(net->acc = fnn_aligned_alloc(p->n_params * sizeof(T) + 1))) return FNN_ERR_NOMEM;
+    memset(net->acc, 0, p->n_params * sizeof(T));
+    const double pen_frozen = FNN_FN(penalty)(p, net->params, 0);
+    const size_t no = p->n_out;
+    double total = 0;
+    for (size_t start = 0; start < n; start += batch) {
+        const size_t r = n - start < batch ? n - start : batch;
+        double l;
+        rc = FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, start, r, nt), labels ? labels + start : NULL,
+                               target ? target + start * no : NULL, sample_w ? sample_w + start : NULL, r, 0, 0,
+                               pen_frozen, nt, &l, NULL);
+        if (rc) {
+            *loss = l;
+            return rc;
+        }
+        const double share = (double)r / (double)n;
+        total += share * l;
+        const T sh = (T)share;
+        T *acc = net->acc;
+        const T *g = net->grads;
+        int ntg = fnn_threads_for(p->n_params, FNN_NET_GRAIN, nt);
+        { /* the frozen layers' gradients are zero: the whole buffer is one elementwise pass */
+            const int nt = ntg;
+            FNN_PARALLEL_RANGES(lo, hi, p->n_params, {
+                for (size_t i = lo; i < hi; i++) acc[i] += sh * g[i];
+            });
+        }
+    }
+    memcpy(net->grads, net->acc, p->n_params * sizeof(T));
+    *loss = total;
+    return FNN_OK;
+}
+
 static int FNN_FN(net_forward_)(struct NET *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                                 T *out) {
     if (!out || batch == 0) return FNN_ERR_ARG;
@@ -428,6 +529,7 @@ static int FNN_FN(net_forward_)(struct NET *net, const fnn_rows *x, size_t rows,
     net->drop.step = (uint64_t)net->step;
     for (size_t start = 0; start < rows; start += batch) {
         size_t r = rows - start < batch ? rows - start : batch;
+        if (training && p->batch_stats && r < 2) return FNN_ERR_ARG;
         const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, nt), r, net->lay, net->cap,
                                      training ? &net->drop : NULL, NULL, nt);
         T *dst = out + start * p->n_out;
@@ -486,6 +588,10 @@ int FNN_FN(net_fit_chunk)(struct NET *net, const fnn_rows *x, const int64_t *lab
                           T *pred, size_t *bad) {
     FNN_LOCKED(net, FNN_FN(net_fit_chunk_)(net, x, labels, target, sample_w, perm, n, batch, first, count, losses,
                                            pred, bad));
+}
+int FNN_FN(net_gradient)(struct NET *net, const fnn_rows *x, const int64_t *labels, const T *target, const T *sample_w,
+                         size_t n, size_t batch, double *loss) {
+    FNN_LOCKED(net, FNN_FN(net_gradient_)(net, x, labels, target, sample_w, n, batch, loss));
 }
 int FNN_FN(net_forward)(struct NET *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link, T *out) {
     FNN_LOCKED(net, FNN_FN(net_forward_)(net, x, rows, batch, training, link, out));

@@ -38,7 +38,7 @@
 
 /* The __metadata__ keys of the format itself (fastnn/_format.py RESERVED_KEYS): written first, in
  * this order; a model's extra metadata is every other key of the file it was loaded from. */
-static const char *const reserved[] = {"format", "fastnn_schema", "fastnn_version", "architecture"};
+static const char *const reserved[] = {"format", "fastnn_schema", "fastnn_version", "architecture", "training"};
 
 /* ---- a growing text buffer --------------------------------------------------------------------- */
 
@@ -241,6 +241,16 @@ static int put_architecture_(sbuf *b, const fnn_model *m, const char *const *nam
             puts_(b, ",\"alpha\":");
             put_alpha_(b, d);
             break;
+        case FNN_LAYER_BATCHNORM:
+            puts_(b, ",\"momentum\":");
+            put_number_(b, d->momentum);
+            /* fall through */
+        case FNN_LAYER_LAYERNORM:
+            puts_(b, ",\"epsilon\":");
+            put_number_(b, d->eps);
+            puts_(b, ",\"trainable\":");
+            put_bool_(b, d->trainable);
+            break;
         default:
             fnn_io_set_error("fnn_model_save: layer %d is a %s, which this writer cannot store", l,
                              fnn_layer_kind_name(d->kind) ? fnn_layer_kind_name(d->kind) : "layer of an unknown kind");
@@ -248,6 +258,10 @@ static int put_architecture_(sbuf *b, const fnn_model *m, const char *const *nam
         }
         puts_(b, ",\"name\":");
         put_cstring_(b, names[l]);
+        if (d->kind == FNN_LAYER_DENSE && d->max_norm > 0) { /* Python writes it last, and only when set */
+            puts_(b, ",\"max_norm\":");
+            put_number_(b, d->max_norm);
+        }
         put_(b, "}", 1);
     }
     put_(b, "]", 1);
@@ -267,36 +281,37 @@ static int is_reserved_(const char *key) {
     return 0;
 }
 
-/* The tensors in file order: each Dense layer's weight, then its bias.  Calls fn for each. */
+/* The tensors in file order: each layer's, as the engine lists them (fnn_layer_tensors). */
 typedef struct {
     char name[48];
     size_t off, count; /* in values of the model's dtype */
-    size_t rows, cols; /* shape: [rows, cols] for a weight, [cols] for a bias (rows 0) */
+    size_t rows, cols; /* shape: [rows, cols] for a matrix, [cols] for a vector (rows 0) */
 } tensor_ref;
 
 static size_t tensors_(const fnn_model *m, tensor_ref *t) {
     size_t n = 0;
     for (int l = 0; l < m->plan.nl; l++) {
-        const fnn_layer_desc *d = &m->plan.L[l];
-        if (d->kind != FNN_LAYER_DENSE) continue;
-        if (t) {
-            snprintf(t[n].name, sizeof t[n].name, "layers.%d.weight", l);
-            t[n].off = d->w_off;
-            t[n].rows = d->in;
-            t[n].cols = d->out;
-            t[n].count = d->in * d->out;
+        fnn_tensor_info ti[FNN_LAYER_MAX_TENSORS];
+        for (int k = 0, nk = fnn_layer_tensors(&m->plan.L[l], ti); k < nk; k++, n++) {
+            if (!t) continue;
+            snprintf(t[n].name, sizeof t[n].name, "layers.%d.%s", l, ti[k].name);
+            t[n].off = ti[k].off;
+            t[n].rows = ti[k].ndim == 2 ? ti[k].shape[0] : 0;
+            t[n].cols = ti[k].ndim == 2 ? ti[k].shape[1] : ti[k].shape[0];
+            t[n].count = ti[k].ndim == 2 ? ti[k].shape[0] * ti[k].shape[1] : ti[k].shape[0];
         }
-        n++;
-        if (!d->use_bias) continue;
-        if (t) {
-            snprintf(t[n].name, sizeof t[n].name, "layers.%d.bias", l);
-            t[n].off = d->b_off;
-            t[n].rows = 0;
-            t[n].cols = t[n].count = d->out;
-        }
-        n++;
     }
     return n;
+}
+
+/* The oldest schema that holds the model, as Python's writer declares it (fastnn/_format.py): 1.1 for
+ * a normalization layer or a max_norm, else 1.0. */
+static int schema_minor_(const fnn_model *m) {
+    for (int l = 0; l < m->plan.nl; l++) {
+        const fnn_layer_desc *d = &m->plan.L[l];
+        if (d->kind == FNN_LAYER_BATCHNORM || d->kind == FNN_LAYER_LAYERNORM || d->max_norm > 0) return 1;
+    }
+    return 0;
 }
 
 /* The 8-byte length and the padded JSON header of the file. */
@@ -314,7 +329,7 @@ static int header_(sbuf *b, const fnn_model *m, const tensor_ref *t, size_t nt) 
     }
     put_(b, "\0\0\0\0\0\0\0\0", 8);
     putf_(b, "{\"__metadata__\":{\"format\":\"fastnn\",\"fastnn_schema\":\"%d.%d\",\"fastnn_version\":",
-          FNN_IO_SCHEMA_MAJOR, FNN_IO_SCHEMA_MINOR);
+          FNN_IO_SCHEMA_MAJOR, schema_minor_(m));
     put_cstring_(b, FNN_VERSION_STRING);
     puts_(b, ",\"architecture\":");
     put_string_(b, arch.p ? arch.p : "", arch.len);

@@ -248,6 +248,15 @@ static int check_data_(const fnn_model *m, const train_call *c, const float *x, 
     return FNN_OK;
 }
 
+/* A BatchNorm in training takes each batch's variance: no batch of one row (Sequential.fit's check). */
+static int check_batch_(const fnn_model *m, const train_call *c, size_t rows) {
+    const size_t b = c->batch < rows ? c->batch : rows;
+    if (m->plan.batch_stats && (b < 2 || rows % b == 1))
+        return fail_(FNN_ERR_ARG, "%s: options.batch_size = %zu on %zu rows leaves a batch of 1 row; BatchNorm in "
+                     "training needs at least 2 rows per batch", c->who, c->batch, rows);
+    return FNN_OK;
+}
+
 /* ---- entry points ---------------------------------------------------------------------------------- */
 
 int fnn_model_fit(fnn_model *m, const float *x, const int32_t *labels, const float *targets, size_t rows,
@@ -257,7 +266,8 @@ int fnn_model_fit(fnn_model *m, const float *x, const int32_t *labels, const flo
     if (!m) return fail_(FNN_ERR_ARG, "%s: the model is NULL", c.who);
     int rc = fnn_model_enter(m, 1, c.who);
     if (rc) return rc;
-    if (!(rc = resolve_(m, o, 1, &c)) && !(rc = check_data_(m, &c, x, labels, targets, rows))) {
+    if (!(rc = resolve_(m, o, 1, &c)) && !(rc = check_data_(m, &c, x, labels, targets, rows)) &&
+        !(rc = check_batch_(m, &c, rows))) {
         fnn_io_clear_error();
         rc = m->dtype == (int)sizeof(double) ? fnn_dtrain_fit_(m, &c, x, labels, targets, rows, epochs, final_loss)
                                              : fnn_strain_fit_(m, &c, x, labels, targets, rows, epochs, final_loss);
@@ -290,7 +300,8 @@ static int set_trainable_(fnn_model *m, size_t lo, size_t hi, int trainable, con
     fnn_io_clear_error();
     const size_t nl = (size_t)m->plan.nl;
     for (size_t l = lo; l < hi && l < nl; l++) {
-        if (m->plan.L[l].kind != FNN_LAYER_DENSE) continue; /* no parameters: nothing to freeze */
+        fnn_tensor_info ti[FNN_LAYER_MAX_TENSORS];
+        if (!fnn_layer_tensors(&m->plan.L[l], ti)) continue; /* no parameters: nothing to freeze */
         fnn_plan_set_trainable(&m->plan, (int)l, trainable);
         if (m->trainer && m->dtype == (int)sizeof(double)) fnn_dnet_set_trainable(m->trainer->net, (int)l, trainable);
         else if (m->trainer) fnn_snet_set_trainable(m->trainer->net, (int)l, trainable);

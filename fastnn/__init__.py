@@ -54,7 +54,7 @@ from . import callbacks, metrics, schedules
 from .callbacks import (EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau, History, Callback,
                         CSVLogger, LambdaCallback)
 from ._errors import NonFiniteLossError
-from .layers import Dense, Dropout, Activation
+from .layers import Dense, Dropout, Activation, BatchNorm, LayerNorm
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .models import Sequential
 from . import layers, optimizers, models, distributed, dask

@@ -2,9 +2,12 @@
 
 Reading is the C reader's job (csrc/io.c, bound in fastnn/_io.pxi): one reader for Python and C.
 
-- `encode(architecture, tensors, extra_metadata=None)` -> the file's bytes: header padded with spaces
-  to a multiple of 8 (as the safetensors package writes it), tensors little-endian and back to back in
-  the given order; `extra_metadata` (str -> str, none of RESERVED_KEYS) joins the format's own keys.
+- `encode(architecture, tensors, extra_metadata=None, training=None)` -> the file's bytes: header padded
+  with spaces to a multiple of 8 (as the safetensors package writes it), tensors little-endian and back
+  to back in the given order; `extra_metadata` (str -> str, none of RESERVED_KEYS) joins the format's
+  own keys; `training` (a dict) is the training state, stored as JSON text under "training".
+- The schema a file declares is the oldest that holds it: "1.0", or "1.1" for a file with a
+  normalization layer, a max_norm or a training state, so that older readers keep reading the rest.
 - `write_atomic(path, data)`: the bytes reach `path` whole or not at all.  On Linux the file is written
   unnamed (O_TMPFILE), fsync'ed, given a temporary name with linkat only once complete and renamed
   over `path`, so a process killed while writing leaves no file behind; elsewhere (or on a file
@@ -24,13 +27,14 @@ import numpy as np
 
 from . import _core
 
-SCHEMA = "1.0"
+SCHEMA = "1.0"       # what a file that uses nothing newer declares
+SCHEMA_LATEST = "1.1"  # normalization layers, Dense max_norm, the training state
 FORMAT = "fastnn"
 _DTYPES = {np.dtype(np.float32): ("F32", "<f4"), np.dtype(np.float64): ("F64", "<f8")}
 
 
 # The __metadata__ keys the format itself uses; a model's extra metadata may use any other string.
-RESERVED_KEYS = ("format", "fastnn_schema", "fastnn_version", "architecture")
+RESERVED_KEYS = ("format", "fastnn_schema", "fastnn_version", "architecture", "training")
 
 
 def _json(obj):
@@ -69,19 +73,30 @@ def check_extra_metadata(extra, name="extra_metadata"):
     return out
 
 
-def metadata(architecture, extra=None):
+def schema(architecture, training=None):
+    """The oldest schema that holds a file with this architecture and training state."""
+    newer = training is not None or any(
+        layer.get("type") in ("batch_norm", "layer_norm") or layer.get("max_norm") is not None
+        for layer in architecture.get("layers", ()))
+    return SCHEMA_LATEST if newer else SCHEMA
+
+
+def metadata(architecture, extra=None, training=None):
     """The `__metadata__` of a model file with this architecture (a dict, see docs/FORMAT.md), plus
-    the `extra` keys (checked by check_extra_metadata)."""
-    meta = {"format": FORMAT, "fastnn_schema": SCHEMA, "fastnn_version": _core.VERSION,
+    the `extra` keys (checked by check_extra_metadata) and the training state, when given."""
+    meta = {"format": FORMAT, "fastnn_schema": schema(architecture, training), "fastnn_version": _core.VERSION,
             "architecture": _json(architecture)}
+    if training is not None:
+        meta["training"] = _json(training)
     meta.update(check_extra_metadata(extra))
     return meta
 
 
-def encode(architecture, tensors, *, extra_metadata=None):
+def encode(architecture, tensors, *, extra_metadata=None, training=None):
     """The bytes of a model file: `tensors` is a list of (name, float32/float64 array) in file order;
-    `extra_metadata` (str -> str) joins the format's own metadata keys."""
-    header = {"__metadata__": metadata(architecture, extra_metadata)}
+    `extra_metadata` (str -> str) joins the format's own metadata keys; `training` is the training
+    state (docs/FORMAT.md), whose optimizer tensors are among `tensors`."""
+    header = {"__metadata__": metadata(architecture, extra_metadata, training)}
     chunks, offset = [], 0
     for name, a in tensors:
         a = np.asarray(a)

@@ -28,6 +28,14 @@ cdef extern from "model.h" nogil:
     const char *fnn_model_architecture(const fnn_model *m)
     int fnn_model_n_metadata(const fnn_model *m)
     int fnn_model_metadata_at(const fnn_model *m, int i, const char **key, const char **value)
+    ctypedef struct fnn_train_state:
+        fnn_optim_desc opt
+        fnn_schedule epoch_sched
+        uint64_t seed
+        int64_t epochs_seen
+        int64_t step
+        int64_t opt_step
+    const fnn_train_state *fnn_model_training(const fnn_model *m, const void **opt_state, int *n_state)
     ctypedef struct fnn_st_file:
         pass
     int fnn_st_open(const void *data, size_t len, fnn_st_file **out)
@@ -147,42 +155,71 @@ cdef class ModelFile:
         for i in range(p.nl):
             L = &p.L[i]
             name = fnn_model_layer_name(self.m, i)
-            d = {"type": fnn_layer_kind_name(L.kind).decode(), "name": None if name == NULL else name.decode("utf-8"),
+            kind = fnn_layer_kind_name(L.kind).decode()
+            d = {"type": kind, "name": None if name == NULL else name.decode("utf-8"),
                  "trainable": bool(L.trainable), "in": L.in_, "out": L.out}
-            if L.kind == LAYER_KINDS["dropout"]:
+            if kind == "dropout":
                 d["p"] = L.p
+            elif kind in ("batch_norm", "layer_norm"):
+                d["epsilon"] = L.eps
+                if kind == "batch_norm":
+                    d["momentum"] = L.momentum
             else:
                 d["activation"] = fnn_act_name(L.act).decode()
                 d["alpha"] = L.act_alpha
-            if L.kind == LAYER_KINDS["dense"]:
-                d.update(units=L.out, use_bias=bool(L.use_bias), l1=L.l1, l2=L.l2)
+            if kind == "dense":
+                d.update(units=L.out, use_bias=bool(L.use_bias), l1=L.l1, l2=L.l2,
+                         max_norm=L.max_norm if L.max_norm > 0 else None)
             out.append(d)
         return out
 
-    def tensors(self):
-        """{name: array copy} of every tensor, in layer order (weight (in, out), then bias)."""
+    cdef dict _arrays(self, const char *base, int copies):
+        """{name: array copy} of every tensor of the parameter layout at base, `copies` layouts back to
+        back (named by copy index, then tensor), in layer order."""
         cdef const fnn_plan *p = fnn_model_plan(self._m())
-        cdef const fnn_layer_desc *L
-        cdef size_t n
-        cdef const char *base = <const char *>fnn_model_params(self.m, &n)
+        cdef fnn_tensor_info t[FNN_LAYER_MAX_TENSORS]
         cdef int size = fnn_model_dtype(self.m)
-        cdef object a
         cdef char[::1] dst
+        cdef size_t at
         dt = self.dtype
         out = {}
-        for i in range(p.nl):
-            L = &p.L[i]
-            if L.kind != LAYER_KINDS["dense"]:
-                continue
-            for name, off, shape in ((f"layers.{i}.weight", L.w_off, (L.in_, L.out)),
-                                     (f"layers.{i}.bias", L.b_off, (L.out,))):
-                if name.endswith("bias") and not L.use_bias:
-                    continue
-                a = _np.empty(shape, dtype=dt)
-                dst = a.reshape(-1).view(_np.int8)
-                memcpy(&dst[0], base + <size_t>off * size, <size_t>dst.shape[0])
-                out[name] = a
+        for c in range(copies):
+            for i in range(p.nl):
+                for k in range(fnn_layer_tensors(&p.L[i], t)):
+                    a = _np.empty(_tensor_shape(&t[k]), dtype=dt)
+                    dst = a.reshape(-1).view(_np.int8)
+                    at = (<size_t>c * p.n_params + t[k].off) * size
+                    memcpy(&dst[0], base + at, <size_t>dst.shape[0])
+                    out[(c, f"layers.{i}.{t[k].name.decode()}")] = a
         return out
+
+    def tensors(self):
+        """{name: array copy} of every parameter tensor, in layer order (each layer's in buffer order)."""
+        cdef size_t n
+        cdef const char *base = <const char *>fnn_model_params(self._m(), &n)
+        return {name: a for (_, name), a in self._arrays(base, 1).items()}
+
+    @property
+    def training(self):
+        """The file's training state as a dict (docs/FORMAT.md, "training"), or None: the engine's
+        optimizer descriptor (its per-step schedule under "schedule"), "epoch_schedule", "seed",
+        "epochs_seen", "step", "opt_step"."""
+        cdef const fnn_train_state *t = fnn_model_training(self._m(), NULL, NULL)
+        if t == NULL:
+            return None
+        return {"optimizer": optim_dict(t.opt), "epoch_schedule": schedule_dict(t.epoch_sched), "seed": t.seed,
+                "epochs_seen": t.epochs_seen, "step": t.step, "opt_step": t.opt_step}
+
+    def optimizer_tensors(self):
+        """{"optimizer.<state>.layers.<i>.<name>": array copy} of the optimizer's saved state ({} without
+        a training state)."""
+        cdef const void *state
+        cdef int ns
+        cdef const fnn_train_state *t = fnn_model_training(self._m(), &state, &ns)
+        if t == NULL or ns == 0:
+            return {}
+        names = [fnn_optim_state_name(&t.opt, s).decode() for s in range(ns)]
+        return {f"optimizer.{names[c]}.{name}": a for (c, name), a in self._arrays(<const char *>state, ns).items()}
 
     def predict(self, x):
         """The C API's fnn_model_predict: float32 rows in, float32 outputs (computed in the model's dtype)."""

@@ -17,6 +17,7 @@ cdef extern from "net.h" nogil:
         FNN_LOSS__COUNT
         FNN_OPT__COUNT
         FNN_LAYER__COUNT
+        FNN_SCHED__COUNT
     const char *fnn_act_name(int act)
     int fnn_act_from_name(const char *name)
     int fnn_act_is_layer(int act)
@@ -26,6 +27,7 @@ cdef extern from "net.h" nogil:
     int fnn_loss_link(int loss)
     const char *fnn_optim_name(int kind)
     const char *fnn_layer_kind_name(int kind)
+    const char *fnn_schedule_name(int kind)
 
 
 ctypedef const char *(*name_fn)(int) noexcept nogil
@@ -45,6 +47,8 @@ LOSSES = _table(fnn_loss_name, FNN_LOSS__COUNT)
 LOSS_LINKS = {n: fnn_act_name(fnn_loss_link(c)).decode() for n, c in LOSSES.items()}
 OPTIMIZERS = _table(fnn_optim_name, FNN_OPT__COUNT)
 LAYER_KINDS = _table(fnn_layer_kind_name, FNN_LAYER__COUNT)
+# Learning-rate schedule kinds ("none": the optimizer's lr), evaluated by the engine at each step.
+SCHEDULES = _table(fnn_schedule_name, FNN_SCHED__COUNT)
 
 ERR_NOMEM = FNN_ERR_NOMEM
 ERR_ARG = FNN_ERR_ARG

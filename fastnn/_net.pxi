@@ -19,6 +19,30 @@ cdef extern from "net.h" nogil:
         size_t w_off
         size_t b_off
         double p
+        double max_norm
+        double eps
+        double momentum
+        size_t s_off
+    ctypedef struct fnn_tensor_info:
+        const char *name
+        size_t off
+        int ndim
+        size_t shape[2]
+        int trainable
+        int decay
+    enum:
+        FNN_LAYER_MAX_TENSORS
+    int fnn_layer_tensors(const fnn_layer_desc *d, fnn_tensor_info *out)
+    size_t fnn_layer_place(fnn_layer_desc *d, size_t base)
+    ctypedef struct fnn_schedule:
+        int kind
+        double initial
+        double warmup
+        double period
+        double factor
+        int staircase
+    double fnn_schedule_lr(const fnn_schedule *s, double t)
+    int fnn_schedule_check(const fnn_schedule *s)
     ctypedef struct fnn_plan:
         int nl
         const fnn_layer_desc *L
@@ -39,6 +63,10 @@ cdef extern from "net.h" nogil:
         double eps
         double alpha
         int centered
+        double clipnorm
+        double global_clipnorm
+        double clipvalue
+        fnn_schedule sched
     ctypedef struct fnn_rows:
         const void *x
         const int64_t *indptr
@@ -49,6 +77,8 @@ cdef extern from "net.h" nogil:
     ctypedef struct fnn_dnet:
         pass
     int fnn_optim_n_state(const fnn_optim_desc *o)
+    int fnn_optim_check(const fnn_optim_desc *o)
+    const char *fnn_optim_state_name(const fnn_optim_desc *o, int s)
     int fnn_snet_new(fnn_snet **out, const fnn_layer_desc *layers, int n_layers, size_t n_in, float *params,
                      float *grads, size_t n_params, uint64_t seed)
     int fnn_dnet_new(fnn_dnet **out, const fnn_layer_desc *layers, int n_layers, size_t n_in, double *params,
@@ -93,6 +123,10 @@ cdef extern from "net.h" nogil:
                          double *out)
     int fnn_snet_copy_params(fnn_snet *net, float *dst)
     int fnn_dnet_copy_params(fnn_dnet *net, double *dst)
+    int fnn_snet_gradient(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
+                          const float *sample_w, size_t n, size_t batch, double *loss)
+    int fnn_dnet_gradient(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
+                          const double *sample_w, size_t n, size_t batch, double *loss)
     int fnn_snet_evaluate(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                           const float *sample_w, size_t n, size_t batch, double *loss, float *pred)
     int fnn_dnet_evaluate(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
@@ -166,6 +200,19 @@ cdef extern from "rng.h" nogil:
     void fnn_permutation(uint64_t seed, uint64_t epoch, int64_t *perm, size_t n)
 
 
+cdef fnn_schedule schedule_desc(dict sc):
+    """A C schedule from {"kind", "initial", "warmup", "period", "factor", "staircase"} (None: none)."""
+    cdef fnn_schedule d
+    d.kind = SCHEDULES["none" if sc is None else sc["kind"]]
+    sc = sc or {}
+    d.initial = sc.get("initial", 0.0)
+    d.warmup = sc.get("warmup", 0.0)
+    d.period = sc.get("period", 1.0)
+    d.factor = sc.get("factor", 1.0)
+    d.staircase = sc.get("staircase", False)
+    return d
+
+
 cdef fnn_optim_desc optim_desc(dict o):
     cdef fnn_optim_desc d
     d.kind = OPTIMIZERS[o["kind"]]
@@ -178,13 +225,103 @@ cdef fnn_optim_desc optim_desc(dict o):
     d.eps = o.get("eps", 1e-8)
     d.alpha = o.get("alpha", 0.99)
     d.centered = o.get("centered", False)
+    d.clipnorm = o.get("clipnorm") or 0.0
+    d.global_clipnorm = o.get("global_clipnorm") or 0.0
+    d.clipvalue = o.get("clipvalue") or 0.0
+    d.sched = schedule_desc(o.get("schedule"))
     return d
+
+
+cdef object schedule_dict(fnn_schedule s):
+    """The dict schedule_desc takes, of a C schedule (None for none)."""
+    if s.kind == SCHEDULES["none"]:
+        return None
+    return {"kind": fnn_schedule_name(s.kind).decode(), "initial": s.initial, "warmup": s.warmup,
+            "period": s.period, "factor": s.factor, "staircase": bool(s.staircase)}
+
+
+cdef dict optim_dict(fnn_optim_desc o):
+    """Every field of a C optimizer descriptor (clipping off: None)."""
+    return {"kind": fnn_optim_name(o.kind).decode(), "lr": o.lr, "momentum": o.momentum,
+            "nesterov": bool(o.nesterov), "weight_decay": o.weight_decay, "beta1": o.beta1, "beta2": o.beta2,
+            "eps": o.eps, "alpha": o.alpha, "centered": bool(o.centered), "clipnorm": o.clipnorm or None,
+            "global_clipnorm": o.global_clipnorm or None, "clipvalue": o.clipvalue or None,
+            "schedule": schedule_dict(o.sched)}
+
+
+def optim_engine(dict o):
+    """The engine's whole descriptor of the optimizer `o` describes (every field, defaults filled in)."""
+    return optim_dict(optim_desc(o))
 
 
 def optim_n_state(dict o):
     """Parameter-sized state buffers the optimizer described by `o` needs."""
     cdef fnn_optim_desc d = optim_desc(o)
     return fnn_optim_n_state(&d)
+
+
+def optim_state_names(dict o):
+    """The names of the optimizer's state buffers, in the order the engine keeps them."""
+    cdef fnn_optim_desc d = optim_desc(o)
+    return [fnn_optim_state_name(&d, s).decode() for s in range(fnn_optim_n_state(&d))]
+
+
+def optim_check(dict o):
+    """True when the engine runs the optimizer `o` describes (ranges, one clipping, a valid schedule)."""
+    cdef fnn_optim_desc d = optim_desc(o)
+    return fnn_optim_check(&d) == FNN_OK
+
+
+def schedule_lr(dict sc, double t):
+    """The rate of the schedule `sc` at step (or epoch) t, computed by the engine's formula (NaN if
+    the schedule is invalid)."""
+    cdef fnn_schedule d = schedule_desc(sc)
+    return fnn_schedule_lr(&d, t)
+
+
+cdef int layer_desc(dict l, fnn_layer_desc *d) except -1:
+    """A C layer descriptor from its dict (see Net)."""
+    d.kind = LAYER_KINDS[l["kind"]]
+    d.act = ACTIVATIONS[l.get("act") or "linear"]
+    d.act_alpha = l.get("act_alpha", 0.0)
+    d.in_ = l["in"]
+    d.out = l["out"]
+    d.use_bias = l.get("use_bias", False)
+    d.trainable = l.get("trainable", True)
+    d.l1 = l.get("l1", 0.0)
+    d.l2 = l.get("l2", 0.0)
+    d.w_off = l.get("w_off", 0)
+    d.b_off = l.get("b_off", 0)
+    d.p = l.get("p", 0.0)
+    d.max_norm = l.get("max_norm") or 0.0
+    d.eps = l.get("eps", 0.0)
+    d.momentum = l.get("momentum", 0.0)
+    d.s_off = l.get("s_off", 0)
+    return 0
+
+
+def layer_place(dict l, size_t base):
+    """The layer dict `l` with its tensors laid out back to back from `base` (w_off, b_off, s_off set as
+    the engine and the model-file reader lay them out)."""
+    cdef fnn_layer_desc d
+    layer_desc(l, &d)
+    fnn_layer_place(&d, base)
+    return dict(l, w_off=d.w_off, b_off=d.b_off, s_off=d.s_off)
+
+
+def layer_tensors(dict l):
+    """[(name, shape, offset, has_gradient)] of the layer's tensors, in buffer order (from C)."""
+    cdef fnn_layer_desc d
+    cdef fnn_tensor_info t[FNN_LAYER_MAX_TENSORS]
+    layer_desc(l, &d)
+    n = fnn_layer_tensors(&d, t)
+    return [(t[k].name.decode(), _tensor_shape(&t[k]), t[k].off, bool(t[k].trainable)) for k in range(n)]
+
+
+cdef tuple _tensor_shape(const fnn_tensor_info *t):
+    if t.ndim == 2:
+        return (t.shape[0], t.shape[1])
+    return (t.shape[0],)
 
 
 def philox(ctr, key):
@@ -208,8 +345,8 @@ def permutation(uint64_t seed, uint64_t epoch, int64_t[::1] perm):
 
 cdef class Net:
     """One C net.  `layers`: list of dicts (kind, act, act_alpha, in, out, use_bias, trainable, l1, l2,
-    w_off, b_off, p) with kind and act given by name; params/grads: 1-D contiguous float32 or float64
-    arrays of the same dtype."""
+    w_off, b_off, p, max_norm, eps, momentum, s_off) with kind and act given by name; params/grads: 1-D
+    contiguous float32 or float64 arrays of the same dtype."""
     cdef fnn_snet *s
     cdef fnn_dnet *d
     cdef readonly object params, grads, state, grad_hook, grads_in_use
@@ -224,18 +361,7 @@ cdef class Net:
             raise MemoryError()
         try:
             for i, l in enumerate(layers):
-                ld[i].kind = LAYER_KINDS[l["kind"]]
-                ld[i].act = ACTIVATIONS[l.get("act") or "linear"]
-                ld[i].act_alpha = l.get("act_alpha", 0.0)
-                ld[i].in_ = l["in"]
-                ld[i].out = l["out"]
-                ld[i].use_bias = l.get("use_bias", False)
-                ld[i].trainable = l.get("trainable", True)
-                ld[i].l1 = l.get("l1", 0.0)
-                ld[i].l2 = l.get("l2", 0.0)
-                ld[i].w_off = l.get("w_off", 0)
-                ld[i].b_off = l.get("b_off", 0)
-                ld[i].p = l.get("p", 0.0)
+                layer_desc(l, &ld[i])
             self.params, self.grads = params, grads
             self.is_double = params.dtype.itemsize == 8
             if self.is_double:
@@ -459,6 +585,24 @@ def net_step(Net net, x, const int64_t[::1] labels, target, sample_w, bint updat
             rc = fnn_dnet_step(net.d, &r, lp, <const double *>tp, <const double *>wp, rows, update, &loss)
         else:
             rc = fnn_snet_step(net.s, &r, lp, <const float *>tp, <const float *>wp, rows, update, &loss)
+    return rc, loss
+
+
+def net_gradient(Net net, x, const int64_t[::1] labels, target, sample_w, size_t batch):
+    """The loss and gradients of a training step on every row (no update), batch rows at a time;
+    returns (rc, loss)."""
+    cdef fnn_rows r
+    cdef size_t rows = _rows(&r, x, net.is_double)
+    cdef double loss = 0
+    cdef int rc
+    cdef const int64_t *lp = _i64(labels)
+    cdef const void *tp = _ptr(target, net.is_double)
+    cdef const void *wp = _ptr(sample_w, net.is_double)
+    with nogil:
+        if net.is_double:
+            rc = fnn_dnet_gradient(net.d, &r, lp, <const double *>tp, <const double *>wp, rows, batch, &loss)
+        else:
+            rc = fnn_snet_gradient(net.s, &r, lp, <const float *>tp, <const float *>wp, rows, batch, &loss)
     return rc, loss
 
 

@@ -344,12 +344,17 @@ class ModelCheckpoint(Callback):
     model is saved only when `monitor` improved on the best value seen so far (or on
     `initial_value_threshold`); a `monitor` missing from the logs gives a warning and the model
     is saved anyway, as Keras does. The best value is kept across fits, like the file itself.
-    Missing parent directories are created.
+    Missing parent directories are created.  `include_optimizer=True` saves the optimizer state, the
+    step counts and the random streams' position too (`model.save(path, include_optimizer=True)`), so
+    that training can resume from the file with the same bits.
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto", verbose=0,
-                 initial_value_threshold=None):
+                 initial_value_threshold=None, include_optimizer=False):
         super().__init__()
+        if not isinstance(include_optimizer, bool):
+            raise TypeError(f"include_optimizer: expected a bool, got {type(include_optimizer).__name__}")
+        self.include_optimizer = include_optimizer
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
         if not isinstance(path, str) or not path:
@@ -393,7 +398,10 @@ class ModelCheckpoint(Callback):
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        self.model.save(path)
+        if self.include_optimizer:
+            self.model.save(path, include_optimizer=True)
+        else:
+            self.model.save(path)
 
 
 def _positional_arity(fn):

@@ -648,8 +648,8 @@ class _Session:
         def root():
             cbs.on_epoch_begin(epoch)
             fresh = m.optimizer is not m._state_for
-            m._push_optimizer(epoch)
-            return {"desc": m.optimizer.describe(epoch), "fresh": fresh, "counters": m._net.counters}
+            m._push_optimizer(m._epochs_seen)  # schedules count the model's epochs, as in one process
+            return {"desc": m.optimizer.describe(m._epochs_seen), "fresh": fresh, "counters": m._net.counters}
 
         res = self.g.round(f"fit: epoch {epoch + 1}", root, root_only=True)[0]
         if not self.is_root:

@@ -4,20 +4,23 @@ built, NumPy views of its parameters.  The arithmetic runs in the C engine (csrc
 A layer knows every form it takes: `spec()` is the dict a model file stores for it (docs/FORMAT.md)
 and `Layer.from_spec(d)` builds a layer back from one (dispatching on d["type"] through the registry
 that each subclass joins by setting `kind`); `descriptor(in_features, offset)` is the C engine's
-description of it; `param_shapes(in_features)` the parameter arrays it owns, in the order they lie
-in the model's flat buffer, and `parameters()` their (name, view) pairs once built.  The model,
-saving, pickling and the summary go through these, never through the layer's type.
+description of it, its tensors laid out by C from `offset`; `param_shapes(in_features)` the parameter
+arrays it owns (their names and order are the engine's, csrc/plan.c), and `parameters()` their
+(name, view) pairs once built.  The model, saving, pickling and the summary go through these, never
+through the layer's type.
 
-- `Dense(units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
+- `Dense(units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto", max_norm=None,
   trainable=True, name=None)`: y = act(x @ weight + bias), weight of shape (in_features, units).
 - `Dropout(p=0.5, *, keep_prob=None)`: inverted dropout, p = probability of dropping a unit.
 - `Activation(name, **params)`: an activation as a layer of its own (folded into the Dense below it
   when that one is linear).
+- `BatchNorm(momentum=0.99, epsilon=1e-3)`, `LayerNorm(epsilon=1e-5)`: normalization (Keras's
+  BatchNormalization and LayerNormalization over the features).
 
 Once its model is built, a layer's structural attributes (Dense's units, activation, alpha, use_bias,
-l1, l2; Dropout's p; Activation's activation and alpha) are read-only: the engine's plan and the
-weights were laid out for them, and a model file written after a change would describe another
-network.  `trainable`, `weight` and `bias` change the model at once (and claim it against other
+l1, l2, max_norm; Dropout's p; Activation's activation and alpha; BatchNorm's momentum and epsilon;
+LayerNorm's epsilon) are read-only: the engine's plan and the weights were laid out for them, and a
+model file written after a change would describe another network.  `trainable`, `weight` and `bias` change the model at once (and claim it against other
 threads, as Sequential's own changes do); `name` is free.
 """
 import contextlib
@@ -29,7 +32,7 @@ import numpy as np
 from . import _core
 from ._validate import integer, real_number, replacement
 
-__all__ = ["Layer", "Dense", "Dropout", "Activation", "ACTIVATIONS", "INITIALIZERS"]
+__all__ = ["Layer", "Dense", "Dropout", "Activation", "BatchNorm", "LayerNorm", "ACTIVATIONS", "INITIALIZERS"]
 
 # Activation name -> its parameters' defaults, for every activation of the C engine but log_softmax,
 # which only fastnn.ops offers (a layer's softmax fused with the cross-entropy serves that use).
@@ -92,8 +95,8 @@ class Layer:
     """Base class.  `trainable` may be changed at any time; the model applies it at once.
 
     A subclass sets `kind` (its "type" in model files, which also registers it for `from_spec`) and
-    overrides what it has: `spec`/`_from_spec`, `output_dim`, `param_shapes`, `descriptor`,
-    `init_weights`, `summary_label`."""
+    overrides what it has: `spec`/`_from_spec`, `output_dim`, `_describe` (its settings for the engine,
+    which names and lays out its tensors), `init_weights`, `summary_label`."""
 
     kind = "layer"
     _registry = {}  # kind -> class, filled by __init_subclass__
@@ -111,6 +114,7 @@ class Layer:
         self._trainable = bool(trainable)
         self._model = None  # weakref to the model that built the layer
         self._views = {}    # parameter name -> (view of the parameters, view of the gradients)
+        self._offsets = {}  # parameter name -> its offset in the model's flat buffer
 
     def __setattr__(self, name, value):
         if name in self._STRUCTURE and self.__dict__.get("_built"):
@@ -184,15 +188,23 @@ class Layer:
         return in_features
 
     def param_shapes(self, in_features):
-        """[(name, shape)] of the parameter arrays, in their order in the model's flat buffer."""
-        return []
+        """[(name, shape)] of the parameter arrays, in their order in the model's flat buffer: the
+        engine's list for the layer's kind (a matrix is in x out, a vector one value per output), the
+        sizes in Python integers, so that absurd widths are measured before any reaches C."""
+        out = self.output_dim(in_features)
+        tensors = _core.layer_tensors(dict(self._describe(in_features), **{"in": 1, "out": 1}))
+        return [(name, (in_features, out) if len(shape) == 2 else (out,)) for name, shape, _, _ in tensors]
 
     def n_params(self, in_features):
         return sum(math.prod(shape) for _, shape in self.param_shapes(in_features))
 
     def descriptor(self, in_features, offset):
-        """The C engine's description of the layer (see fastnn._core.Net), its parameters starting at
-        `offset` in the flat buffer."""
+        """The C engine's description of the layer (see fastnn._core.Net), its parameters laid out by the
+        engine from `offset` in the flat buffer."""
+        return _core.layer_place(self._describe(in_features), offset)
+
+    def _describe(self, in_features):
+        """The layer's settings for the engine (descriptor without the offsets)."""
         return {"kind": self.kind, "in": in_features, "out": self.output_dim(in_features),
                 "trainable": self._trainable}
 
@@ -200,10 +212,11 @@ class Layer:
         """Point the layer at its slices of the model's parameter and gradient buffers."""
         self._built = True
         self._views = {}
-        for name, shape in self.param_shapes(in_features):
-            part = slice(offset, offset + math.prod(shape))
+        self._offsets = {}
+        for name, shape, at, _ in _core.layer_tensors(self.descriptor(in_features, offset)):
+            part = slice(at, at + math.prod(shape))
             self._views[name] = (params[part].reshape(shape), grads[part].reshape(shape))
-            offset = part.stop
+            self._offsets[name] = at
 
     def parameters(self):
         """[(name, writable view)] of the parameters once the model is built, in buffer order."""
@@ -236,16 +249,19 @@ class Dense(Layer):
     After the model is built, `weight` (in_features, units) and `bias` (units,) are writable views of
     the model's parameter buffer, and `weight_grad`/`bias_grad` of its gradient buffer (filled by
     `compute_gradients` and every training step).  `l2`/`l1` add `l2*sum(weight**2)` and
-    `l1*sum(|weight|)` to the loss (never the bias).
+    `l1*sum(|weight|)` to the loss (never the bias).  `max_norm` (Keras's MaxNorm constraint on the
+    kernel): after every update each unit's incoming weights, a column of `weight`, are scaled by
+    min(norm, max_norm) / (1e-7 + norm), in C.
     """
 
     kind = "dense"
-    _STRUCTURE = ("units", "activation", "alpha", "use_bias", "l1", "l2")
+    _STRUCTURE = ("units", "activation", "alpha", "use_bias", "l1", "l2", "max_norm")
 
     def __init__(self, units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
-                 trainable=True, name=None):
+                 max_norm=None, trainable=True, name=None):
         super().__init__(trainable=trainable, name=name)
         self.units = integer(units, "units", low=1)
+        self.max_norm = None if max_norm is None else real_number(max_norm, "max_norm", low=0.0, low_open=True)
         self.activation, self.alpha = activation_spec(activation)
         self.l2 = real_number(l2, "l2", low=0.0)
         self.l1 = real_number(l1, "l1", low=0.0)
@@ -290,16 +306,20 @@ class Dense(Layer):
             np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}", dtype=dst.dtype))
 
     def spec(self):
-        return {"type": self.kind, "units": self.units, "activation": self.activation,
-                "alpha": _alpha_or_none(self.activation, self.alpha), "use_bias": self.use_bias, "l1": self.l1,
-                "l2": self.l2, "trainable": self.trainable, "name": self.name}
+        d = {"type": self.kind, "units": self.units, "activation": self.activation,
+             "alpha": _alpha_or_none(self.activation, self.alpha), "use_bias": self.use_bias, "l1": self.l1,
+             "l2": self.l2, "trainable": self.trainable, "name": self.name}
+        if self.max_norm is not None:  # schema 1.1: written only when set, so that other files stay 1.0
+            d["max_norm"] = self.max_norm
+        return d
 
     @classmethod
     def _from_spec(cls, d):
         act = d["activation"]
         if act in _ALPHA_ACTIVATIONS:
             act = Activation(act, alpha=d["alpha"])
-        layer = cls(d["units"], act, l1=d["l1"], l2=d["l2"], use_bias=d["use_bias"], name=d["name"])
+        layer = cls(d["units"], act, l1=d["l1"], l2=d["l2"], use_bias=d["use_bias"], max_norm=d.get("max_norm"),
+                    name=d["name"])
         if d.get("kernel_init", "auto") != "auto":
             layer.kernel_init = d["kernel_init"]
         return layer
@@ -310,16 +330,9 @@ class Dense(Layer):
     def output_dim(self, in_features):
         return self.units
 
-    def param_shapes(self, in_features):
-        return [("weight", (in_features, self.units))] + ([("bias", (self.units,))] if self.use_bias else [])
-
-    def descriptor(self, in_features, offset):
-        d = super().descriptor(in_features, offset)
-        d.update(act=self.activation, act_alpha=self.alpha, use_bias=self.use_bias, l1=self.l1, l2=self.l2,
-                 w_off=offset)
-        if self.use_bias:
-            d["b_off"] = offset + in_features * self.units
-        return d
+    def _describe(self, in_features):
+        return dict(super()._describe(in_features), act=self.activation, act_alpha=self.alpha, use_bias=self.use_bias,
+                    l1=self.l1, l2=self.l2, max_norm=self.max_norm)
 
     def memory_culprit(self, in_features):
         return "units", f"Dense layer {self.name!r} with {self.units:,} units on {in_features:,} inputs"
@@ -345,6 +358,8 @@ class Dense(Layer):
         if self.activation in _ALPHA_ACTIVATIONS:
             cfg["alpha"] = self.alpha
         cfg.update(l2=self.l2, l1=self.l1, use_bias=self.use_bias, kernel_init=self.kernel_init)
+        if self.max_norm is not None:
+            cfg["max_norm"] = self.max_norm
         cfg.update(super().get_config())
         return cfg
 
@@ -385,8 +400,8 @@ class Dropout(Layer):
     def _from_spec(cls, d):
         return cls(d["p"], name=d["name"])
 
-    def descriptor(self, in_features, offset):
-        return dict(super().descriptor(in_features, offset), p=self.p)
+    def _describe(self, in_features):
+        return dict(super()._describe(in_features), p=self.p)
 
     def summary_label(self):
         return super().summary_label() + f"(p={self.p:g})"
@@ -414,8 +429,8 @@ class Activation(Layer):
         params = {"alpha": d["alpha"]} if d["activation"] in _ALPHA_ACTIVATIONS else {}
         return cls(d["activation"], name=d["name"], **params)
 
-    def descriptor(self, in_features, offset):
-        return dict(super().descriptor(in_features, offset), act=self.activation, act_alpha=self.alpha)
+    def _describe(self, in_features):
+        return dict(super()._describe(in_features), act=self.activation, act_alpha=self.alpha)
 
     def summary_label(self):
         return super().summary_label() + (f"({self.activation})" if self.activation != "linear" else "")
@@ -426,3 +441,100 @@ class Activation(Layer):
             cfg["alpha"] = self.alpha
         cfg["name"] = self.name
         return cfg
+
+
+class _Norm(Layer):
+    """What BatchNorm and LayerNorm share: `gamma` and `beta` (one per feature, trainable) as views of
+    the model's parameters, `gamma_grad`/`beta_grad` of its gradients, and `epsilon`."""
+
+    def __init__(self, epsilon, *, trainable=True, name=None):
+        super().__init__(trainable=trainable, name=name)
+        self.epsilon = real_number(epsilon, "epsilon", low=0.0, low_open=True)
+
+    def _view(self, name, grad=False):
+        return self._views.get(name, (None, None))[grad]
+
+    gamma = property(lambda self: self._view("gamma"), lambda self, v: self._assign("gamma", v))
+    beta = property(lambda self: self._view("beta"), lambda self, v: self._assign("beta", v))
+    gamma_grad = property(lambda self: self._view("gamma", True))
+    beta_grad = property(lambda self: self._view("beta", True))
+
+    def _assign(self, what, value):
+        dst = self._view(what)
+        if dst is None:
+            raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
+        with self._changing(what):  # claimed and checked in the dtype, as Dense's weight and bias
+            np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}", dtype=dst.dtype))
+
+    def _describe(self, in_features):
+        return dict(super()._describe(in_features), eps=self.epsilon)
+
+    def init_weights(self, rng):
+        """gamma = 1, beta = 0 (and a BatchNorm's running mean 0, variance 1), as Keras starts them."""
+        for name, a in self.parameters():
+            a[...] = 1.0 if name in ("gamma", "moving_variance") else 0.0
+
+    def memory_culprit(self, in_features):
+        return "input_dim", f"{type(self).__name__} layer {self.name!r} on {in_features:,} features"
+
+
+class BatchNorm(_Norm):
+    """Batch normalization over the features (Keras's BatchNormalization on 2-D input):
+    y = gamma * (x - mean) / sqrt(var + epsilon) + beta.
+
+    In training the mean and (biased) variance are the batch's, and after each update
+    `moving_mean`/`moving_variance` move towards them: moving = momentum * moving + (1 - momentum) *
+    batch.  `predict`, `evaluate` and the C API use the moving statistics (a BatchNorm directly after a
+    linear Dense runs in that Dense's output pass).  Training needs at least 2 rows per batch.
+
+    Freezing (`trainable = False`) freezes the statistics too, as in Keras: a frozen BatchNorm runs in
+    inference mode in training as well (moving statistics, no update of them or of gamma and beta).
+    `moving_mean` and `moving_variance` are parameters of the model (saved, in `get_weights`, counted
+    by `count_params`) that no optimizer updates; they are kept in the model's dtype.
+    """
+
+    kind = "batch_norm"
+    _STRUCTURE = ("momentum", "epsilon")
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, *, trainable=True, name=None):
+        super().__init__(epsilon, trainable=trainable, name=name)
+        self.momentum = real_number(momentum, "momentum", low=0.0, high=1.0)
+
+    moving_mean = property(lambda self: self._view("moving_mean"), lambda self, v: self._assign("moving_mean", v))
+    moving_variance = property(lambda self: self._view("moving_variance"),
+                               lambda self, v: self._assign("moving_variance", v))
+
+    def spec(self):
+        return {"type": self.kind, "momentum": self.momentum, "epsilon": self.epsilon, "trainable": self.trainable,
+                "name": self.name}
+
+    @classmethod
+    def _from_spec(cls, d):
+        return cls(d.get("momentum", 0.99), d.get("epsilon", 1e-3), name=d["name"])
+
+    def _describe(self, in_features):
+        return dict(super()._describe(in_features), momentum=self.momentum)
+
+    def get_config(self):
+        return {"momentum": self.momentum, "epsilon": self.epsilon, "trainable": self.trainable, "name": self.name}
+
+
+class LayerNorm(_Norm):
+    """Layer normalization over the features of each row (Keras's LayerNormalization(axis=-1)):
+    y = gamma * (x - mean_row) / sqrt(var_row + epsilon) + beta, the same in training and inference."""
+
+    kind = "layer_norm"
+    _STRUCTURE = ("epsilon",)
+
+    def __init__(self, epsilon=1e-5, *, trainable=True, name=None):
+        super().__init__(epsilon, trainable=trainable, name=name)
+
+    def spec(self):
+        return {"type": self.kind, "epsilon": self.epsilon, "trainable": self.trainable, "name": self.name}
+
+    @classmethod
+    def _from_spec(cls, d):
+        return cls(d.get("epsilon", 1e-5), name=d["name"])
+
+    def get_config(self):
+        return {"epsilon": self.epsilon, "trainable": self.trainable, "name": self.name}

@@ -7,10 +7,15 @@ chunk of an epoch's batches with the shuffle and the gathering of rows, is one C
 released; Python runs once per chunk (about 0.15 s of work) for the progress bar, Ctrl-C and the
 callbacks, and once per epoch for the metrics.
 
+X may be dense (any array-like) or a scipy.sparse matrix or array of any format, converted once to CSR
+(`_CSR`: int64 indptr and indices, values in the model's dtype, every index checked); the engine
+densifies a batch of rows at a time into its workspace, never the whole matrix.
+
 Threads: the calls that change a model (fit, train_on_batch, compute_gradients, compile, build,
-set_weights, load_weights, freeze, unfreeze, and a layer's trainable, weight and bias) claim it for
-their thread; while one thread holds it, the same calls from any other thread raise FastNNError (the
-holder's own thread, a callback inside fit say, may make them).  predict and evaluate take turns with
+set_weights, load_weights, freeze, unfreeze, setting seed, save(include_optimizer=True), and a
+layer's trainable and parameters) claim it for their thread; while one thread holds it, the same
+calls from any other thread raise FastNNError (the holder's own thread, a callback inside fit say,
+may make them).  predict and evaluate take turns with
 the training steps on the C plan's lock, and get_weights and save copy the parameters under that
 lock, so from another thread they see the weights between two steps.
 """
@@ -25,6 +30,7 @@ import numpy as np
 from . import _core, _format
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from . import schedules as _schedules
 from . import weights as _weights
 from ._errors import FastNNError, NonFiniteLossError, NotCompiledError, NotFittedError
 from ._validate import all_finite, check_memory, integer, probabilities, real_array, real_number, replacement
@@ -36,6 +42,66 @@ __all__ = ["Sequential"]
 LOSSES = tuple(_core.LOSSES)
 _CHUNK_SECONDS = 0.15   # target duration of one C call of fit
 _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the training batch is smaller)
+_SPARSE_BLOCK = 1 << 22  # values of sparse rows compute_gradients densifies at once (16 MiB of float32)
+
+
+class _CSR(tuple):
+    """Sparse rows as the engine takes them, (indptr, indices, values), with the matrix's `shape`."""
+
+    ndim = 2
+
+    def __new__(cls, indptr, indices, values, n_cols):
+        self = super().__new__(cls, (indptr, indices, values))
+        self.shape = (indptr.shape[0] - 1, n_cols)
+        return self
+
+    def rows(self, lo, hi):
+        """Rows [lo, hi) as CSR of their own."""
+        indptr, indices, values = self
+        a, b = int(indptr[lo]), int(indptr[hi])
+        return _CSR(np.ascontiguousarray(indptr[lo:hi + 1] - a), indices[a:b], values[a:b], self.shape[1])
+
+
+def _is_sparse(x):
+    return type(x).__module__.startswith("scipy.sparse") and hasattr(x, "tocsr")
+
+
+def _sparse_rows(x, name, dtype):
+    """A scipy.sparse matrix or array (CSR, CSC, COO, ...) as _CSR of `dtype`: converted to CSR once
+    (duplicates are summed, as scipy sums them), indptr and indices checked, NaN/Inf refused."""
+    try:
+        csr = x.tocsr()
+        n, d = csr.shape
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{name}: cannot be read as a sparse matrix ({e})") from None
+    data = np.asarray(csr.data)
+    if data.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a numeric sparse matrix, got dtype {data.dtype}")
+    indptr = np.ascontiguousarray(csr.indptr, dtype=np.int64).reshape(-1)
+    indices = np.ascontiguousarray(csr.indices, dtype=np.int64).reshape(-1)
+    if indptr.shape[0] != n + 1:
+        raise ValueError(f"{name}: indptr has {indptr.shape[0]} entries for {n} rows (expected {n + 1})")
+    if indptr[0] != 0 or (n and np.any(indptr[1:] < indptr[:-1])):
+        raise ValueError(f"{name}: indptr must start at 0 and never decrease")
+    nnz = int(indptr[-1])
+    if nnz > indices.shape[0] or nnz > data.shape[0]:
+        raise ValueError(f"{name}: indptr counts {nnz} stored values but indices and data hold "
+                         f"{indices.shape[0]} and {data.shape[0]}")
+    indices = indices[:nnz]
+    if nnz and (indices.min() < 0 or indices.max() >= d):
+        raise ValueError(f"{name}: column indices must lie in [0, {d}), got values from {indices.min()} to "
+                         f"{indices.max()}")
+    values = np.ascontiguousarray(data[:nnz], dtype=dtype)
+    if not all_finite(values):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return _CSR(indptr, indices, values, d)
+
+
+def _take_rows(x, lo, hi):
+    """Rows [lo, hi) of dense or _CSR rows (None stays None)."""
+    if x is None:
+        return None
+    return x.rows(lo, hi) if isinstance(x, _CSR) else x[lo:hi]
 
 
 def _c_array(x, dtype):
@@ -232,13 +298,13 @@ class Sequential:
             return
         if not self.layers:
             raise ValueError("layers: the model has no layer")
-        dims, descs, offsets, off = [input_dim], [], [], 0
+        dims, offsets, off = [input_dim], [], 0
         for layer in self.layers:
-            descs.append(layer.descriptor(dims[-1], off))
             offsets.append(off)
             off += layer.n_params(dims[-1])
-            dims.append(descs[-1]["out"])
-        self._check_param_memory(dims, off)
+            dims.append(layer.output_dim(dims[-1]))
+        self._check_param_memory(dims, off)  # before any size reaches C
+        descs = [layer.descriptor(dims[i], offsets[i]) for i, layer in enumerate(self.layers)]
         params = np.zeros(off, dtype=self.dtype)
         grads = np.zeros(off, dtype=self.dtype)
         for i, layer in enumerate(self.layers):
@@ -390,35 +456,101 @@ class Sequential:
             arch["huber_delta"] = self.huber_delta
         return arch
 
-    def _file_bytes(self, extra_metadata=None):
-        """The model file's bytes; its metadata: `self.metadata` updated with `extra_metadata`."""
+    def _file_bytes(self, extra_metadata=None, include_optimizer=False):
+        """The model file's bytes; its metadata: `self.metadata` updated with `extra_metadata`, and with
+        include_optimizer the training state."""
         self._require_built("save")
         meta = _format.check_extra_metadata(self.metadata, "metadata")
         meta.update(_format.check_extra_metadata(extra_metadata))
-        return _format.encode(self.spec(), self._param_copies(), extra_metadata=meta)
+        if not include_optimizer:
+            return _format.encode(self.spec(), self._param_copies(), extra_metadata=meta)
+        self._claim("save(include_optimizer=True)")  # it lays the optimizer state out in the engine
+        try:
+            training, state = self._training_state()
+            return _format.encode(self.spec(), self._param_copies() + state, extra_metadata=meta,
+                                  training=training)
+        finally:
+            self._release()
 
-    def save(self, path, *, extra_metadata=None):
+    def save(self, path, *, extra_metadata=None, include_optimizer=False):
         """Write the model file (safetensors with the architecture in its metadata) atomically;
         `fastnn.load(path)` gives back a model with bitwise-equal predictions.  The file's metadata
         also holds `model.metadata` (the extra metadata of the file the model was loaded from, if
         any) updated with `extra_metadata`, a dict of str -> str whose keys are not the format's own
-        (format, fastnn_schema, fastnn_version, architecture); the loaded model's `metadata` is that."""
+        (format, fastnn_schema, fastnn_version, architecture, training); the loaded model's `metadata`
+        is that.
+
+        include_optimizer=True also stores the optimizer (its settings, its schedule, its state such as
+        momentum and Adam's moments), the step counts, the seed and the epochs seen (the position of
+        the shuffles and dropout masks): `fnn.load(path)` then comes back compiled with that optimizer,
+        and its `fit` continues with the same bits as a `fit` that had never stopped."""
         path = _format.path_arg(path)
-        _format.write_atomic(path, self._file_bytes(extra_metadata))
+        _format.write_atomic(path, self._file_bytes(extra_metadata, include_optimizer))
+
+    def _state_views(self):
+        """[(file name, view)] of the optimizer state: `optimizer.<state>.layers.<i>.<name>` per state
+        buffer (named by the engine) and parameter tensor."""
+        desc = self.optimizer.describe(self._epochs_seen)
+        names, size, out = _core.optim_state_names(desc), self._params.size, []
+        for s, state in enumerate(names):
+            for i, layer in enumerate(self.layers):
+                for name, a in layer.parameters():
+                    at = s * size + layer._offsets[name]
+                    out.append((f"optimizer.{state}.layers.{i}.{name}", self._state[at:at + a.size].reshape(a.shape)))
+        return out
+
+    def _training_state(self):
+        """(the "training" metadata, [(name, array)] of the optimizer state) that include_optimizer saves."""
+        if self.optimizer is None:
+            raise ValueError("include_optimizer: the model has no optimizer; call compile first")
+        lr = self.optimizer.lr
+        if callable(lr) and not isinstance(lr, _schedules.Schedule):
+            raise ValueError("include_optimizer: the optimizer's lr is a function, which a model file cannot hold; "
+                             "give a number or a fastnn.schedules schedule")
+        self._push_optimizer(self._epochs_seen)  # the state laid out for this optimizer
+        desc = _core.optim_engine(self.optimizer.describe(self._epochs_seen))  # every field of the engine's
+        kind, schedule, per = desc.pop("kind"), desc.pop("schedule"), "step"
+        if schedule is None and isinstance(lr, _schedules.Schedule):
+            schedule, per = lr._engine(), "epoch"
+        step, opt_step = self._net.counters
+        training = {"optimizer": kind, **desc,
+                    "schedule": None if schedule is None else {
+                        "kind": schedule["kind"], "per": per, "initial_lr": schedule["initial"],
+                        "warmup": schedule["warmup"], "period": schedule["period"], "factor": schedule["factor"],
+                        "staircase": schedule["staircase"]},
+                    "seed": self.seed, "epochs_seen": self._epochs_seen, "step": step, "opt_step": opt_step}
+        return training, self._state_views()
+
+    def _restore_training(self, training, tensors):
+        """The optimizer state, step counts and epochs of a file's training state (after compile)."""
+        for name, view in self._state_views():  # the reader checked that every one is there, shaped so
+            np.copyto(view, tensors[name])
+        self._net.counters = (training["step"], training["opt_step"])
+        self._epochs_seen = training["epochs_seen"]
 
     @classmethod
     def _from_model_file(cls, mf, settings=None, seed=None):
         """The Sequential of a model file read by the C reader (fastnn._core.ModelFile): the file's
         parameters bit for bit, compiled with its loss, `metadata` its extra metadata; its seed is
-        the pickle's, else `seed` (None: a random one)."""
-        model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype,
-                    seed=settings["seed"] if settings else seed)
+        the pickle's, else `seed`, else the training state's, else a random one.  With a training
+        state, compiled with its optimizer and restored to continue training where it stopped."""
+        training = mf.training
+        if settings:
+            seed = settings["seed"]
+        elif seed is None and training:
+            seed = training["seed"]
+        model = cls([Layer.from_spec(d) for d in mf.layers], input_dim=mf.n_inputs, dtype=mf.dtype, seed=seed)
         params = dict(model._named_parameters())
         for name, a in mf.tensors().items():  # the reader checked names and shapes
             np.copyto(params[name], a)
         model.metadata = {k: v for k, v in mf.metadata.items() if k not in _format.RESERVED_KEYS}
         loss, param = mf.loss
-        model._compile_as(loss, param, settings)
+        if training and loss is not None and not settings:
+            optimizer = _optimizers.from_engine(training["optimizer"], training["epoch_schedule"])
+            model.compile(loss, optimizer=optimizer, huber_delta=param)
+            model._restore_training(training, mf.optimizer_tensors())
+        else:
+            model._compile_as(loss, param, settings)
         return model
 
     def _compile_as(self, loss, huber_delta, settings):
@@ -527,7 +659,13 @@ class Sequential:
     # ---- data -------------------------------------------------------------------------------------
 
     def _prepare_x(self, X, name="X"):
-        X = _as_dtype(X, name, self.dtype, 2)
+        if isinstance(X, _CSR):  # already prepared (a caller that evaluates the same rows many times)
+            if X[2].dtype != self.dtype:
+                raise TypeError(f"{name}: prepared sparse rows of dtype {X[2].dtype} for a {self.dtype} model")
+        elif _is_sparse(X):
+            X = _sparse_rows(X, name, self.dtype)
+        else:
+            X = _as_dtype(X, name, self.dtype, 2)
         if not self.built:
             if X.shape[1] == 0:
                 raise ValueError(f"{name}: has no features (columns), shape {X.shape}")
@@ -612,15 +750,33 @@ class Sequential:
                    f"scaled inputs or gradient-friendlier activations usually help")
         raise NonFiniteLossError(msg, epoch=epoch, batch=batch)
 
+    def _batch_stats(self):
+        """Whether a training pass normalizes with batch statistics (a trainable BatchNorm)."""
+        return any(layer.kind == "batch_norm" and layer.trainable for layer in self.layers)
+
+    def _check_batch_rows(self, rows, name):
+        if rows < 2 and self._batch_stats():
+            raise ValueError(f"{name}: BatchNorm in training needs at least 2 rows per batch (a batch's variance), "
+                             f"got {rows}")
+
     @_exclusive("compute_gradients")
     def compute_gradients(self, X, y, *, sample_weight=None):
         """The loss on (X, y) (with dropout active, as in training); fills every trainable layer's
-        weight_grad and bias_grad.  Updates nothing."""
+        weight_grad and bias_grad.  Updates nothing.  Sparse X is densified a block of rows at a time,
+        each block's gradient weighted by its share of the rows (with a trainable BatchNorm, whose
+        statistics are the whole batch's, X is densified at once)."""
         self._require_compiled("compute_gradients")
         X = self._prepare_x(X)
-        labels, target = self._prepare_y(y, X.shape[0])
-        w = self._sample_weights(sample_weight, None, labels, target, X.shape[0])
-        rc, loss = _core.net_step(self._net, X, labels, target, w, False)
+        n = X.shape[0]
+        self._check_batch_rows(n, "X")
+        labels, target = self._prepare_y(y, n)
+        w = self._sample_weights(sample_weight, None, labels, target, n)
+        if isinstance(X, _CSR) and not self._batch_stats():
+            batch = min(n, max(2, _SPARSE_BLOCK // self.input_dim))
+            self._reserve(batch, "X")
+            rc, loss = _core.net_gradient(self._net, X, labels, target, w, batch)
+        else:
+            rc, loss = _core.net_step(self._net, X, labels, target, w, False)
         if rc == _core.ERR_NONFINITE:
             self._raise_nonfinite(loss, None, None, None, "compute_gradients")
         _core.check(rc, "compute_gradients")
@@ -631,6 +787,7 @@ class Sequential:
         """One optimizer step on (X, y) as one batch; returns its loss (before the update)."""
         self._require_compiled("train_on_batch")
         X = self._prepare_x(X)
+        self._check_batch_rows(X.shape[0], "X")
         labels, target = self._prepare_y(y, X.shape[0])
         w = self._sample_weights(sample_weight, class_weight, labels, target, X.shape[0])
         self._push_optimizer(self._epochs_seen)
@@ -690,7 +847,7 @@ class Sequential:
                 self._train_epoch(fd, coord, epoch, epoch_key, losses, sizes, bar, t0)
                 train_time = time.perf_counter() - t0
                 logs = coord.epoch_logs(self, fd, losses, sizes)
-                logs["lr"] = lr
+                logs["lr"] = self._last_step_lr() if self.optimizer.per_step else lr
                 logs["time"] = time.perf_counter() - t0
                 logs["samples_per_s"] = coord.total(fd.train.n) / train_time if train_time > 0 else float("inf")
                 bar.end(logs)
@@ -727,10 +884,14 @@ class Sequential:
             if split < 1 or split >= n_all:
                 raise ValueError(f"validation_split: {validation_split} of {n_all} rows leaves an empty "
                                  "training or validation set")
-            cut = lambda a: (None, None) if a is None else (a[:split], a[split:])
+            cut = lambda a: (_take_rows(a, 0, split), _take_rows(a, split, n_all))
             (X, Xv), (labels, lv), (target, tv), (w, wv) = cut(X), cut(labels), cut(target), cut(w)
             val = _Rows(self, Xv, lv, tv, wv)
-        batch = min(batch_size, X.shape[0])
+        n = X.shape[0]
+        batch = min(batch_size, n)
+        if self._batch_stats() and (batch < 2 or n % batch == 1):
+            raise ValueError(f"batch_size: BatchNorm in training needs at least 2 rows per batch, but batch_size="
+                             f"{batch_size} on {n} training rows leaves a batch of 1 row; choose another batch_size")
         train = _Rows(self, X, labels, target, w, batch, shuffle, metrics=bool(self.metrics))
         self._reserve(batch, "batch_size")
         if val is not None:
@@ -784,7 +945,14 @@ class Sequential:
         coord.raise_step_error(rc, epoch, bad, n_batches)
         if rc == _core.ERR_NONFINITE:
             self._raise_nonfinite(losses[bad], epoch, bad, n_batches, "fit")
+        if rc == _core.ERR_ARG and self._batch_stats():  # the engine refuses a batch of one row (Dask's last)
+            raise ValueError(f"batch_size: BatchNorm in training needs at least 2 rows per batch, but batch "
+                             f"{bad + 1} of epoch {epoch + 1} has 1 row; choose another batch_size")
         _core.check(rc, "fit")
+
+    def _last_step_lr(self):
+        """The rate of the last optimizer step under a per-step schedule (its first before any step)."""
+        return self.optimizer.lr(max(self._net.counters[1] - 1, 0))
 
     @staticmethod
     def _metric_pred(pred, y_true):
@@ -829,6 +997,7 @@ class Sequential:
     def _forward_train(self, X):
         """The training-mode output (dropout on, masks of the current step) without the link: a test hook."""
         X = self._prepare_x(X)
+        self._check_batch_rows(X.shape[0], "X")
         out = np.empty((X.shape[0], self._dims[-1]), dtype=self.dtype)
         _core.net_forward(self._net, X, X.shape[0], True, False, out)
         return out
@@ -923,7 +1092,7 @@ class _Solo:
 
     def epoch_begin(self, epoch, cbs):
         cbs.on_epoch_begin(epoch)
-        return self.model._push_optimizer(epoch)
+        return self.model._push_optimizer(self.model._epochs_seen)  # schedules count the model's epochs
 
     def raise_step_error(self, rc, epoch, batch, n_batches):
         """Nothing to add to the engine's own error code in one process."""

@@ -1,12 +1,15 @@
 """Model files (docs/FORMAT.md) from the user's side: `save`, `load`, `loads`, `dumps`.
 
-- `save(model, path, *, extra_metadata=None)`: the model file, written atomically (fastnn/_format.py);
-  the same as `model.save(path, extra_metadata=...)`.
+- `save(model, path, *, extra_metadata=None, include_optimizer=False)`: the model file, written
+  atomically (fastnn/_format.py); the same as `model.save(path, ...)`.  With include_optimizer it also
+  holds the training state (optimizer, its state, step counts, seed, epochs seen).
 - `load(path, seed=None)` / `loads(data, seed=None)`: read by the C reader (csrc/io.c), then rebuilt
   as a Sequential whose parameters are the file's bits, so its predictions are bitwise those of the
   saved model.  A model saved with a loss comes back compiled with that loss (and a fresh default
   optimizer); the file's metadata other than the format's own keys is the model's `metadata`; `seed`
   keys the shuffles and dropout masks of its further training, as the C API's fnn_model_fit's does.
+  A file with a training state comes back compiled with its optimizer and seeded with its seed (unless
+  `seed` says otherwise), and its `fit` continues with the bits of an uninterrupted one.
 - Pickling (`Sequential.__reduce__`) goes through the same bytes, plus the seed and the compile
   settings (loss, optimizer object, metrics); optimizer state such as momentum is not kept.
 - `load_weights`, `read_safetensors`, `LoadResult`: weights from other sources (fastnn/weights.py).
@@ -30,14 +33,14 @@ def architecture(model):
     return model.spec()
 
 
-def dumps(model, *, extra_metadata=None):
+def dumps(model, *, extra_metadata=None, include_optimizer=False):
     """The bytes of the model file of `model` (built)."""
-    return model._file_bytes(extra_metadata)
+    return model._file_bytes(extra_metadata, include_optimizer)
 
 
-def save(model, path, *, extra_metadata=None):
+def save(model, path, *, extra_metadata=None, include_optimizer=False):
     """Write the model file atomically: `path` holds the old file or the new one, never a torn one."""
-    model.save(path, extra_metadata=extra_metadata)
+    model.save(path, extra_metadata=extra_metadata, include_optimizer=include_optimizer)
 
 
 def load(path, *, seed=None):

@@ -42,6 +42,10 @@ what they mean in scikit-learn):
   weighted loss is scikit-learn's weighted mean (exact when a batch holds the whole data set).
 - The parameters are float32 for float32 X and float64 otherwise, as scikit-learn's are, unless
   `dtype` says which; a warm start or partial_fit keeps the dtype of the first fit.
+- Sparse X (scipy.sparse CSR and CSC, other formats converted to CSR, as scikit-learn takes them) is
+  converted to CSR once and densified by the engine a batch of rows at a time, never as a whole: the
+  stochastic solvers' batches, and for L-BFGS blocks of rows whose gradients are summed, each weighted
+  by its share of the rows.
 """
 import contextlib
 import functools
@@ -202,10 +206,37 @@ def _engine_seed(random_state, source):
     return int(source.randint(0, 2**31 - 1)) * 2**31 + int(source.randint(0, 2**31 - 1))
 
 
+def _is_sparse(X):
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+
+
+def _as_rows(X, dtype):
+    """Validated X in `dtype`: a C-contiguous array, or CSR for sparse X (the engine densifies a batch
+    of its rows at a time, never the whole matrix)."""
+    if _is_sparse(X):
+        return X.tocsr().astype(dtype, copy=False)
+    return np.asarray(X, dtype=dtype)
+
+
+def _check_sparse_numpy(X):
+    """A sparse X without scikit-learn: CSR of floats with finite values."""
+    X = X.tocsr()
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"X: found a sparse matrix with shape {X.shape}; at least 1 sample and 1 feature are required")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not np.all(np.isfinite(X.data)):
+        raise ValueError("X: contains NaN or infinity")
+    return X
+
+
 def _check_X_numpy(est, X, reset):
-    """Validation of X without scikit-learn: a finite 2-D numeric array with the fitted width."""
-    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError("X: sparse matrices are not supported; pass a dense array (X.toarray())")
+    """Validation of X without scikit-learn: a finite 2-D numeric array (or sparse matrix) with the
+    fitted width."""
+    if _is_sparse(X):
+        X = _check_sparse_numpy(X)
+        _check_width(est, X, reset)
+        return X
     X = np.asarray(X)
     if X.dtype.kind not in "fiub":
         try:
@@ -221,12 +252,20 @@ def _check_X_numpy(est, X, reset):
         X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
         raise ValueError("X: contains NaN or infinity")
+    _check_width(est, X, reset)
+    return X
+
+
+def _check_width(est, X, reset):
     if reset:
         est.n_features_in_ = X.shape[1]
     elif X.shape[1] != est.n_features_in_:
         raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
                          f"{est.n_features_in_} features as input.")
-    return X
+
+
+# scikit-learn's MLPs take CSR and CSC; check_array converts the other formats to CSR.
+_SPARSE = ["csr", "csc"]
 
 
 def _validate(est, X, y=None, *, reset, multi_output=True):
@@ -234,7 +273,7 @@ def _validate(est, X, y=None, *, reset, multi_output=True):
     suite expects), else a NumPy version."""
     dtype = (np.float64, np.float32)
     if HAVE_SKLEARN:
-        kwargs = dict(reset=reset, dtype=dtype, accept_sparse=False)
+        kwargs = dict(reset=reset, dtype=dtype, accept_sparse=_SPARSE)
         if y is not None:
             kwargs.update(multi_output=multi_output, y_numeric=False)
         fn = _sk_validate_data if _sk_validate_data is not None else \
@@ -262,7 +301,7 @@ def _name_the_argument(error, X, y, dtype):
     from sklearn.utils import check_array, check_consistent_length
     name = "y"
     try:
-        check_array(X, dtype=dtype, accept_sparse=False)
+        check_array(X, dtype=dtype, accept_sparse=_SPARSE)
     except (TypeError, ValueError):
         name = "X"
     else:
@@ -701,7 +740,7 @@ class _BaseMLP(_Base):
                 (X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64))
         else:
             dtype = self._model.dtype
-        X = np.asarray(X, dtype=dtype)
+        X = _as_rows(X, dtype)
         target, y_orig = self._encode_targets(y, first, incremental, classes, dtype)
         sw = _check_sample_weight(sample_weight, X.shape[0])
         w = self._with_class_weights(sw, target, incremental)
@@ -801,6 +840,7 @@ class _BaseMLP(_Base):
         start = sum(l.weight.size + l.bias.size for l in model.layers
                     if isinstance(l, _fnn.Dense) and not l.trainable)
         params, grads = model._params[start:], model._grads[start:]
+        X = model._prepare_x(X)  # checked and converted once (CSR once), not at every evaluation
 
         def loss_and_grad(x):
             np.copyto(params, x, casting="unsafe")
@@ -850,6 +890,11 @@ class _BaseMLP(_Base):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_model")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _check_fitted(self):
         if not hasattr(self, "_model"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
@@ -858,7 +903,7 @@ class _BaseMLP(_Base):
     def _forward(self, X):
         """The network's output for X (probabilities for classifiers) as float64."""
         self._check_fitted()
-        X = np.asarray(_validate(self, X, reset=False), dtype=self._model.dtype)
+        X = _as_rows(_validate(self, X, reset=False), self._model.dtype)
         with _threads(self.n_threads):
             return self._model.predict(X).astype(np.float64)
 

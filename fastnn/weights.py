@@ -4,7 +4,8 @@ from a dict of arrays (or torch tensors) or a safetensors file.
 - layout="fastnn": `layers.<i>.<parameter>` as a model file names them (`layers.<i>.weight` (in, out)
   and `layers.<i>.bias` for a Dense layer, i its index in model.layers).
 - layout="torch": a PyTorch state dict: the `<module>.weight` (out, in) and `<module>.bias` of each
-  nn.Linear, in module order, onto the model's layers that have parameters, in order.
+  nn.Linear, in module order, onto the model's Dense layers, in order (BatchNorm and LayerNorm layers
+  keep their parameters).
 
 Nothing is copied unless every check passes.  `read_safetensors(path)` reads any safetensors file's
 tensors (bfloat16 widened to float32), checked by the C reader's container checks.
@@ -184,7 +185,7 @@ def _plan_torch(model, tensors, strict, ordered):
     if strict and unexpected:
         raise ModelFormatError(f"load_weights: tensor {unexpected[0]!r} is not the weight or bias of an nn.Linear; "
                                f"layout='torch' maps only Linear layers onto Dense layers (strict=False ignores it)")
-    dense = [(i, l) for i, l in enumerate(model.layers) if l.parameters()]
+    dense = [(i, l) for i, l in enumerate(model.layers) if l.kind == "dense"]  # normalization layers keep theirs
     if strict and len(linear) != len(dense):
         found = ", ".join(p or "<root>" for p, _ in linear) or "none"
         raise ModelFormatError(f"load_weights: the state dict has {len(linear)} Linear layers ({found}) but the "

@@ -27,13 +27,22 @@ def activation(name, alpha=None):
     return {"type": "activation", "activation": name, "alpha": alpha}
 
 
+def batch_norm(momentum=0.99, epsilon=1e-3, **kw):
+    return dict({"type": "batch_norm", "momentum": momentum, "epsilon": epsilon, "trainable": True, "name": None}, **kw)
+
+
+def layer_norm(epsilon=1e-5, **kw):
+    return dict({"type": "layer_norm", "epsilon": epsilon, "trainable": True, "name": None}, **kw)
+
+
 def architecture(layers, input_dim=5, dtype="float32", loss=None):
     link = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(loss, "linear")
     return {"input_dim": input_dim, "dtype": dtype, "loss": loss, "link": link, "layers": layers}
 
 
 def tensors_for(arch, rng):
-    """Random weights for every Dense layer of `arch`: [(name, array)] in layer order."""
+    """Random parameters for every layer of `arch` that has some: [(name, array)] in layer order (a
+    BatchNorm's running variance positive)."""
     dt = np.dtype(arch["dtype"])
     width, out = arch["input_dim"], []
     for i, layer in enumerate(arch["layers"]):
@@ -42,6 +51,12 @@ def tensors_for(arch, rng):
             if layer.get("use_bias", True):
                 out.append((f"layers.{i}.bias", rng.normal(0, 0.5, layer["units"]).astype(dt)))
             width = layer["units"]
+        elif layer["type"] in ("batch_norm", "layer_norm"):
+            out.append((f"layers.{i}.gamma", rng.uniform(0.5, 1.5, width).astype(dt)))
+            out.append((f"layers.{i}.beta", rng.normal(0, 0.5, width).astype(dt)))
+            if layer["type"] == "batch_norm":
+                out.append((f"layers.{i}.moving_mean", rng.normal(0, 0.5, width).astype(dt)))
+                out.append((f"layers.{i}.moving_variance", rng.uniform(0.2, 2.0, width).astype(dt)))
     return out
 
 
@@ -93,7 +108,7 @@ def _link_merged(arch):
     layers, link = arch["layers"], arch.get("link", "linear")
     eff, folded = [], []
     for i, layer in enumerate(layers):
-        eff.append("linear" if layer["type"] == "dropout" else (layer.get("activation") or "linear"))
+        eff.append("linear" if layer["type"] not in ("dense", "activation") else (layer.get("activation") or "linear"))
         folded.append(False)
         if i and layer["type"] == "activation" and layers[i - 1]["type"] == "dense" and eff[i - 1] == "linear":
             eff[i - 1], folded[i] = eff[i], True
@@ -111,6 +126,13 @@ def reference_predict(arch, tensors, x):
             h = h @ tensors[f"layers.{i}.weight"].astype(np.float64)
             if layer.get("use_bias", True):
                 h = h + tensors[f"layers.{i}.bias"].astype(np.float64)
+        if layer["type"] == "batch_norm":
+            t = {k: tensors[f"layers.{i}.{k}"].astype(np.float64) for k in ("gamma", "beta", "moving_mean",
+                                                                          "moving_variance")}
+            h = t["gamma"] * (h - t["moving_mean"]) / np.sqrt(t["moving_variance"] + layer["epsilon"]) + t["beta"]
+        if layer["type"] == "layer_norm":
+            g, b = tensors[f"layers.{i}.gamma"].astype(np.float64), tensors[f"layers.{i}.beta"].astype(np.float64)
+            h = g * (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True) + layer["epsilon"]) + b
         if layer["type"] in ("dense", "activation"):
             name = layer.get("activation") or "linear"
             alpha = layer.get("alpha")

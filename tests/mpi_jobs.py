@@ -223,6 +223,47 @@ def job_hang(comm, out):
     os._exit(3)  # MPI_Finalize would wait for the stopped rank
 
 
+FEATURE_SHARDS = (64, 150)  # rank 0 the shorter: it takes empty steps
+
+
+def feature_model(dtype="float64"):
+    """max_norm, global gradient clipping and a per-step schedule, all applied after the exchange."""
+    m = fnn.Sequential([fnn.Dense(16, "relu", l2=1e-3, max_norm=0.8), fnn.Dense(3)], input_dim=12, dtype=dtype, seed=3)
+    lr = fnn.schedules.CosineDecayByStep(0.2, decay_steps=15, warmup_steps=4)
+    m.compile("cross_entropy", fnn.SGD(lr=lr, momentum=0.9, global_clipnorm=0.3))
+    return m
+
+
+def bn_model():
+    """BatchNorm with a rate of 0: only its running statistics move."""
+    m = fnn.Sequential([fnn.Dense(16), fnn.BatchNorm(momentum=0.8), fnn.Activation("relu"), fnn.Dense(3)],
+                       input_dim=12, dtype="float64", seed=3)
+    m.compile("cross_entropy", fnn.SGD(lr=0.0))
+    return m
+
+
+def job_features(comm, out):
+    """Clipping, max_norm and a per-step schedule over every exchange and from sparse shards; BatchNorm's
+    running statistics."""
+    r, size = comm.Get_rank(), comm.Get_size()
+    X, y = shards(size, rows=FEATURE_SHARDS)[r]
+    res = {}
+    for name, kw in (("shm", dict(shared_memory=True)), ("mpi", dict(shared_memory=False)),
+                     ("shm_overlap", dict(shared_memory=True, overlap=True))):
+        m = feature_model()
+        m.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0, distributed=fnn.distributed.MPI(**kw))
+        res["w_" + name] = flat(m)
+    import scipy.sparse
+    m = feature_model()  # sparse shards: densified a batch at a time, the same bits
+    m.fit(scipy.sparse.csr_matrix(X), y, epochs=2, batch_size=16, shuffle=False, verbose=0,
+          distributed=fnn.distributed.MPI(shared_memory=True))
+    res["w_sparse"] = flat(m)
+    m = bn_model()
+    m.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0, distributed=fnn.distributed.MPI())
+    res["bn"] = flat(m)
+    save(out, "features", r, **res)
+
+
 def job_dask(comm, out):
     """Each rank trains from its own blocks of one Dask array; the same as its rows in memory."""
     import dask.array as da

@@ -25,7 +25,7 @@ import pytest
 import fastnn as fnn
 from fastnn import _core
 from conftest import ROOT, SANITIZED, build_c, with_threads
-from _io_util import activation, architecture, dense, dropout, model_bytes
+from _io_util import activation, architecture, batch_norm, dense, dropout, layer_norm, model_bytes
 
 TESTS_C = os.path.join(ROOT, "csrc", "tests")
 
@@ -168,6 +168,9 @@ WRITER_CASES = {
         [dense(5, "relu", l1=1e-05, l2=0.1), dense(3, "leaky_relu", 3e16, l2=123456789.125),
          dense(2, "elu", -2.5e-7, l1=0.30000000000000004)], input_dim=3, dtype="float64", loss="huber"),
     "no loss": architecture([dense(2, "sigmoid"), dense(1)], input_dim=2),
+    "normalization and max_norm (schema 1.1)": architecture(
+        [dense(5, max_norm=2.5), batch_norm(momentum=0.9, epsilon=1e-05), activation("relu"),
+         layer_norm(epsilon=0.001, trainable=False), dense(3)], input_dim=4, loss="mse"),
 }
 
 
@@ -370,3 +373,48 @@ def test_a_loaded_models_seed_can_be_given_and_set(tmp_path):
         with pytest.raises(err, match="seed"):
             m.seed = bad
     assert m.seed == 4
+
+
+def test_c_trains_normalization_layers_with_pythons_bits(cprogs, tmp_path):
+    """fnn_model_fit on a file with BatchNorm, LayerNorm and a max_norm: the batch statistics, the running
+    ones, the gradients of gamma and beta and the constraint are the engine's, so C and Python train to
+    the same bits; C's save
+    drops a file's training state (Python's plain save does too); a batch of one row is refused."""
+    rng = np.random.default_rng(5)
+    m = fnn.Sequential([fnn.Dense(12, max_norm=0.7), fnn.BatchNorm(momentum=0.8), fnn.Activation("relu"), fnn.Dropout(0.2),
+                        fnn.Dense(8, "tanh"), fnn.LayerNorm(), fnn.Dense(3)], input_dim=10, seed=1)
+    m.compile("cross_entropy", optimizer=fnn.Adam(0.01))
+    m.train_on_batch(rng.normal(size=(20, 10)), rng.integers(0, 3, 20))
+    path = tmp_path / "pre.safetensors"
+    m.save(path, include_optimizer=True)  # C reads the training state and starts afresh, as from a plain file
+    m.save(tmp_path / "plain.safetensors")
+    rows = 100
+    X = rng.normal(size=(rows, 10)).astype(np.float32)
+    y = rng.integers(0, 3, rows).astype(np.int32)
+    X.tofile(tmp_path / "x.f32")
+    y.tofile(tmp_path / "y.i32")
+    args = [path, tmp_path / "c.safetensors", "--x", tmp_path / "x.f32", "--rows", rows, "--labels",
+            tmp_path / "y.i32", "--epochs", 2, "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+            "--seed", "4"]
+    r = run(cprogs["driver"], *args, "--batch", 30)  # a last batch of 10 rows
+    assert r.returncode == 0, r.stderr
+    py = fnn.load(tmp_path / "plain.safetensors", seed=4)
+    py.compile("cross_entropy", optimizer=fnn.SGD(lr=0.05, momentum=0.9))
+    py.fit(X, y, epochs=2, batch_size=30, verbose=0)
+    py.save(tmp_path / "py.safetensors")
+    assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "py.safetensors").read_bytes()
+    norms = np.linalg.norm(py.layers[0].weight, axis=0)
+    assert norms.max() <= 0.7 * (1 + 1e-6) and np.isclose(norms, 0.7, rtol=1e-5).any()  # the constraint bit
+    r = run(cprogs["driver"], *args, "--batch", 33)  # 100 = 3 x 33 + 1
+    assert r.returncode != 0 and "leaves a batch of 1 row" in r.stderr
+    # frozen (Keras's rule), the BatchNorm runs on its running statistics and leaves them alone, in C as
+    # in Python; a batch of one row is then fine
+    r = run(cprogs["driver"], *args, "--batch", 33, "--freeze", 2)
+    assert r.returncode == 0, r.stderr
+    py = fnn.load(tmp_path / "plain.safetensors", seed=4)
+    py.freeze(2)
+    py.compile("cross_entropy", optimizer=fnn.SGD(lr=0.05, momentum=0.9))
+    py.fit(X, y, epochs=2, batch_size=33, verbose=0)
+    py.save(tmp_path / "py.safetensors")
+    assert (tmp_path / "c.safetensors").read_bytes() == (tmp_path / "py.safetensors").read_bytes()
+    assert np.array_equal(py.layers[1].moving_mean, m.layers[1].moving_mean)

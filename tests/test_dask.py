@@ -143,6 +143,27 @@ def test_bad_blocks_are_named():
         m.fit(Xu, y, verbose=0)
 
 
+def test_batchnorm_trains_from_dask_blocks_and_a_last_batch_of_one_row_is_named():
+    """The batches of Dask blocks are those of the rows in memory, BatchNorm's statistics included; a
+    last batch of one row (rows not known before the blocks are read) stops fit with BatchNorm named."""
+    X, y = data(n=162)
+
+    def bn():
+        m = fnn.Sequential([fnn.Dense(16), fnn.BatchNorm(momentum=0.9), fnn.Activation("relu"), fnn.Dense(3)],
+                           input_dim=12, seed=1)
+        m.compile("cross_entropy", fnn.SGD(lr=0.05, momentum=0.9, clipnorm=0.5))
+        return m
+
+    a, b = bn(), bn()
+    a.fit(da.from_array(X, chunks=(50, 12)), da.from_array(y, chunks=50), batch_size=16, shuffle=False, verbose=0)
+    b.fit(X, y, batch_size=16, shuffle=False, verbose=0)
+    assert same(a, b) and not np.array_equal(a.layers[1].moving_mean, np.zeros(16))
+    with pytest.raises(ValueError, match=r"batch_size: BatchNorm in training needs at least 2 rows per batch, "
+                                         r"but batch 11 of epoch 1 has 1 row"):
+        bn().fit(da.from_array(X[:161], chunks=(50, 12)), da.from_array(y[:161], chunks=50), batch_size=16,
+                 shuffle=False, verbose=0)
+
+
 def test_fit_on_a_memory_mapped_array_reads_it_in_place(tmp_path):
     """64 MB of float32 rows memory-mapped read-only: fit keeps the anonymous memory (heap, copies) far
     below the file's size."""

@@ -191,3 +191,29 @@ def test_each_rank_trains_from_its_own_dask_blocks(tmp_path):
     for r in range(2):
         assert np.array_equal(res[r]["a"], res[r]["b"])
     assert np.array_equal(res[0]["a"], res[1]["a"])
+
+
+def test_clipping_max_norm_schedules_and_batchnorm_after_the_exchange(tmp_path):
+    """Global clipping, max_norm and a per-step schedule act on the averaged gradient, as one process
+    on the global batches does; every exchange, and sparse shards, give the same bits.  A BatchNorm keeps the running
+    statistics of its own rank's batches (rank 0's are the model's at the end), and a rank's empty
+    steps leave them alone."""
+    pytest.importorskip("scipy")
+    launch("features", 2, tmp_path)
+    res = load(tmp_path, "features", 2)
+    for key in res[0]:
+        assert np.array_equal(res[0][key], res[1][key]), key
+    ws = [res[0]["w_" + k] for k in ("shm", "mpi", "shm_overlap", "sparse")]
+    assert all(np.array_equal(ws[0], x) for x in ws[1:])
+    parts = jobs.shards(2, rows=jobs.FEATURE_SHARDS)
+    m = jobs.feature_model()
+    for _ in range(2):
+        for s in range(-(-max(len(x) for x, _ in parts) // 16)):
+            m.train_on_batch(np.concatenate([x[s * 16:(s + 1) * 16] for x, _ in parts]),
+                             np.concatenate([y[s * 16:(s + 1) * 16] for _, y in parts]))
+    np.testing.assert_allclose(ws[0], jobs.flat(m), rtol=1e-10, atol=1e-12)
+    assert np.linalg.norm(m.layers[0].weight, axis=0).max() <= 0.8 * (1 + 1e-12)
+    alone = jobs.bn_model()  # rank 0's batches, without the empty steps
+    alone.fit(*parts[0], epochs=2, batch_size=16, shuffle=False, verbose=0)
+    assert np.array_equal(res[0]["bn"], jobs.flat(alone))
+    assert not np.array_equal(alone.layers[1].moving_mean, np.zeros(16))

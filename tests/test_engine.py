@@ -42,9 +42,10 @@ def test_the_tables_are_read_from_c():
     assert _core.LOSS_LINKS == {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "linear",
                                 "mae": "linear", "huber": "linear"}
     assert set(_core.OPTIMIZERS) == {"sgd", "adam", "adamw", "rmsprop"}
-    assert set(_core.LAYER_KINDS) == {"dense", "dropout", "activation"}
+    assert set(_core.LAYER_KINDS) == {"dense", "dropout", "activation", "batch_norm", "layer_norm"}
+    assert set(_core.SCHEDULES) == {"none", "constant", "step", "exponential", "cosine"}
     # every code is distinct: a table is a bijection onto the C enum
-    for table in (_core.ACTIVATIONS, _core.LOSSES, _core.OPTIMIZERS, _core.LAYER_KINDS):
+    for table in (_core.ACTIVATIONS, _core.LOSSES, _core.OPTIMIZERS, _core.LAYER_KINDS, _core.SCHEDULES):
         assert sorted(table.values()) == list(range(len(table)))
     assert _core.strerror(_core.ERR_NONFINITE) == "non-finite value"
     assert _core.strerror(_core.ERR_NOMEM) == "out of memory"

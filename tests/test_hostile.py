@@ -631,6 +631,68 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("confusion_matrix num_classes small", lambda: M.confusion_matrix(Y20, Y20, num_classes=2), ValueError,
      r"y_true: label 2 is out of range for num_classes=2"),
     ("metrics.get unknown", lambda: M.get("auroc"), ValueError, r"metric: unknown name"),
+    # normalization, clipping, max_norm, per-step schedules, exact resume, sparse X
+    ("BatchNorm momentum>1", lambda: fnn.BatchNorm(momentum=1.5), ValueError, r"momentum: must be <= 1"),
+    ("BatchNorm momentum<0", lambda: fnn.BatchNorm(momentum=-0.1), ValueError, r"momentum: must be >= 0"),
+    ("BatchNorm momentum nan", lambda: fnn.BatchNorm(momentum=NAN), ValueError, r"momentum: must be finite"),
+    ("BatchNorm momentum str", lambda: fnn.BatchNorm(momentum="0.9"), TypeError, r"momentum: expected a real"),
+    ("BatchNorm epsilon 0", lambda: fnn.BatchNorm(epsilon=0), ValueError, r"epsilon: must be > 0"),
+    ("BatchNorm epsilon inf", lambda: fnn.BatchNorm(epsilon=INF), ValueError, r"epsilon: must be finite"),
+    ("BatchNorm name int", lambda: fnn.BatchNorm(name=3), TypeError, r"name: expected a str"),
+    ("BatchNorm fit last batch of 1 row", lambda: _bn_model().fit(X20[:17], Y20[:17], batch_size=8, verbose=0),
+     ValueError, r"batch_size: BatchNorm in training needs at least 2 rows"),
+    ("BatchNorm fit batch_size 1", lambda: _bn_model().fit(X20, Y20, batch_size=1, verbose=0), ValueError,
+     r"batch_size: BatchNorm"),
+    ("BatchNorm train_on_batch 1 row", lambda: _bn_model().train_on_batch(X20[:1], Y20[:1]), ValueError,
+     r"X: BatchNorm in training needs at least 2 rows per batch .*, got 1"),
+    ("BatchNorm compute_gradients 1 row", lambda: _bn_model().compute_gradients(X20[:1], Y20[:1]), ValueError,
+     r"X: BatchNorm"),
+    ("BatchNorm gamma shape", lambda: setattr(_bn_model().layers[1], "gamma", np.ones(2)), ValueError,
+     r"gamma: expected shape \(4,\)"),
+    ("BatchNorm gamma before build", lambda: setattr(fnn.BatchNorm(), "gamma", np.ones(2)), ValueError,
+     r"gamma: the model is not built"),
+    ("LayerNorm epsilon negative", lambda: fnn.LayerNorm(epsilon=-1e-5), ValueError, r"epsilon: must be > 0"),
+    ("LayerNorm epsilon str", lambda: fnn.LayerNorm(epsilon="1e-5"), TypeError, r"epsilon: expected a real"),
+    ("LayerNorm beta nan", lambda: setattr(_bn_model().layers[2], "beta", [NAN] * 4), ValueError,
+     r"beta: contains NaN"),
+    ("Dense max_norm 0", lambda: fnn.Dense(3, max_norm=0), ValueError, r"max_norm: must be > 0"),
+    ("Dense max_norm negative", lambda: fnn.Dense(3, max_norm=-1.0), ValueError, r"max_norm: must be > 0"),
+    ("Dense max_norm nan", lambda: fnn.Dense(3, max_norm=NAN), ValueError, r"max_norm: must be finite"),
+    ("Dense max_norm str", lambda: fnn.Dense(3, max_norm="2"), TypeError, r"max_norm: expected a real"),
+    ("SGD clipnorm 0", lambda: fnn.SGD(clipnorm=0), ValueError, r"clipnorm: must be > 0"),
+    ("SGD clipnorm negative", lambda: fnn.SGD(clipnorm=-1.0), ValueError, r"clipnorm: must be > 0"),
+    ("Adam clipvalue 0", lambda: fnn.Adam(clipvalue=0.0), ValueError, r"clipvalue: must be > 0"),
+    ("AdamW global_clipnorm nan", lambda: fnn.AdamW(global_clipnorm=NAN), ValueError, r"global_clipnorm: must be finite"),
+    ("RMSprop clipnorm str", lambda: fnn.RMSprop(clipnorm="1"), TypeError, r"clipnorm: expected a real"),
+    ("RMSprop two clips", lambda: fnn.RMSprop(clipnorm=1.0, global_clipnorm=1.0), ValueError,
+     r"Only one of clipnorm, clipvalue and global_clipnorm"),
+    ("optimizer clipnorm set negative", lambda: _fit_with_optimizer_attr("clipnorm", -1.0), ValueError,
+     r"optimizer: .* is not a setting the engine runs"),
+    ("WarmUp warmup_steps negative", lambda: S.WarmUp(0.1, -1), ValueError, r"warmup_steps: must be >= 0"),
+    ("WarmUp initial_lr 0", lambda: S.WarmUp(0.0, 5), ValueError, r"initial_lr: must be > 0"),
+    ("StepDecayByStep every 0", lambda: S.StepDecayByStep(0.1, every=0), ValueError, r"every: must be >= 1"),
+    ("StepDecayByStep drop 0", lambda: S.StepDecayByStep(0.1, drop=0), ValueError, r"drop: must be > 0"),
+    ("ExponentialDecayByStep decay_steps float", lambda: S.ExponentialDecayByStep(0.1, 0.5, 2.5), TypeError,
+     r"decay_steps: expected an int"),
+    ("ExponentialDecayByStep rate>1", lambda: S.ExponentialDecayByStep(0.1, 1.5, 10), ValueError,
+     r"decay_rate: must be <= 1"),
+    ("CosineDecayByStep min_lr > initial", lambda: S.CosineDecayByStep(0.1, 10, min_lr=1), ValueError,
+     r"min_lr: must be <= 0.1"),
+    ("CosineDecayByStep decay_steps 0", lambda: S.CosineDecayByStep(0.1, 0), ValueError, r"decay_steps: must be >= 1"),
+    ("CosineDecayByStep step negative", lambda: S.CosineDecayByStep(0.1, 5)(-1), ValueError, r"step: must be >= 0"),
+    ("save include_optimizer uncompiled", lambda: fnn.Sequential([fnn.Dense(2)], input_dim=3).save(
+        "x.st", include_optimizer=True), ValueError, r"include_optimizer: the model has no optimizer"),
+    ("save include_optimizer function lr", lambda: _compiled(optimizer=fnn.SGD(lr=lambda e: 0.1)).save(
+        "x.st", include_optimizer=True), ValueError, r"include_optimizer: the optimizer's lr is a function"),
+    ("ModelCheckpoint include_optimizer str", lambda: fnn.ModelCheckpoint("m.st", include_optimizer="yes"), TypeError,
+     r"include_optimizer: expected a bool"),
+    ("fit sparse X nan", lambda: _fit_sparse(NAN), ValueError, r"X: contains NaN or Inf"),
+    ("fit sparse X bad index", lambda: _fit_sparse(0.5, bad_index=True), ValueError,
+     r"X: column indices must lie in \[0, 5\)"),
+    ("predict sparse X wrong width", lambda: FITTED.predict(_sparse(f32(4, 6))), ValueError,
+     r"X: expected 5 features"),
+    ("evaluate sparse X complex", lambda: FITTED.evaluate(_sparse(f32(20, 5)).astype(np.complex64), Y20), TypeError,
+     r"X: expected a numeric sparse matrix"),
     # fnn.ops' own parameters
     ("gemm alpha nan", lambda: fnn.ops.gemm(f32(2, 2), f32(2, 2), alpha=NAN), ValueError, r"alpha: must be finite"),
     ("gemm beta str", lambda: fnn.ops.gemm(f32(2, 2), f32(2, 2), beta="1"), TypeError, r"beta: expected a real"),
@@ -645,6 +707,33 @@ PARAM_CASES = [  # (id, callable, exception, pattern)
     ("mse scalar", lambda: fnn.ops.mse(np.float32(1), np.float32(1)), ValueError, r"pred: expected an array"),
     ("cross_entropy ragged", lambda: fnn.ops.cross_entropy(f32(2, 2), [[0], [0, 1]]), ValueError, r"target: cannot be read"),
 ]
+
+
+def _bn_model():
+    m = fnn.Sequential([fnn.Dense(4), fnn.BatchNorm(), fnn.LayerNorm(), fnn.Dense(3)], input_dim=5, seed=0)
+    m.compile("cross_entropy")
+    return m
+
+
+def _fit_with_optimizer_attr(name, value):
+    opt = fnn.SGD()
+    setattr(opt, name, value)
+    return _compiled(optimizer=opt).fit(X20, Y20, verbose=0)
+
+
+def _sparse(a):
+    pytest.importorskip("scipy")
+    import scipy.sparse
+    return scipy.sparse.csr_matrix(a)
+
+
+def _fit_sparse(value, bad_index=False):
+    pytest.importorskip("scipy")
+    X = _sparse(X20)
+    X.data[0] = value
+    if bad_index:
+        X.indices[0] = 5
+    return _model().fit(X, Y20, verbose=0)
 
 
 def _save_with_metadata(metadata):
@@ -766,7 +855,8 @@ def test_every_public_function_is_in_a_table():
                "set_num_threads", "load", "loads"}
     wanted |= {f"metrics.{n}" for n in ("accuracy", "top_k_accuracy", "precision", "recall", "f1", "confusion_matrix",
                                         "auc", "log_loss", "mse", "mae", "r2")}
-    wanted |= {"CSVLogger", "LambdaCallback"}
+    wanted |= {"CSVLogger", "LambdaCallback", "BatchNorm", "LayerNorm", "WarmUp", "StepDecayByStep",
+               "ExponentialDecayByStep", "CosineDecayByStep"}
     # parameter rows name the method without the class: "fit epochs negative" is about Sequential.fit
     covered = subjects | {f"{prefix}.{s}" for s in subjects for prefix in ("Sequential", "ops", "metrics")}
     missing = sorted(wanted - covered)

@@ -214,6 +214,13 @@ def rebuild(header, body, **kw):
     return raw_file(header, body, **kw)
 
 
+def renamed(header, body, old, new):
+    """The file with tensor `old` listed under the name `new`."""
+    h = json.loads(json.dumps(header))
+    h[new] = h.pop(old)
+    return rebuild(h, body)
+
+
 def test_reject_sizes(simple):
     _, data, _ = simple
     header, body = split(data)
@@ -300,15 +307,9 @@ def test_reject_dtype_mismatch(simple):
 
 def test_reject_tensors_vs_architecture(simple, rng):
     header, body = header_of(simple)
-    h = json.loads(json.dumps(header))
-    h["layers.1.weight"] = h.pop("layers.2.weight")
-    rejects(rebuild(h, body), 'unexpected tensor "layers.1.weight"')
-    h = json.loads(json.dumps(header))
-    h["layers.02.bias"] = h.pop("layers.2.bias")
-    rejects(rebuild(h, body), 'unexpected tensor "layers.02.bias"')
-    h = json.loads(json.dumps(header))
-    h["extra"] = h.pop("layers.2.bias")
-    rejects(rebuild(h, body), 'unexpected tensor "extra"')
+    rejects(renamed(header, body, "layers.2.weight", "layers.1.weight"), 'unexpected tensor "layers.1.weight"')
+    rejects(renamed(header, body, "layers.2.bias", "layers.02.bias"), 'unexpected tensor "layers.02.bias"')
+    rejects(renamed(header, body, "layers.2.bias", "extra"), 'unexpected tensor "extra"')
     # a missing tensor: drop the last one (its bytes too)
     h = json.loads(json.dumps(header))
     start = h["layers.2.bias"]["data_offsets"][0]
@@ -534,3 +535,74 @@ def test_numbers_parse_in_any_c_locale(rng):
         assert m.layers[0]["alpha"] == 0.15 and m.layers[1]["p"] == 0.25
     finally:
         locale.setlocale(locale.LC_NUMERIC, before)
+
+
+# ---- schema 1.1: normalization layers and max_norm ---------------------------------------------------------
+
+from _io_util import batch_norm, layer_norm  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_normalization_layers_round_trip_and_predict(dtype, rng):
+    arch = architecture([dense(6, max_norm=2.5), batch_norm(momentum=0.8, epsilon=0.01), activation("relu"),
+                         layer_norm(epsilon=1e-3), dense(4, "tanh"), batch_norm(), dense(3)], dtype=dtype,
+                        loss="cross_entropy")
+    data, tensors = model_bytes(arch, rng)
+    assert split(data)[0]["__metadata__"]["fastnn_schema"] == "1.1"
+    m = load(data)
+    assert list(m.tensors()) == list(tensors)
+    assert all(np.array_equal(m.tensors()[k], a) for k, a in tensors.items())
+    layers = m.layers
+    assert layers[0]["max_norm"] == 2.5 and layers[4]["max_norm"] is None
+    assert (layers[1]["momentum"], layers[1]["epsilon"], layers[3]["epsilon"]) == (0.8, 0.01, 1e-3)
+    x = rng.normal(size=(11, 5))
+    np.testing.assert_allclose(m.predict_native(x), reference_predict(arch, tensors, x), rtol=TOL[dtype],
+                               atol=TOL[dtype])
+    model = fnn.saving.loads(data)
+    assert np.array_equal(model.predict(x.astype(dtype)), m.predict_native(x.astype(dtype)))
+
+
+def test_normalization_defaults(rng):
+    """momentum and epsilon may be left out: Keras's BatchNormalization defaults, PyTorch's LayerNorm epsilon."""
+    arch = architecture([{"type": "batch_norm"}, {"type": "layer_norm"}], dtype="float64")
+    data, _ = model_bytes(arch, rng)
+    bn, ln = load(data).layers
+    assert (bn["momentum"], bn["epsilon"], ln["epsilon"]) == (0.99, 1e-3, 1e-5)
+
+
+def test_reject_normalization_layers(rng):
+    arch = architecture([dense(4), batch_norm(), layer_norm(), dense(2)])
+    data, _ = model_bytes(arch, rng)
+    header, body = split(data)
+
+    def with_arch(change, schema="1.1"):
+        h = json.loads(json.dumps(header))
+        a = json.loads(h["__metadata__"]["architecture"])
+        change(a)
+        h["__metadata__"]["architecture"] = json.dumps(a)
+        h["__metadata__"]["fastnn_schema"] = schema
+        return rebuild(h, body)
+
+    rejects(with_arch(lambda a: None, "1.0"), "layers[1] is a batch_norm layer, which needs schema 1.1")
+    rejects(with_arch(lambda a: a["layers"][0].update(max_norm=1.0), "1.0"), "layers[0] max_norm needs schema 1.1")
+    rejects(with_arch(lambda a: a["layers"][0].update(max_norm=0)), "layers[0] max_norm = 0 is outside (0, inf]")
+    rejects(with_arch(lambda a: a["layers"][1].update(momentum=1.5)), "layers[1] momentum = 1.5 is outside [0, 1]")
+    rejects(with_arch(lambda a: a["layers"][1].update(epsilon=0)), "layers[1] epsilon = 0 is outside (0, inf]")
+    rejects(with_arch(lambda a: a["layers"][2].update(epsilon=-1)), "layers[2] epsilon")
+    rejects(with_arch(lambda a: a["layers"][2].update(momentum=0.9)), 'layers[2] (layer_norm) has an unknown key "momentum"')
+    rejects(with_arch(lambda a: a["layers"][1].update(units=4)), 'layers[1] (batch_norm) has an unknown key "units"')
+    # the tensors: each one present, shaped (units,), in the model's dtype
+    for name in ("layers.1.moving_variance", "layers.2.beta"):
+        h = json.loads(json.dumps(header))
+        h[name]["shape"] = [2, 2]
+        rejects(rebuild(h, body), f'tensor "{name}" has shape [2, 2] but layer', "expected [4]")
+    rejects(renamed(header, body, "layers.1.moving_variance", "layers.1.moving_var"),
+            'unexpected tensor "layers.1.moving_var"')
+    rejects(renamed(header, body, "layers.2.beta", "layers.2.moving_mean"), 'unexpected tensor "layers.2.moving_mean"')
+    # a newer minor schema: unknown keys of a normalization layer are ignored
+    h = json.loads(json.dumps(header))
+    a = json.loads(h["__metadata__"]["architecture"])
+    a["layers"][1]["renorm"] = True
+    h["__metadata__"]["architecture"] = json.dumps(a)
+    h["__metadata__"]["fastnn_schema"] = "1.7"
+    assert load(rebuild(h, body)).layers[1]["type"] == "batch_norm"

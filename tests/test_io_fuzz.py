@@ -16,7 +16,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn import _core
-from _io_util import activation, architecture, dense, dropout, model_bytes, raw_file
+from _io_util import activation, architecture, batch_norm, dense, dropout, layer_norm, model_bytes, raw_file
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -31,8 +31,14 @@ def _seeds():
         architecture([dense(3, "leaky_relu", 0.2), activation("tanh"), dense(2, "sigmoid", use_bias=False)],
                      input_dim=2, dtype="float64", loss="binary_cross_entropy"),
         architecture([activation("softmax")], input_dim=3),
+        architecture([dense(4, max_norm=2.0), batch_norm(), activation("relu"), layer_norm(), dense(2)], input_dim=3,
+                     loss="mse"),
     ]
-    return [model_bytes(a, rng)[0] for a in archs]
+    seeds = [model_bytes(a, rng)[0] for a in archs]
+    m = fnn.Sequential([fnn.Dense(3), fnn.BatchNorm(), fnn.Dense(2)], input_dim=2, seed=1)  # a training state
+    m.compile("mse", optimizer=fnn.Adam(lr=fnn.schedules.CosineDecayByStep(0.1, 10), clipnorm=1.0))
+    m.train_on_batch(np.ones((4, 2)), np.zeros((4, 2)))
+    return seeds + [fnn.saving.dumps(m, include_optimizer=True)]
 
 
 SEEDS = _seeds()

@@ -205,3 +205,32 @@ def test_soft_targets_outside_zero_one_are_refused_naming_the_row(loss, case):
     y[2] = (0.0, 1.0)
     loss_value = op(np.array([[3.0, -1.0]] * 4), y.astype(np.float64))[0]
     assert loss_value >= 0  # the edges are allowed
+
+
+def norm_model():
+    m = fnn.Sequential([fnn.Dense(3, max_norm=2.0), fnn.BatchNorm(), fnn.LayerNorm(), fnn.Dense(2)], input_dim=4,
+                       seed=0)
+    m.compile("mse")
+    return m
+
+
+@pytest.mark.parametrize("i,attr,value", [(0, "max_norm", 0.5), (1, "momentum", 0.5), (1, "epsilon", 0.1),
+                                          (2, "epsilon", 0.1)])
+def test_normalization_and_max_norm_settings_of_a_built_model_are_read_only(tmp_path, i, attr, value):
+    m = norm_model()
+    X = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    old = getattr(m.layers[i], attr)
+    with pytest.raises(AttributeError, match=rf"{attr} cannot change once the model is built"):
+        setattr(m.layers[i], attr, value)
+    assert getattr(m.layers[i], attr) == old
+    m.save(tmp_path / "m.safetensors")
+    assert fnn.load(tmp_path / "m.safetensors").predict(X).tobytes() == m.predict(X).tobytes()
+
+
+@pytest.mark.parametrize("attr", ["gamma", "beta", "moving_mean", "moving_variance"])
+def test_normalization_parameters_are_checked_in_the_models_dtype(attr):
+    m = norm_model()
+    before = m.get_weights()
+    with pytest.raises(ValueError, match=rf"{attr}.*overflows float32"):
+        setattr(m.layers[1], attr, np.array([1.0, 1e300, 1.0]))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(m.get_weights(), before))

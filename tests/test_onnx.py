@@ -234,6 +234,26 @@ def test_export_argument_errors(rt, tmp_path):
         fnn.from_onnx(3.5)
 
 
+@pytest.mark.parametrize("norm", [fnn.BatchNorm, fnn.LayerNorm])
+def test_normalization_layers_are_refused_by_name(rt, norm, tmp_path):
+    """BatchNorm and LayerNorm have no ONNX form yet: export says which layer, and writes nothing."""
+    m = fnn.Sequential([fnn.Dense(5), norm(name="the_norm"), fnn.Dense(2)], input_dim=3, seed=0)
+    with pytest.raises(ValueError, match=r"export_onnx: layer 'the_norm' \(%s\) has no ONNX form" % norm.__name__):
+        m.export_onnx(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_max_norm_is_a_training_constraint_that_exports_as_dense(rt, tmp_path, rng):
+    """max_norm acts on updates only: the exported graph runs as predict does."""
+    m = fnn.Sequential([fnn.Dense(6, "tanh", max_norm=0.5), fnn.Dense(3)], input_dim=4, seed=0)
+    m.compile("mse", optimizer=fnn.SGD(lr=0.5))
+    X = inputs(rng, 40, 4, "float32")
+    m.fit(X, rng.normal(size=(40, 3)), epochs=3, batch_size=8, verbose=0)
+    assert np.linalg.norm(m.layers[0].weight, axis=0).max() <= 0.5 * (1 + 1e-6)
+    m.export_onnx(tmp_path / "m.onnx")
+    np.testing.assert_allclose(run_ort(tmp_path / "m.onnx", X)[0], m.predict(X), rtol=1e-5, atol=1e-6)
+
+
 def test_export_replaces_a_file_atomically(rt, tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(b"old")
