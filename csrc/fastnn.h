@@ -105,8 +105,9 @@ FNN_API int  fnn_simd_max(void);        /* the highest level this CPU runs */
 FNN_API int  fnn_set_simd_level(int level); /* FNN_OK, or FNN_ERR_ARG if the CPU lacks it */
 FNN_API const char *fnn_simd_name(int level);
 FNN_API int  fnn_has_openmp(void);
-FNN_API void fnn_set_num_threads(int n); /* n < 1 means the OpenMP default */
-FNN_API int  fnn_get_num_threads(void);
+FNN_API void fnn_set_num_threads(int n); /* n < 1 means the OpenMP default; above fnn_max_threads(), that */
+FNN_API int  fnn_get_num_threads(void); /* the count, or fewer when this thread cannot start that many */
+FNN_API int  fnn_max_threads(void);     /* the bound: 4 per processor available, at most 1024 */
 
 /* ---- models (inference) ------------------------------------------------
  * Threads: any number of threads may call fnn_model_predict, fnn_model_evaluate and fnn_model_save on

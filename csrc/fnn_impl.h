@@ -163,7 +163,7 @@ void fnn_sgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, float alpha, con
 void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
                   const double *b, size_t ldb, double beta, double *c, size_t ldc, const double *bias, int act,
                   double act_alpha, int nt);
-/* The naive triple loop: the test oracle, and the fallback when packing buffers cannot be had. */
+/* The naive triple loop: the test oracle. */
 void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                    const float *b, size_t ldb, float beta, float *c, size_t ldc);
 void fnn_dgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
@@ -210,27 +210,29 @@ double fnn_dloss(int loss, const double *pred, const int64_t *labels, const doub
                  const double *sample_w, size_t rows, size_t cols, double param, double grad_scale, double *grad);
 
 /* ---- GEMM micro-kernel registry (gemm.c, kernels/) ------------------------
- * A micro-kernel computes one full MR x NR tile:  C = alpha * Apanel * Bpanel + beta*C,
- * where Apanel is packed k-major (MR values per k), FNN_ALIGN-aligned, and row p of Bpanel starts at
- * b + p*ldb (a packed panel, ldb = NR, or B read in place).  C is not read when beta == 0.
- * Partial tiles are handled by the caller. */
+ * A micro-kernel computes one full MR x NR tile:  C = Apanel * Bpanel (+ C when beta == 1), where
+ * Apanel is packed k-major (MR values per k, alpha applied by the packing), FNN_ALIGN-aligned, and
+ * row p of Bpanel starts at b + p*ldb (a packed panel, ldb = NR, or B read in place).  beta is 0 or 1
+ * (the GEMM scales C by any other beta first); C is not read when it is 0.  Partial tiles are
+ * handled by the caller.  Every kernel sums an element in one order, which the small-M kernel
+ * follows too: a chain of multiply-adds from zero over the k values of a call, then stored or added
+ * to C, so that a row's result never depends on the kernel, the tile or the other rows. */
 typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, size_t ldb, float *c,
-                                 size_t ldc, float alpha, float beta);
+                                 size_t ldc, float beta);
 typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, size_t ldb, double *c,
-                                 size_t ldc, double alpha, double beta);
-/* The same tile with A read in place, row-major with leading dimension lda (kernels/ukr_t.h: _da). */
-typedef void (*fnn_sgemm_ukra_fn)(size_t k, const float *a, size_t lda, const float *b, size_t ldb, float *c,
-                                  size_t ldc, float alpha, float beta);
-typedef void (*fnn_dgemm_ukra_fn)(size_t k, const double *a, size_t lda, const double *b, size_t ldb, double *c,
-                                  size_t ldc, double alpha, double beta);
+                                 size_t ldc, double beta);
 /* mr2/ukr2: an optional narrower tile (same nr) for products whose M is a poor multiple of mr
  * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none. */
-/* gemv: the small-M kernel (kernels/gemv_t.h) for m <= FNN_GEMV_MAX_M rows with A and B as stored. */
+/* gemv: the small-M kernel (kernels/gemv_t.h) for m <= FNN_GEMV_MAX_M rows, A and B at any strides
+ * (op(A)[i][p] = a[i*rsa + p*csa], op(B)[p][j] = b[p*rsb + j*csb]), alpha applied to each value of A
+ * as packing applies it, K in blocks of kc summed as the micro-kernels sum them; beta 0 or 1.  It
+ * needs no heap memory: the GEMM's fallback too. */
 #define FNN_GEMV_MAX_M 4
-typedef void (*fnn_sgemv_fn)(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                             const float *b, size_t ldb, float beta, float *c, size_t ldc, float *acc);
-typedef void (*fnn_dgemv_fn)(size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
-                             const double *b, size_t ldb, double beta, double *c, size_t ldc, double *acc);
+typedef void (*fnn_sgemv_fn)(size_t m, size_t n, size_t k, size_t kc, float alpha, const float *a, size_t rsa,
+                             size_t csa, const float *b, size_t rsb, size_t csb, float beta, float *c, size_t ldc);
+typedef void (*fnn_dgemv_fn)(size_t m, size_t n, size_t k, size_t kc, double alpha, const double *a, size_t rsa,
+                             size_t csa, const double *b, size_t rsb, size_t csb, double beta, double *c,
+                             size_t ldc);
 /* packt: the transposing copy of packing (kernels/packt_t.h), dst[p*dstride + r] = src[r*ld + p]. */
 typedef void (*fnn_spackt_fn)(size_t rows, size_t k, const float *src, size_t ld, float *dst, size_t dstride);
 typedef void (*fnn_dpackt_fn)(size_t rows, size_t k, const double *src, size_t ld, double *dst, size_t dstride);
@@ -241,7 +243,6 @@ typedef struct {
     fnn_sgemm_ukr_fn ukr2;
     fnn_sgemv_fn gemv;
     fnn_spackt_fn packt;
-    fnn_sgemm_ukra_fn ukra, ukra2; /* ukr and ukr2 reading A in place */
 } fnn_sgemm_kernel;
 typedef struct {
     int mr, nr, mc, kc, nc;
@@ -250,12 +251,12 @@ typedef struct {
     fnn_dgemm_ukr_fn ukr2;
     fnn_dgemv_fn gemv;
     fnn_dpackt_fn packt;
-    fnn_dgemm_ukra_fn ukra, ukra2;
 } fnn_dgemm_kernel;
 
-extern size_t fnn_gemm_blocks[5]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,
-                                    * 2 narrow), and the rows up to which B is read in place plus one
-                                    * (any value also turns off the small-M kernel) */
+extern size_t fnn_gemm_blocks[6]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,
+                                    * 2 narrow), the rows up to which B is read in place plus one (any
+                                    * value also turns off the small-M kernel), and (a test hook) 1 to
+                                    * run every product as if its packing buffers could not be had */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);

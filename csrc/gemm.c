@@ -7,6 +7,7 @@
 #include "fnn_impl.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -16,15 +17,10 @@
 #ifndef FNN_DIRECT_B_MAX_M
 #define FNN_DIRECT_B_MAX_M 64
 #endif
-/* Products with at most this many columns read a row-major A in place (whole tiles) instead of
- * packing it: each value of A would serve four tiles at most. */
-#ifndef FNN_DIRECT_A_MAX_N
-#define FNN_DIRECT_A_MAX_N 64
-#endif
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 
 /* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
-size_t fnn_gemm_blocks[5]; /* mc, kc, nc, tile (1 wide, 2 narrow), direct-B rows + 1 */
+size_t fnn_gemm_blocks[6]; /* mc, kc, nc, tile (1 wide, 2 narrow), direct-B rows + 1, no workspace */
 
 /* ---- per-thread packing workspace (repeated shapes allocate nothing) ---------------- */
 static float *fnn_sgemm_workspace(size_t n) {
@@ -38,28 +34,28 @@ static double *fnn_dgemm_workspace(size_t n) {
 #define FNN_P s
 #define KERNEL fnn_sgemm_kernel
 #define UKR_FN fnn_sgemm_ukr_fn
-#define UKRA_FN fnn_sgemm_ukra_fn
 #define PACKT_FN fnn_spackt_fn
+#define GEMV_FN fnn_sgemv_fn
 #include "gemm_t.h"
+#undef GEMV_FN
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
 #undef UKR_FN
-#undef UKRA_FN
 #undef PACKT_FN
 
 #define FNN_T double
 #define FNN_P d
 #define KERNEL fnn_dgemm_kernel
 #define UKR_FN fnn_dgemm_ukr_fn
-#define UKRA_FN fnn_dgemm_ukra_fn
 #define PACKT_FN fnn_dpackt_fn
+#define GEMV_FN fnn_dgemv_fn
 #include "gemm_t.h"
+#undef GEMV_FN
 #undef FNN_T
 #undef FNN_P
 #undef KERNEL
 #undef UKR_FN
-#undef UKRA_FN
 #undef PACKT_FN
 
 /* ---- public entry points ------------------------------------------------------------ */
@@ -98,7 +94,7 @@ double fnn_sgemm_ukr_rate(int tile, size_t k, double seconds) {
         double dt = 0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         do {
-            for (size_t p = 0; p < panels; p++) ukr(k, a + p * mr * k, b, nr, c + p * mr * nr, nr, 1.0f, 0.0f);
+            for (size_t p = 0; p < panels; p++) ukr(k, a + p * mr * k, b, nr, c + p * mr * nr, nr, 0.0f);
             reps++;
             clock_gettime(CLOCK_MONOTONIC, &t1);
             dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);

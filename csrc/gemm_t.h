@@ -5,11 +5,22 @@
  * With several threads, C is cut along tile boundaries into rectangles that threads take on demand,
  * each running the loop nest with its own packing buffers (no barrier but the final join).  K is never
  * split, so every element of C is summed in the same order whatever the thread count.
+ *
+ * A row's bits do not depend on the other rows either: every path (the micro-kernel on a full tile or
+ * on an edge tile, narrow or wide, B packed or read in place, the small-M kernel, the fallback without
+ * packing buffers) computes an element as the micro-kernel does: alpha multiplies each value of A
+ * (when A is packed), and per K block of kc (which depends on k alone) a chain of multiply-adds from
+ * zero is stored into C, or added to it for later blocks and for beta = 1.  Any other beta scales C
+ * once before the product, so that the kernels see 0 or 1.  The kernels thus do nothing but sum
+ * products, and no choice of the compiler (which products it fuses into FMAs) can differ between
+ * them.
  */
 #define T FNN_T
 
-/* op(A)[i][p] for the panel starting at row i0: dst[p*mr + r], zero rows past `rows`. */
-static void FNN_FN(pack_a)(PACKT_FN packt, int mr, size_t rows, size_t kc, const T *a, size_t lda, int ta, T *dst) {
+/* alpha*op(A)[i][p] for the panel starting at row i0: dst[p*mr + r], zero rows past `rows`.  alpha is
+ * applied here, to each value of A, so that the kernels only sum products (see the top). */
+static void FNN_FN(pack_a)(PACKT_FN packt, int mr, size_t rows, size_t kc, const T *a, size_t lda, int ta, T alpha,
+                           T *dst) {
     if (ta) { /* op(A)[i][p] = a[p*lda + i]: each p is a contiguous run of rows */
         for (size_t p = 0; p < kc; p++) {
             const T *src = a + p * lda;
@@ -23,6 +34,8 @@ static void FNN_FN(pack_a)(PACKT_FN packt, int mr, size_t rows, size_t kc, const
         for (size_t p = 0; p < kc && rows < (size_t)mr; p++)
             for (size_t r = rows; r < (size_t)mr; r++) dst[p * (size_t)mr + r] = 0;
     }
+    if (alpha != 1)
+        for (size_t i = 0; i < kc * (size_t)mr; i++) dst[i] *= alpha;
 }
 
 /* op(B)[p][j] for the panel starting at column j0: dst[p*nr + j], zero columns past `cols`. */
@@ -56,24 +69,11 @@ static void FNN_FN(scale_c)(size_t rows, size_t cols, T beta, T *c, size_t ldc) 
 /* The fused epilogue on a finished tile: c = act(c + bias). */
 static void FNN_FN(epilogue)(T *c, size_t ldc, size_t rows, size_t cols, const T *bias, int act,
                              T act_alpha) {
-    if (act == FNN_ACT_RELU && bias) { /* the common layer in one loop; relu as act_forward computes it */
-        for (size_t i = 0; i < rows; i++) {
-            T *FNN_RESTRICT ci = c + i * ldc;
-            for (size_t j = 0; j < cols; j++) {
-                T v = ci[j] + bias[j];
-                ci[j] = v < 0 ? (T)0 : v;
-            }
-        }
-        return;
-    }
     for (size_t i = 0; i < rows; i++) {
         T *ci = c + i * ldc;
         if (bias)
             for (size_t j = 0; j < cols; j++) ci[j] += bias[j];
-        if (act == FNN_ACT_RELU)
-            for (size_t j = 0; j < cols; j++) ci[j] = ci[j] < 0 ? (T)0 : ci[j];
-        else if (act != FNN_ACT_LINEAR)
-            FNN_FN(act_forward)(act, act_alpha, ci, ci, 1, cols, 1);
+        if (act != FNN_ACT_LINEAR) FNN_FN(act_forward)(act, act_alpha, ci, ci, 1, cols, 1);
     }
 }
 
@@ -91,26 +91,30 @@ void FNN_FN(gemm_ref)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, con
 
 /* Cache blocks of the active kernel for a product with M = m: the register tile (the narrower one
  * when the wide one would pad M by more than ~12% beyond it) and MC/KC/NC as whole tiles. */
-typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; PACKT_FN packt; UKRA_FN ukra; } FNN_FN(gemm_plan);
+typedef struct { size_t mr, nr, mc, kc, nc; UKR_FN ukr; PACKT_FN packt; GEMV_FN gemv; } FNN_FN(gemm_plan);
+
+/* K in equal blocks of at most KC (a multiple of 4), so that no block is a sliver.  KC depends on k
+ * alone: every element of C is summed in the same order whatever the threads and the other rows do. */
+static size_t FNN_FN(gemm_kc)(const KERNEL *kr, size_t k) {
+    size_t KC = fnn_gemm_blocks[1] ? fnn_gemm_blocks[1] : (size_t)kr->kc;
+    size_t nkb = (k + KC - 1) / KC;
+    return ((k + nkb - 1) / nkb + 3) & ~(size_t)3;
+}
 
 static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
-    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt, kr->ukra};
+    FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt, kr->gemv};
     if (kr->mr2) {
         size_t mr2 = (size_t)kr->mr2;
         int narrow = (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
         if (fnn_gemm_blocks[3]) narrow = fnn_gemm_blocks[3] == 2;
-        if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; p.ukra = kr->ukra2; }
+        if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; }
     }
     size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
-    size_t KC = fnn_gemm_blocks[1] ? fnn_gemm_blocks[1] : (size_t)kr->kc;
     size_t NC = fnn_gemm_blocks[2] ? fnn_gemm_blocks[2] : (size_t)kr->nc;
     p.mc = MC < p.mr ? p.mr : MC / p.mr * p.mr;
     p.nc = NC < p.nr ? p.nr : NC / p.nr * p.nr;
-    /* K in equal blocks of at most KC (a multiple of 4), so that no block is a sliver.  KC depends
-     * on k alone: every element of C is summed in the same order whatever the threads do. */
-    size_t nkb = (k + KC - 1) / KC;
-    p.kc = ((k + nkb - 1) / nkb + 3) & ~(size_t)3;
+    p.kc = FNN_FN(gemm_kc)(kr, k);
     return p;
 }
 
@@ -126,16 +130,13 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
     /* packed A, then packed B from the next FNN_ALIGN boundary (the kernels load B aligned) */
     const size_t per_line = FNN_ALIGN / sizeof(T);
     size_t a_len = (mc * kc + per_line - 1) / per_line * per_line;
-    T *pa = FNN_FN(gemm_workspace)(a_len + kc * nc);
+    T *pa = fnn_gemm_blocks[5] ? NULL : FNN_FN(gemm_workspace)(a_len + kc * nc);
     if (!pa) return -1;
     T *pb = pa + a_len;
     /* With few rows, each panel of B serves only a few tiles: the kernel reads B in place instead of
      * paying a packing pass over all of it (a partial last panel is still packed, zero-padded). */
     const size_t direct_max = fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M;
     const int direct_b = !tb && m <= direct_max;
-    /* With few columns, each packed value of A would serve a tile or two: full tiles of rows read A in
-     * place (the last, partial one is still packed, zero-padded). */
-    const int direct_a = !ta && pl->ukra && n <= FNN_DIRECT_A_MAX_N;
 
     for (size_t jc = 0; jc < n; jc += nc) {
         size_t ncur = n - jc < nc ? n - jc : nc;
@@ -153,9 +154,8 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
                 size_t mcur = m - ic < mc ? m - ic : mc;
                 for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                     size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
-                    if (direct_a && rows == mr) continue;
                     const T *src = ta ? a + pc * lda + ic + i0 : a + (ic + i0) * lda + pc;
-                    FNN_FN(pack_a)(pl->packt, (int)mr, rows, kcur, src, lda, ta, pa + i0 * kcur);
+                    FNN_FN(pack_a)(pl->packt, (int)mr, rows, kcur, src, lda, ta, alpha, pa + i0 * kcur);
                 }
                 for (size_t j0 = 0; j0 < ncur; j0 += nr) {
                     size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
@@ -165,20 +165,18 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
                     for (size_t i0 = 0; i0 < mcur; i0 += mr) {
                         size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
                         T *ct = c + (ic + i0) * ldc + jc + j0;
-                        const T *ap = pa + i0 * kcur, *aa = a + (ic + i0) * lda + pc;
-                        const int in_place_a = direct_a && rows == mr;
+                        const T *ap = pa + i0 * kcur;
                         if (rows == mr && cols == nr) {
-                            if (in_place_a) pl->ukra(kcur, aa, lda, bp, bld, ct, ldc, alpha, beta_cur);
-                            else pl->ukr(kcur, ap, bp, bld, ct, ldc, alpha, beta_cur);
-                        } else {
+                            pl->ukr(kcur, ap, bp, bld, ct, ldc, beta_cur);
+                        } else { /* an edge tile: the same kernel, and store, on a copy of it */
                             T tmp[FNN_MAX_TILE] __attribute__((aligned(FNN_ALIGN)));
-                            if (in_place_a) pl->ukra(kcur, aa, lda, bp, bld, tmp, nr, alpha, 0);
-                            else pl->ukr(kcur, ap, bp, bld, tmp, nr, alpha, 0);
-                            for (size_t i = 0; i < rows; i++)
-                                for (size_t j = 0; j < cols; j++) {
-                                    T *cij = ct + i * ldc + j;
-                                    *cij = beta_cur == 0 ? tmp[i * nr + j] : tmp[i * nr + j] + beta_cur * *cij;
-                                }
+                            if (beta_cur != 0) {
+                                memset(tmp, 0, mr * nr * sizeof(T));
+                                for (size_t i = 0; i < rows; i++)
+                                    memcpy(tmp + i * nr, ct + i * ldc, cols * sizeof(T));
+                            }
+                            pl->ukr(kcur, ap, bp, bld, tmp, nr, beta_cur);
+                            for (size_t i = 0; i < rows; i++) memcpy(ct + i * ldc, tmp + i * nr, cols * sizeof(T));
                         }
                         if (last && fused)
                             FNN_FN(epilogue)(ct, ldc, rows, cols, bias ? bias + jc + j0 : NULL, act, act_alpha);
@@ -190,16 +188,26 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
     return 0;
 }
 
+/* The product through the small-M kernel, FNN_GEMV_MAX_M rows at a time: no heap memory at all. */
+static void FNN_FN(gemm_rows)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_t m, size_t n, size_t k,
+                              T alpha, const T *a, size_t lda, const T *b, size_t ldb, T beta, T *c,
+                              size_t ldc, const T *bias, int act, T act_alpha) {
+    const size_t rsa = ta ? 1 : lda, csa = ta ? lda : 1, rsb = tb ? 1 : ldb, csb = tb ? ldb : 1;
+    for (size_t i = 0; i < m; i += FNN_GEMV_MAX_M) {
+        size_t r = m - i < FNN_GEMV_MAX_M ? m - i : FNN_GEMV_MAX_M;
+        pl->gemv(r, n, k, pl->kc, alpha, a + i * rsa, rsa, csa, b, rsb, csb, beta, c + i * ldc, ldc);
+    }
+    if (bias != NULL || act != FNN_ACT_LINEAR) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
+}
+
 /* gemm_block, or when its packing buffers cannot be allocated (gemm_block fails before it touches C)
- * the unblocked loop, which needs none, over the same sub-block.  Per sub-block, so that the parts of
- * C that other threads finished are not computed twice (beta and the epilogue would apply again). */
+ * gemm_rows, which needs none and gives the same bits, over the same sub-block.  Per sub-block, so
+ * that the parts of C that other threads finished are not computed twice. */
 static void FNN_FN(gemm_rect)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_t m, size_t n, size_t k,
                               T alpha, const T *a, size_t lda, const T *b, size_t ldb, T beta, T *c,
                               size_t ldc, const T *bias, int act, T act_alpha) {
-    if (FNN_FN(gemm_block)(pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha) == 0)
-        return;
-    FNN_FN(gemm_ref)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    if (bias != NULL || act != FNN_ACT_LINEAR) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
+    if (FNN_FN(gemm_block)(pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha) != 0)
+        FNN_FN(gemm_rows)(pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
 }
 
 void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
@@ -212,15 +220,16 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
         return;
     }
+    if (beta != 0 && beta != 1) { /* the kernels add C with one rounding: beta is 0 or 1 for them */
+        FNN_FN(scale_c)(m, n, beta, c, ldc);
+        beta = 1;
+    }
     /* A few rows (one-row predictions): stream B once instead of padding A to a register tile. */
     if (m <= FNN_GEMV_MAX_M && !ta && !tb && !fnn_gemm_blocks[4]) {
         const KERNEL *kr = FNN_FN(gemm_kernel_active)();
-        T *acc = FNN_FN(gemm_workspace)(m * n);
-        if (kr->gemv && acc) {
-            kr->gemv(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, acc);
-            if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
-            return;
-        }
+        const FNN_FN(gemm_plan) small = {.kc = FNN_FN(gemm_kc)(kr, k), .gemv = kr->gemv};
+        FNN_FN(gemm_rows)(&small, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
+        return;
     }
     const FNN_FN(gemm_plan) pl = FNN_FN(gemm_plan_for)(m, k);
     const size_t mt = (m + pl.mr - 1) / pl.mr, ntl = (n + pl.nr - 1) / pl.nr; /* tiles along M, N */
@@ -243,7 +252,7 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
     size_t pm = 1, pn = 1;
     if (nt > 1) {
         const int direct_b = !tb && m <= (fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M);
-        const double pack_a = ta ? 0.25 : n <= FNN_DIRECT_A_MAX_N ? 0.0 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
+        const double pack_a = ta ? 0.25 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
         double best = -1;
         for (size_t per = 1; per <= 4; per *= 2) {
             size_t want = per * (size_t)nt;

@@ -34,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #define FNN_HAVE_FSTAT 1
 #endif
 
@@ -1044,33 +1046,62 @@ int fnn_model_load_buffer(const void *data, size_t len, fnn_model **out) {
     return FNN_OK;
 }
 
+/* `path` opened for reading if it is a regular file; NULL with errno (EISDIR, EINVAL for a FIFO, a
+ * device or a socket) otherwise.  Opened without blocking and checked before anything is read: a
+ * FIFO with no writer would block open() itself, and a device read forever. */
+static FILE *open_regular(const char *path, const char **why) {
+    *why = NULL;
+#ifdef FNN_HAVE_FSTAT
+    int flags = O_RDONLY | O_NONBLOCK;
+#ifdef O_CLOEXEC
+    flags |= O_CLOEXEC;
+#endif
+#ifdef O_NOCTTY
+    flags |= O_NOCTTY;
+#endif
+    int fd = open(path, flags);
+    if (fd < 0) return NULL;
+    struct stat st;
+    int fl;
+    st.st_mode = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (fl = fcntl(fd, F_GETFL)) < 0 ||
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int isdir = S_ISDIR(st.st_mode);
+        *why = isdir ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file" : "not a regular file";
+        close(fd);
+        errno = isdir ? EISDIR : EINVAL;
+        return NULL;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return fp;
+#else
+    return fopen(path, "rb");
+#endif
+}
+
 int fnn_model_load(const char *path, fnn_model **out) {
+    if (out) *out = NULL;
     if (!out || !path) {
         fnn_io_set_error("fnn_model_load: %s is NULL", out ? "path" : "out");
         return FNN_ERR_ARG;
     }
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
+    const char *why;
+    FILE *fp = open_regular(path, &why);
     if (!fp) {
         int e = errno;
-        fnn_io_set_error("cannot open %s: %s", path, strerror(e));
+        if (why) fnn_io_set_error("cannot read %s: %s", path, why);
+        else fnn_io_set_error("cannot open %s: %s", path, strerror(e));
         errno = e;
         return FNN_ERR_IO;
     }
     unsigned char *buf = NULL;
     long size = -1;
     int rc = FNN_OK, e = 0;
-#ifdef FNN_HAVE_FSTAT
-    struct stat st;
-    int have_st = fstat(fileno(fp), &st) == 0;
-    if (!have_st || !S_ISREG(st.st_mode)) {
-        int isdir = have_st && S_ISDIR(st.st_mode);
-        fnn_io_set_error("cannot read %s: %s", path, isdir ? "a directory" : "not a regular file");
-        fclose(fp);
-        errno = isdir ? EISDIR : EINVAL;
-        return FNN_ERR_IO;
-    }
-#endif
     if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
     if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) {
         e = errno;

@@ -13,9 +13,9 @@
  * fnn_snet_free, fnn_snet_plan, fnn_snet_link, fnn_snet_set_loss, fnn_snet_set_optim,
  * fnn_snet_set_trainable, fnn_snet_get_counters, fnn_snet_set_counters, fnn_snet_workspace_info,
  * fnn_snet_step_threads, fnn_snet_reserve, fnn_snet_workspace_bytes, fnn_snet_step,
- * fnn_snet_fit_chunk, fnn_snet_gradient, fnn_snet_forward, fnn_snet_evaluate, fnn_snet_set_seed,
- * fnn_snet_set_grad_hook, fnn_snet_set_grads, fnn_snet_repack, fnn_snet_set_bf16, fnn_snet_input_ranges,
- * and the same with fnn_dnet_.
+ * fnn_snet_fit_chunk, fnn_snet_gradient, fnn_snet_forward, fnn_snet_evaluate, fnn_snet_copy_params,
+ * fnn_snet_set_seed, fnn_snet_set_grad_hook, fnn_snet_set_grads, fnn_snet_repack, fnn_snet_set_bf16,
+ * fnn_snet_input_ranges, and the same with fnn_dnet_.
  *
  * Low precision (lowp.h): a net whose plan has int8 or bfloat16 weights predicts and evaluates but
  * refuses to train (FNN_ERR_UNSUPPORTED); set_bf16 makes a float net's training steps multiply in

@@ -293,7 +293,8 @@ int  fnn_dnet_set_loss(fnn_dnet *net, int loss, double param);
 int  fnn_snet_link(const fnn_snet *net); /* FNN_ACT_SOFTMAX, _SIGMOID or _LINEAR */
 int  fnn_dnet_link(const fnn_dnet *net);
 /* The optimizer and its state: n_state values, fnn_optim_n_state(o) copies of the parameter layout.
- * The state buffer is the caller's and must outlive the net (or the next set_optim). */
+ * The state buffer is the caller's and must outlive the net (or the next set_optim that succeeds:
+ * once it returns, no call on the net uses the previous buffer any more). */
 int  fnn_snet_set_optim(fnn_snet *net, const fnn_optim_desc *o, float *state, size_t n_state);
 int  fnn_dnet_set_optim(fnn_dnet *net, const fnn_optim_desc *o, double *state, size_t n_state);
 int  fnn_snet_set_trainable(fnn_snet *net, int layer, int trainable);
@@ -311,6 +312,10 @@ int  fnn_dnet_reserve(fnn_dnet *net, size_t batch);
 /* Bytes of the workspace for `batch` rows (SIZE_MAX if that overflows): what reserve asks for. */
 size_t fnn_snet_workspace_bytes(fnn_snet *net, size_t batch);
 size_t fnn_dnet_workspace_bytes(fnn_dnet *net, size_t batch);
+/* dst (n_params values) = the parameters as they are between two steps: a consistent copy while
+ * another thread trains the net. */
+int  fnn_snet_copy_params(fnn_snet *net, float *dst);
+int  fnn_dnet_copy_params(fnn_dnet *net, double *dst);
 /* The rows the workspace holds and how many times it was allocated. */
 void fnn_snet_workspace_info(const fnn_snet *net, size_t *rows, int *n_allocs);
 void fnn_dnet_workspace_info(const fnn_dnet *net, size_t *rows, int *n_allocs);

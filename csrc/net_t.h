@@ -643,6 +643,12 @@ int FNN_FN(net_set_bf16)(struct NET *net, int on) { FNN_LOCKED(net, FNN_FN(net_s
 int FNN_FN(net_input_ranges)(struct NET *net, const fnn_rows *x, size_t n, size_t batch, float *lo_hi) {
     FNN_LOCKED(net, FNN_FN(net_input_ranges_)(net, x, n, batch, lo_hi));
 }
+static int FNN_FN(net_copy_params_)(const struct NET *net, T *dst) {
+    if (!dst && net->plan.n_params) return FNN_ERR_ARG;
+    if (net->plan.n_params) memcpy(dst, net->params, net->plan.n_params * sizeof(T));
+    return FNN_OK;
+}
+int FNN_FN(net_copy_params)(struct NET *net, T *dst) { FNN_LOCKED(net, FNN_FN(net_copy_params_)(net, dst)); }
 #undef FNN_LOCKED
 
 size_t FNN_FN(net_workspace_bytes)(struct NET *net, size_t batch) {

@@ -3,6 +3,9 @@
  * The SIMD level starts at the highest the CPU runs (or FASTNN_SIMD=generic|avx2|avx512 if that is
  * not higher) the first time any kernel asks for it.  The thread count is a process-wide setting
  * that each parallel region reads and passes down explicitly; OMP_NUM_THREADS sets its default.
+ * It is capped at fnn_max_threads(), and each calling thread gets no more threads than it was seen
+ * to be able to start (see fnn_get_num_threads): libgomp ends the process when it cannot create a
+ * thread, so that must never be left to it.
  */
 #include "fnn_impl.h"
 
@@ -13,6 +16,11 @@
 #include <threads.h>
 #ifdef _OPENMP
 #include <omp.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <ctype.h>
+#define FNN_PROBE_THREADS 1
+#endif
 #endif
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -152,12 +160,105 @@ int fnn_has_openmp(void) {
 #endif
 }
 
-void fnn_set_num_threads(int n) { atomic_store(&g_threads, n < 1 ? 0 : n); }
+/* The bound on every thread count: 4 per processor this process may run on (more only wait for a
+ * core), and never more than FNN_THREADS_CAP. */
+#define FNN_THREADS_CAP 1024
+int fnn_max_threads(void) {
+#ifdef _OPENMP
+    int procs = omp_get_num_procs();
+    if (procs < 1) procs = 1;
+    return procs > FNN_THREADS_CAP / 4 ? FNN_THREADS_CAP : 4 * procs;
+#else
+    return 1;
+#endif
+}
+
+void fnn_set_num_threads(int n) {
+    int cap = fnn_max_threads();
+    atomic_store(&g_threads, n < 1 ? 0 : n > cap ? cap : n);
+}
+
+#ifdef FNN_PROBE_THREADS
+/* The stack size libgomp gives its threads: OMP_STACKSIZE or GOMP_STACKSIZE (a number with an
+ * optional B, K, M or G suffix, K by default), else the default of a new thread (0 here). */
+static size_t omp_stacksize(void) {
+    const char *names[] = {"OMP_STACKSIZE", "GOMP_STACKSIZE"};
+    for (int i = 0; i < 2; i++) {
+        const char *s = getenv(names[i]);
+        if (!s) continue;
+        while (isspace((unsigned char)*s)) s++;
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (end == s) continue;
+        while (isspace((unsigned char)*end)) end++;
+        int shift = 10;
+        switch (tolower((unsigned char)*end)) {
+        case 'b': shift = 0; break;
+        case 'k': shift = 10; break;
+        case 'm': shift = 20; break;
+        case 'g': shift = 30; break;
+        default: break;
+        }
+        if (v > (SIZE_MAX >> shift)) return 0;
+        return (size_t)v << shift;
+    }
+    return 0;
+}
+
+static mtx_t probe_gate;
+static once_flag probe_once = ONCE_FLAG_INIT;
+static int probe_ok;
+static void probe_init(void) { probe_ok = mtx_init(&probe_gate, mtx_plain) == thrd_success; }
+static void *probe_wait(void *arg) {
+    (void)arg;
+    mtx_lock(&probe_gate); /* held by the prober until every thread exists */
+    mtx_unlock(&probe_gate);
+    return NULL;
+}
+
+/* How many threads (this one included, at most `want`) this thread can run at once: start want - 1
+ * threads with libgomp's stack size, all alive together, then let them end.  Where memory (an
+ * RLIMIT_AS, a cgroup) or a thread limit allows fewer, that many. */
+static int probe_threads(int want) {
+    call_once(&probe_once, probe_init);
+    if (!probe_ok || want <= 1) return want < 1 ? 1 : want;
+    pthread_t *t = malloc((size_t)(want - 1) * sizeof *t);
+    if (!t) return 1;
+    pthread_attr_t attr;
+    int have_attr = pthread_attr_init(&attr) == 0;
+    size_t stack = omp_stacksize();
+    if (have_attr && stack) pthread_attr_setstacksize(&attr, stack);
+    int made = 0;
+    mtx_lock(&probe_gate);
+    while (made < want - 1 && pthread_create(&t[made], have_attr ? &attr : NULL, probe_wait, NULL) == 0) made++;
+    mtx_unlock(&probe_gate);
+    for (int i = 0; i < made; i++) pthread_join(t[i], NULL);
+    if (have_attr) pthread_attr_destroy(&attr);
+    free(t);
+    return made + 1;
+}
+
+/* Per calling thread (libgomp keeps a pool of workers per thread that starts parallel regions): the
+ * count last probed for and what the probe allowed. */
+static _Thread_local int probed_for, probed_ok;
+#endif
 
 int fnn_get_num_threads(void) {
 #ifdef _OPENMP
     int n = atomic_load(&g_threads);
-    return n > 0 ? n : omp_get_max_threads();
+    if (n <= 0) {
+        n = omp_get_max_threads();
+        int cap = fnn_max_threads();
+        if (n > cap) n = cap;
+    }
+#ifdef FNN_PROBE_THREADS
+    if (n > 1 && n != probed_for) {
+        probed_ok = probe_threads(n);
+        probed_for = n;
+    }
+    if (n > 1 && probed_ok < n) n = probed_ok;
+#endif
+    return n < 1 ? 1 : n;
 #else
     return 1;
 #endif

@@ -13,8 +13,13 @@
  * The file appears whole or not at all: a temporary file in the target's directory (created with
  * the permissions a new file gets, or given the replaced file's), written, fsync'ed and renamed over
  * the target, then the directory fsync'ed.  On any failure the temporary file is removed and the
- * target is left as it was.
+ * target is left as it was.  On Linux the temporary file is created unnamed (O_TMPFILE) and named
+ * with linkat only once complete, so a process killed while writing leaves nothing behind; where
+ * O_TMPFILE is not available it is named from the start, ".NAME.PID.N.tmp".
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* O_TMPFILE */
+#endif
 #include "model.h"
 
 #include <errno.h>
@@ -411,19 +416,38 @@ static int put_bf16_(int (*write_fn)(void *, const void *, size_t), void *ctx, c
     return 0;
 }
 
-/* The temporary file: a descriptor on POSIX systems (fsync before the rename), stdio elsewhere. */
+/* The temporary file: a descriptor on POSIX systems (fsync before the rename), stdio elsewhere;
+ * `unnamed` while an O_TMPFILE file has no name yet (sink_name_ gives it one). */
 typedef struct {
 #ifdef FNN_HAVE_POSIX_IO
     int fd;
 #else
     FILE *fp;
 #endif
+    int unnamed;
 } sink;
 
 static atomic_uint tmp_counter;
 
-/* Create a new temporary file named after `base` in `dir` (its name in tmp, cap bytes); 0 or errno. */
+#if defined(FNN_HAVE_POSIX_IO) && defined(O_TMPFILE) && defined(AT_SYMLINK_FOLLOW)
+#define FNN_HAVE_TMPFILE 1
+#endif
+
+/* Create a new temporary file in `dir`: unnamed where O_TMPFILE works (and /proc can name it
+ * later), else named after `base` (its name in tmp, cap bytes); 0 or errno. */
 static int sink_open_(sink *s, const char *dir, const char *base, char *tmp, size_t cap) {
+    s->unnamed = 0;
+#ifdef FNN_HAVE_TMPFILE
+    if (access("/proc/self/fd", X_OK) == 0) {
+        s->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+        if (s->fd >= 0) {
+            s->unnamed = 1;
+            tmp[0] = '\0';
+            return 0;
+        }
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT) return errno;
+    }
+#endif
     for (int attempt = 0; attempt < 100; attempt++) {
         unsigned k = atomic_fetch_add(&tmp_counter, 1u);
 #ifdef FNN_HAVE_POSIX_IO
@@ -460,13 +484,41 @@ static int sink_write_(void *ctx, const void *p, size_t n) {
 #endif
 }
 
-/* Flush to the disk (when ok) and close; 0 or errno. */
-static int sink_close_(sink *s, int ok) {
+#ifdef FNN_HAVE_POSIX_IO
+/* Give the complete unnamed file of `s` a fresh temporary name in `dir` (in tmp); 0 or errno.  linkat
+ * through /proc with AT_SYMLINK_FOLLOW, as open(2) describes (AT_EMPTY_PATH would need privileges). */
+static int sink_name_(sink *s, const char *dir, const char *base, char *tmp, size_t cap) {
+#ifdef FNN_HAVE_TMPFILE
+    char proc[48];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", s->fd);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned k = atomic_fetch_add(&tmp_counter, 1u);
+        snprintf(tmp, cap, "%s/.%s.%lx.%x.tmp", dir, base, (unsigned long)getpid(), k);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) return 0;
+        if (errno != EEXIST) {
+            int err = errno ? errno : EIO;
+            tmp[0] = '\0';
+            return err;
+        }
+    }
+    tmp[0] = '\0';
+    return EEXIST;
+#else
+    (void)s, (void)dir, (void)base, (void)tmp, (void)cap;
+    return EINVAL;
+#endif
+}
+#endif
+
+/* Flush to the disk (when ok), name an unnamed file (when ok), and close; 0 or errno. */
+static int sink_close_(sink *s, int ok, const char *dir, const char *base, char *tmp, size_t cap) {
     int err = 0;
 #ifdef FNN_HAVE_POSIX_IO
     if (ok && fsync(s->fd) != 0) err = errno ? errno : EIO;
+    if (ok && !err && s->unnamed) err = sink_name_(s, dir, base, tmp, cap);
     if (close(s->fd) != 0 && !err && ok) err = errno ? errno : EIO;
 #else
+    (void)dir, (void)base, (void)tmp, (void)cap;
     if (ok && fflush(s->fp) != 0) err = errno ? errno : EIO;
     if (fclose(s->fp) != 0 && !err && ok) err = errno ? errno : EIO;
 #endif
@@ -519,11 +571,11 @@ static int write_atomic_(const char *path, const sbuf *head, const fnn_model *m,
                                                 : put_tensor_(sink_write_, &s, src, t[i].count, elem_(m, &t[i]));
         }
         if (bad) err = errno ? errno : EIO;
-        int cerr = sink_close_(&s, !bad);
+        int cerr = sink_close_(&s, !bad, dir, base, tmp, cap);
         if (!err) err = cerr;
         if (!err && rename(tmp, path) != 0) err = errno ? errno : EIO;
         if (err) {
-            remove(tmp);
+            if (tmp[0]) remove(tmp); /* an unnamed file that failed is gone with its descriptor */
             fnn_io_set_error("fnn_model_save: cannot write %s: %s", path, strerror(err));
         } else {
             sync_dir_(dir);

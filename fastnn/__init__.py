@@ -29,6 +29,7 @@ def build_info():
         "simd": _core.simd_level(),
         "simd_available": _core.simd_available(),
         "num_threads": _core.get_num_threads(),
+        "max_threads": _core.max_threads(),
         "compiler": _core.compiler(),
         "int8": _core.int8_path(),
         "bf16": _core.bf16_path(),
@@ -36,7 +37,9 @@ def build_info():
 
 
 def set_num_threads(n):
-    """Threads used by every parallel kernel from now on (at least 1). Without OpenMP this is 1."""
+    """Threads used by every parallel kernel from now on (at least 1). Without OpenMP this is 1.  A
+    count above build_info()["max_threads"] (4 per processor available, at most 1024) means that
+    bound; a calling thread that cannot start as many threads (a memory limit) gets as many as it can."""
     if isinstance(n, bool) or not isinstance(n, _numbers.Integral):
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < 1:
@@ -47,7 +50,8 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """Threads the parallel kernels use (OMP_NUM_THREADS, or the cores, unless set_num_threads)."""
+    """Threads the parallel kernels use on the calling thread (OMP_NUM_THREADS, or the cores, unless
+    set_num_threads; within the bound and what this thread can start)."""
     return _core.get_num_threads()
 
 from . import callbacks, metrics, schedules

@@ -17,6 +17,7 @@ cdef extern from "fnn_impl.h" nogil:
     int fnn_has_openmp()
     void fnn_set_num_threads(int n)
     int fnn_get_num_threads()
+    int fnn_max_threads()
     const char *fnn_strerror(int code)
 
 include "_names.pxi"

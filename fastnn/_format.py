@@ -11,13 +11,18 @@ Reading is the C reader's job (csrc/io.c, bound in fastnn/_io.pxi): one reader f
 - The schema a file declares is the oldest that holds it: "1.0", "1.1" for a file with a
   normalization layer, a max_norm or a training state, "1.2" for one with low-precision (int8,
   bfloat16) layers, so that older readers keep reading the rest.
-- `write_atomic(path, data)`: the bytes reach `path` whole or not at all: a temporary file in the same
-  directory, fsync, rename over `path`, fsync of the directory.  On any error the temporary file is
-  removed and an existing `path` is left as it was.
+- `write_atomic(path, data)`: the bytes reach `path` whole or not at all.  On Linux the file is written
+  unnamed (O_TMPFILE), fsync'ed, given a temporary name with linkat only once complete and renamed
+  over `path`, so a process killed while writing leaves no file behind; elsewhere (or on a file
+  system without O_TMPFILE) it is written under a temporary name ".NAME.PID.XXXXXXXX.tmp", and each
+  save removes the temporaries of that NAME left in the directory by processes that no longer
+  exist.  On any error the temporary file is removed and an existing `path` is left as it was.
 """
 import collections.abc
+import errno
 import json
 import os
+import secrets
 import struct
 import tempfile
 
@@ -137,26 +142,119 @@ def _file_mode(path):
     return 0o644
 
 
+# Linux's O_TMPFILE (None elsewhere; tests set it to None to exercise the named temporary file).
+_O_TMPFILE = getattr(os, "O_TMPFILE", None)
+
+
 def write_atomic(path, data):
     """Write `data` to `path` so that a crash leaves the old file or the new one, never a torn one."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    base = os.path.basename(path)
+    mode = _file_mode(path)
+    _remove_stale_temporaries(directory, base)
+    fd = _open_unnamed(directory)
+    if fd is None or not _write_and_rename(fd, None, data, mode, path, directory, base):
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=directory)
+        _write_and_rename(fd, tmp, data, mode, path, directory, base)
+    _fsync_dir(directory)
+
+
+# linkat errors that mean "this system cannot name an O_TMPFILE file" (/proc hidden or a file system
+# without hard links): the save is made again through a named temporary file.
+_NO_LINK = (errno.EXDEV, errno.EPERM, errno.ENOENT, errno.EOPNOTSUPP, errno.EMLINK)
+
+
+def _write_and_rename(fd, tmp, data, mode, path, directory, base):
+    """Write `data` to the open file `fd` (named `tmp`, or unnamed when tmp is None), fsync it, name it
+    if unnamed, and rename it over `path`.  False when an unnamed file cannot be named; on any other
+    error the temporary file is removed and the error raised."""
     try:
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), _file_mode(path))
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            if tmp is None:  # complete and on disk: only now does it get a name
+                try:
+                    tmp = _link_unnamed(f.fileno(), directory, base)
+                except OSError as e:
+                    if e.errno in _NO_LINK:
+                        return False
+                    raise
         os.replace(tmp, path)
     except BaseException:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+    return True
+
+
+def _open_unnamed(directory):
+    """A descriptor on a new unnamed file in `directory` (O_TMPFILE), or None where there is none."""
+    if _O_TMPFILE is None or not os.path.isdir("/proc/self/fd"):  # naming it later needs /proc
+        return None
+    try:
+        return os.open(directory, _O_TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # a kernel or file system without O_TMPFILE: the named temporary file
+        raise
+
+
+def _link_unnamed(fd, directory, base):
+    """Give the unnamed file `fd` a fresh temporary name in `directory` (linkat through /proc)."""
+    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N, open(2)'s recipe; os.link uses linkat (rather than
+    # link, which would link the symlink itself) only when given a directory descriptor
+    proc = os.open("/proc/self/fd", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        for _ in range(100):
+            tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            try:
+                os.link(str(fd), tmp, src_dir_fd=proc, follow_symlinks=True)
+                return tmp
+            except FileExistsError:
+                continue
+    finally:
+        os.close(proc)
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
+
+
+def _remove_stale_temporaries(directory, base):
+    """Remove ".BASE.PID.XXXXXXXX.tmp" files whose writer PID is no longer running: left by a save
+    that was killed while writing under a name (where O_TMPFILE is not available)."""
+    prefix = f".{base}."
+    try:
+        entries = [e.name for e in os.scandir(directory) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for name in entries:
+        parts = name[len(prefix):-len(".tmp")].split(".")
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 8:
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid() or _alive(pid):
+            continue
         try:
-            os.unlink(tmp)
+            os.unlink(os.path.join(directory, name))
         except OSError:
             pass
-        raise
-    _fsync_dir(directory)
+
+
+def _alive(pid):
+    if os.name != "posix":  # os.kill(pid, 0) would send Windows' CTRL_C_EVENT, not ask
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or not a pid we can ask about: leave its file
+    return True
 
 
 def _fsync_dir(directory):

@@ -8,7 +8,7 @@ cdef extern from "fnn_impl.h" nogil:
     void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a,
                       size_t lda, const double *b, size_t ldb, double beta, double *c, size_t ldc,
                       const double *bias, int act, double act_alpha, int nt)
-    size_t fnn_gemm_blocks[5]
+    size_t fnn_gemm_blocks[6]
     double fnn_sgemm_ukr_rate(int tile, size_t k, double seconds)
     void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
                        size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
@@ -40,13 +40,16 @@ def gemm(bint ta, bint tb, size_t m, size_t n, size_t k, double alpha,
                              NULL, 0, 0, nt)
 
 
-def _set_gemm_blocks(size_t mc=0, size_t kc=0, size_t nc=0, size_t tile=0, size_t direct_b=0):
-    """Override the GEMM cache blocks (0 = the kernel's own); for tuning runs, not thread-safe."""
+def _set_gemm_blocks(size_t mc=0, size_t kc=0, size_t nc=0, size_t tile=0, size_t direct_b=0,
+                     size_t no_workspace=0):
+    """Override the GEMM cache blocks (0 = the kernel's own); for tuning runs and tests, not thread-safe.
+    no_workspace=1 runs every product as if its packing buffers could not be allocated."""
     fnn_gemm_blocks[0] = mc
     fnn_gemm_blocks[1] = kc
     fnn_gemm_blocks[2] = nc
     fnn_gemm_blocks[3] = tile
     fnn_gemm_blocks[4] = direct_b
+    fnn_gemm_blocks[5] = no_workspace
 
 
 def _ukr_rate(int tile=0, size_t k=256, double seconds=0.3):

@@ -1,6 +1,8 @@
 # The training engine (csrc/plan.c, layer.c, net.c, optim.c, rng.h).  A Net wraps one C net over the
 # parameter, gradient and optimizer-state arrays that fastnn.models allocates; it keeps references to
-# them so that the C pointers stay valid.  Every method converts arguments and calls C without the GIL.
+# them so that the C pointers stay valid: a new optimizer state replaces the old reference only once C
+# has taken the new buffer (under the net's lock, after any running call), so C never holds a pointer
+# into an array Python has freed.  Every method converts arguments and calls C without the GIL.
 from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "net.h" nogil:
@@ -122,6 +124,8 @@ cdef extern from "net.h" nogil:
                          float *out)
     int fnn_dnet_forward(fnn_dnet *net, const fnn_rows *x, size_t rows, size_t batch, int training, int link,
                          double *out)
+    int fnn_snet_copy_params(fnn_snet *net, float *dst)
+    int fnn_dnet_copy_params(fnn_dnet *net, double *dst)
     int fnn_snet_gradient(fnn_snet *net, const fnn_rows *x, const int64_t *labels, const float *target,
                           const float *sample_w, size_t n, size_t batch, double *loss)
     int fnn_dnet_gradient(fnn_dnet *net, const fnn_rows *x, const int64_t *labels, const double *target,
@@ -405,18 +409,38 @@ cdef class Net:
         return fnn_act_name(fnn_dnet_link(self.d) if self.is_double else fnn_snet_link(self.s)).decode()
 
     def set_optim(self, dict o, state):
+        """The optimizer `o` over `state`; the previous state array stays referenced until C has let it go."""
         cdef fnn_optim_desc d = optim_desc(o)
         cdef float[::1] fs
         cdef double[::1] ds
         cdef int rc
-        self.state = state
         if self.is_double:
             ds = state
-            rc = fnn_dnet_set_optim(self.d, &d, &ds[0] if ds.shape[0] else NULL, ds.shape[0])
+            with nogil:
+                rc = fnn_dnet_set_optim(self.d, &d, &ds[0] if ds.shape[0] else NULL, ds.shape[0])
         else:
             fs = state
-            rc = fnn_snet_set_optim(self.s, &d, &fs[0] if fs.shape[0] else NULL, fs.shape[0])
+            with nogil:
+                rc = fnn_snet_set_optim(self.s, &d, &fs[0] if fs.shape[0] else NULL, fs.shape[0])
         check(rc, "optimizer")
+        self.state = state  # C points here now, and no call of it uses the old array any more
+
+    def copy_params(self):
+        """A copy of the parameters taken between two training steps (under the net's lock)."""
+        out = _np.empty_like(self.params)
+        cdef float[::1] fo
+        cdef double[::1] do
+        cdef int rc
+        if self.is_double:
+            do = out
+            with nogil:
+                rc = fnn_dnet_copy_params(self.d, &do[0] if do.shape[0] else NULL)
+        else:
+            fo = out
+            with nogil:
+                rc = fnn_snet_copy_params(self.s, &fo[0] if fo.shape[0] else NULL)
+        check(rc, "parameters")
+        return out
 
     def set_grad_hook(self, hook, bint layers=False, update_buffers=()):
         """Call hook.grad_event(event, layer, status, rows) from every step of net_fit_chunk, between the
@@ -453,8 +477,11 @@ cdef class Net:
             fnn_snet_set_grads(self.s, <float *>p)
 
     def set_trainable(self, int layer, bint trainable):
-        check(fnn_dnet_set_trainable(self.d, layer, trainable) if self.is_double
-              else fnn_snet_set_trainable(self.s, layer, trainable), "trainable")
+        cdef int rc
+        with nogil:
+            rc = fnn_dnet_set_trainable(self.d, layer, trainable) if self.is_double \
+                else fnn_snet_set_trainable(self.s, layer, trainable)
+        check(rc, "trainable")
 
     def set_seed(self, uint64_t seed):
         """Key the dropout masks of the following steps by `seed`."""

@@ -32,6 +32,10 @@ def get_num_threads():
     return fnn_get_num_threads()
 
 
+def max_threads():
+    return fnn_max_threads()
+
+
 def strerror(int code):
     return fnn_strerror(code).decode()
 

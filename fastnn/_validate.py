@@ -92,16 +92,33 @@ def real_array(x, name, kinds="biuf", what="real numbers"):
     return x
 
 
-def replacement(value, shape, name, what="real numbers"):
+def replacement(value, shape, name, what="real numbers", dtype=None):
     """A value about to be copied into a parameter buffer of `shape`: numbers of kind f/i/u (`what`
-    names them in the error), that shape, finite."""
+    names them in the error), that shape, finite; in `dtype` (the buffer's) when given, and finite
+    there too (cast_finite)."""
     value = np.asarray(value)
     if value.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {value.shape}")
     value = real_array(value, name, "fiu", what)
-    if value.dtype.kind == "f" and not all_finite(value if value.dtype in FLOAT_DTYPES else value.astype(np.float64)):
+    if value.dtype.kind == "f" and not all_finite(value):
         raise ValueError(f"{name}: contains NaN or Inf")
-    return value
+    return value if dtype is None else cast_finite(value, dtype, name)
+
+
+def cast_finite(value, dtype, name):
+    """`value` (finite real numbers) in `dtype`, a float dtype; ValueError naming `name` and the first
+    value that the cast would turn into Inf (1e300 is finite in float64, Inf in float32)."""
+    dtype = np.dtype(dtype)
+    if value.dtype == dtype:
+        return value
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = value.astype(dtype)
+    if not all_finite(out):
+        flat = np.flatnonzero(~np.isfinite(out.reshape(-1)))[0]
+        where = np.unravel_index(flat, value.shape) if value.ndim else ()
+        raise ValueError(f"{name}: the value {value.reshape(-1)[flat].item()!r} at index {tuple(map(int, where))} overflows "
+                         f"{dtype} (largest {np.finfo(dtype).max:.6g}); the model's parameters are {dtype}")
+    return out
 
 
 def target_array(t, name, like, *, check_finite=True):
@@ -112,6 +129,15 @@ def target_array(t, name, like, *, check_finite=True):
     if check_finite and not all_finite(t):
         raise ValueError(f"{name}: contains NaN or Inf")
     return t
+
+
+def probabilities(t, name, what="cross-entropy targets"):
+    """ValueError naming the first row and column of the 2-D `t` outside [0, 1]: a negative (or above
+    one) target makes a cross-entropy negative, or unbounded below, instead of a loss."""
+    bad = (t < 0) | (t > 1)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: {what} must lie in [0, 1] (probabilities); row {i}, column {j} is {t[i, j]!r}")
 
 
 def class_labels(t, name, n_rows, n_classes):

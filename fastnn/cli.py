@@ -53,6 +53,8 @@ def _number(kind, low, high=None, what=None):
 
 
 _positive_int = _number(int, 1)
+_threads = _number(int, 1, 65537, "a whole number from 1 to 65536")  # fnn.set_num_threads's range
+_seed = _number(int, 0, 2 ** 64, "a whole number in [0, 2**64)")
 _nonneg_int = _number(int, 0)
 _fraction = _number(float, 0.0, 1.0, "a number in [0, 1)")
 
@@ -148,6 +150,22 @@ def _fold_scaling(model, mean, scale):
     model.set_weights(weights)
 
 
+def _check_scaling(path, names, X, mean, scale, dtype):
+    """CLIError naming the first column whose standardisation overflows (finite values near 1e300
+    have an infinite variance: every standardised value became 0) or whose values, scaled, do not fit
+    the model's dtype; the saved model would refuse its own data."""
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = ((X - mean) / scale).astype(dtype)
+        ok = np.isfinite(mean) & np.isfinite(scale) & np.all(np.isfinite(scaled), axis=0)
+    if not ok.all():
+        j = int(np.flatnonzero(~ok)[0])
+        name = repr(names[j]) if names else str(j)
+        raise CLIError(f"{path}: column {name}: values from {X[:, j].min():.6g} to {X[:, j].max():.6g} overflow "
+                       f"{dtype} once standardised (rescale that column first)")
+
+
 def _summary_lines(task, model, Xv, yv):
     import numpy as np
 
@@ -186,12 +204,14 @@ def cmd_train(args):
     Xtr, ytr = X[tr], target[tr]
     Xva, yva = (X[va], target[va]) if va.size else (None, None)
     if args.scale:
-        mean = Xtr.mean(axis=0)
-        scale = Xtr.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused by _check_scaling, naming the column
+            mean = Xtr.mean(axis=0)
+            scale = Xtr.std(axis=0)
         scale[scale == 0] = 1.0
     else:
         mean, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
     dt = np.dtype(args.dtype)
+    _check_scaling(args.data, names, X, mean, scale, dt)
     Xtr_s = ((Xtr - mean) / scale).astype(dt)
     Xva_s = ((Xva - mean) / scale).astype(dt) if Xva is not None else None
     n_out = len(classes) if task == "classification" else (1 if target.ndim == 1 else target.shape[1])
@@ -260,25 +280,54 @@ def load_model(path):
         extra = json.loads(text) if text else {}
         if not isinstance(extra, dict):
             raise ValueError("not an object")
+        _check_cli_meta(extra, model)
     except ValueError as e:
         raise CLIError(f"{path}: the {_CLI_META} metadata is not valid ({e})") from None
     return model, extra
 
 
+def _check_cli_meta(extra, model):
+    """ValueError naming the first key of the command's metadata that does not fit `model`: it comes
+    from a file, and is checked as strictly as the file's own architecture."""
+    def names(key, count, what):
+        v = extra[key]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ValueError(f"{key}: expected a list of {what} names, got {v!r:.80}")
+        if len(v) != count:
+            raise ValueError(f"{key}: {len(v)} {what} names for a model with {count}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{key}: a {what} name appears twice")
+
+    task = extra.get("task")
+    if task is not None and task not in ("classification", "regression"):
+        raise ValueError(f"task: expected 'classification' or 'regression', got {task!r:.80}")
+    if extra.get("classes") is not None:
+        names("classes", max(model.n_outputs, 2), "class")
+    if extra.get("features") is not None:
+        names("features", model.input_dim, "input column")
+    target = extra.get("target")
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"target: expected a column name, got {target!r:.80}")
+
+
 def _write_table(path, header, columns):
-    """CSV of `columns` (lists of strings or float arrays) to `path`, or stdout for '-'."""
+    """CSV of `columns` (lists of strings or float arrays) to `path`, or stdout for '-'.  A file is
+    written as model files are (whole or not at all: a full disk leaves the old one)."""
+    import io
+
+    from ._format import write_atomic
+
     rows = zip(*[[c if isinstance(c, str) else f"{c:.9g}" for c in col] for col in columns])
+    f = sys.stdout if path == "-" else io.StringIO(newline="")
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    if f is sys.stdout:
+        return
     try:
-        f = sys.stdout if path == "-" else open(path, "w", newline="", encoding="utf-8")
+        write_atomic(path, f.getvalue().encode("utf-8"))
     except OSError as e:
         raise CLIError(f"--out {path}: cannot write ({e.strerror or e})") from None
-    try:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-    finally:
-        if f is not sys.stdout:
-            f.close()
 
 
 def cmd_predict(args):
@@ -476,8 +525,8 @@ def build_parser():
     g.add_argument("--val-split", type=_fraction, default=0.1,
                    help="fraction of the rows held out at random for validation (default 0.1)")
     g.add_argument("--no-scale", dest="scale", action="store_false", help="do not standardise the features")
-    g.add_argument("--seed", type=_nonneg_int, default=0)
-    g.add_argument("--threads", type=_positive_int, help="threads (default: OMP_NUM_THREADS or the cores)")
+    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--threads", type=_threads, help="threads (default: OMP_NUM_THREADS or the cores)")
     s.add_argument("--out", default="model.safetensors", metavar="PATH", help="model file (default model.safetensors)")
     s.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(fn=cmd_train)
@@ -490,13 +539,13 @@ def build_parser():
     s.add_argument("data", metavar="DATA", help="CSV with a header row, .npz or .npy")
     s.add_argument("--out", default="-", metavar="PATH", help="CSV of predictions (default: standard output)")
     s.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
-    s.add_argument("--threads", type=_positive_int)
+    s.add_argument("--threads", type=_threads)
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("demo", help="train on the bundled handwritten digits: accuracy and speed in seconds")
     s.add_argument("--epochs", type=_positive_int, default=30)
     s.add_argument("--batch-size", type=_positive_int, default=64)
-    s.add_argument("--threads", type=_positive_int)
+    s.add_argument("--threads", type=_threads)
     s.add_argument("--compare", action="store_true", help="also fit scikit-learn's MLP (if installed) and compare")
     s.add_argument("--out", default="digits.safetensors", metavar="PATH", help="model file (default digits.safetensors)")
     s.set_defaults(fn=cmd_demo)

@@ -17,12 +17,19 @@ through the layer's type.
 - `BatchNorm(momentum=0.99, epsilon=1e-3)`, `LayerNorm(epsilon=1e-5)`: normalization (Keras's
   BatchNormalization and LayerNormalization over the features).
 
+Once its model is built, a layer's structural attributes (Dense's units, activation, alpha, use_bias,
+l1, l2, max_norm; Dropout's p; Activation's activation and alpha; BatchNorm's momentum and epsilon;
+LayerNorm's epsilon) are read-only: the engine's plan and the weights were laid out for them, and a
+model file written after a change would describe another network.  `trainable`, `weight` and `bias` change the model at once (and claim it against other
+threads, as Sequential's own changes do); `name` is free.
+
 A Dense layer of a quantized model (fastnn/quantization.py) has a `precision`: "int8" (parameters `weight`
 int8, `bias`, `weight_scale` per column, and `input_range` when calibrated; `input_scales` says
 "per_row" or "calibrated") or "bfloat16" (`weight` float32 holding bfloat16 values).  Its parameters
 are read-only: such a layer only predicts.  An int8 weight takes a quarter of the float slots of the
 model's buffer (`param_slots`), viewed as int8; the engine lays them out (fnn_layer_place).
 """
+import contextlib
 import math
 import weakref
 
@@ -100,6 +107,7 @@ class Layer:
 
     kind = "layer"
     _registry = {}  # kind -> class, filled by __init_subclass__
+    _STRUCTURE = ()  # attributes fixed once the model is built (what the plan and the weights follow)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -115,16 +123,41 @@ class Layer:
         self._views = {}    # parameter name -> (view of the parameters, view of the gradients)
         self._offsets = {}  # parameter name -> its offset in the model's flat buffer
 
+    def __setattr__(self, name, value):
+        if name in self._STRUCTURE and self.__dict__.get("_built"):
+            raise AttributeError(f"layer {self.name!r}: {name} cannot change once the model is built (the engine "
+                                 f"and the weights were laid out for {name}={getattr(self, name)!r}); build a new "
+                                 f"model to change it")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if name in self._STRUCTURE and self.__dict__.get("_built"):
+            raise AttributeError(f"layer {self.name!r}: {name} cannot be deleted once the model is built")
+        super().__delattr__(name)
+
+    @contextlib.contextmanager
+    def _changing(self, what):
+        """Claim the layer's model (if any) for this thread while `what` changes it."""
+        model = self._model() if self._model is not None else None
+        if model is None:
+            yield None
+            return
+        model._claim(f"{self.name}: {what}")
+        try:
+            yield model
+        finally:
+            model._release()
+
     @property
     def trainable(self):
         return self._trainable
 
     @trainable.setter
     def trainable(self, value):
-        self._trainable = bool(value)
-        model = self._model() if self._model is not None else None
-        if model is not None:
-            model._apply_trainable(self)
+        with self._changing("trainable") as model:
+            self._trainable = bool(value)
+            if model is not None:
+                model._apply_trainable(self)
 
     def _attach(self, model):
         if self._model is not None and self._model() is not None and self._model() is not model:
@@ -202,6 +235,7 @@ class Layer:
     def _bind(self, params, grads, offset, in_features):
         """Point the layer at its slices of the model's parameter and gradient buffers (a parameter of
         another dtype, an int8 weight, has its own view and no gradient)."""
+        self._built = True
         self._views = {}
         self._offsets = {}
         for name, shape, at, _ in _core.layer_tensors(self.descriptor(in_features, offset)):
@@ -251,6 +285,7 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    _STRUCTURE = ("units", "activation", "alpha", "use_bias", "l1", "l2", "max_norm")
 
     def __init__(self, units, activation=None, *, l2=0.0, l1=0.0, use_bias=True, kernel_init="auto",
                  max_norm=None, trainable=True, name=None):
@@ -321,7 +356,8 @@ class Dense(Layer):
         if self._precision:
             raise FastNNError(f"{self.name}: {what}: the layer is quantized ({self._precision}): its weights are "
                               "fixed; fastnn.dequantize(model) gives a float32 model to change")
-        np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
+        with self._changing(what):
+            np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}", dtype=dst.dtype))
 
     def spec(self):
         d = {"type": self.kind, "units": self.units, "activation": self.activation,
@@ -418,6 +454,7 @@ class Dropout(Layer):
     are the same under any thread count and differ from step to step."""
 
     kind = "dropout"
+    _STRUCTURE = ("p",)
 
     def __init__(self, p=_UNSET, *, keep_prob=None, name=None):
         super().__init__(name=name)
@@ -457,6 +494,7 @@ class Activation(Layer):
     """An activation as a layer: `Activation("leaky_relu", alpha=0.2)`."""
 
     kind = "activation"
+    _STRUCTURE = ("activation", "alpha")
 
     def __init__(self, activation, *, name=None, **params):
         super().__init__(name=name)
@@ -505,7 +543,8 @@ class _Norm(Layer):
         dst = self._view(what)
         if dst is None:
             raise ValueError(f"{self.name}: {what}: the model is not built yet (give input_dim or call fit)")
-        np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}"), casting="unsafe")
+        with self._changing(what):  # claimed and checked in the dtype, as Dense's weight and bias
+            np.copyto(dst, replacement(value, dst.shape, f"{self.name}: {what}", dtype=dst.dtype))
 
     def _describe(self, in_features):
         return dict(super()._describe(in_features), eps=self.epsilon)
@@ -535,6 +574,7 @@ class BatchNorm(_Norm):
     """
 
     kind = "batch_norm"
+    _STRUCTURE = ("momentum", "epsilon")
 
     def __init__(self, momentum=0.99, epsilon=1e-3, *, trainable=True, name=None):
         super().__init__(epsilon, trainable=trainable, name=name)
@@ -564,6 +604,7 @@ class LayerNorm(_Norm):
     y = gamma * (x - mean_row) / sqrt(var_row + epsilon) + beta, the same in training and inference."""
 
     kind = "layer_norm"
+    _STRUCTURE = ("epsilon",)
 
     def __init__(self, epsilon=1e-5, *, trainable=True, name=None):
         super().__init__(epsilon, trainable=trainable, name=name)

@@ -10,9 +10,19 @@ callbacks, and once per epoch for the metrics.
 X may be dense (any array-like) or a scipy.sparse matrix or array of any format, converted once to CSR
 (`_CSR`: int64 indptr and indices, values in the model's dtype, every index checked); the engine
 densifies a batch of rows at a time into its workspace, never the whole matrix.
+
+Threads: the calls that change a model (fit, train_on_batch, compute_gradients, compile, build,
+set_weights, load_weights, freeze, unfreeze, setting seed, save(include_optimizer=True), and a
+layer's trainable and parameters) claim it for their thread; while one thread holds it, the same
+calls from any other thread raise FastNNError (the holder's own thread, a callback inside fit say,
+may make them).  predict and evaluate take turns with
+the training steps on the C plan's lock, and get_weights and save copy the parameters under that
+lock, so from another thread they see the weights between two steps.
 """
+import functools
 import math
 import sys
+import threading
 import time
 
 import numpy as np
@@ -23,7 +33,7 @@ from . import optimizers as _optimizers
 from . import schedules as _schedules
 from . import weights as _weights
 from ._errors import FastNNError, NonFiniteLossError, NotCompiledError, NotFittedError
-from ._validate import all_finite, check_memory, integer, real_array, real_number, replacement
+from ._validate import all_finite, check_memory, integer, probabilities, real_array, real_number, replacement
 from .callbacks import CallbackList
 from .layers import Layer
 
@@ -112,14 +122,66 @@ def _as_dtype(x, name, dtype, ndim):
     return x
 
 
+def _exclusive(what):
+    """Method decorator: the call claims the model for its thread (Sequential._claim)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def method(self, *args, **kwargs):
+            self._claim(what)
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                self._release()
+        return method
+    return wrap
+
+
 def _mean_loss(losses, sizes):
     """Mean of per-batch losses weighted by batch rows.  Elementwise on purpose: a BLAS dot product here
     would wake NumPy's BLAS threads, whose spinning then competes with the engine's OpenMP threads."""
     return float((losses * sizes).sum() / sizes.sum())
 
 
+class _LayerList(list):
+    """Sequential.layers: a list that refuses changes once the model is built (the engine's plan,
+    the weights and what `save` writes follow the layers)."""
+
+    _frozen = False
+
+    def _refuse(self, *args, **kwargs):
+        if self._frozen:
+            raise AttributeError("layers cannot change once the model is built (the engine and the weights were "
+                                 "laid out for them); build a new Sequential to change them")
+
+    def _guarded(name):
+        def method(self, *args, **kwargs):
+            self._refuse()
+            return getattr(list, name)(self, *args, **kwargs)
+        method.__name__ = name
+        return method
+
+    for _name in ("append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "__setitem__",
+                  "__delitem__", "__iadd__", "__imul__"):
+        locals()[_name] = _guarded(_name)
+    del _name, _guarded
+
+    def __reduce__(self):
+        return (list, (list(self),))
+
+
+# Attributes of a Sequential fixed once it is built, as a built layer's structure is.
+_STRUCTURE = ("input_dim", "dtype", "layers")
+
+
 class Sequential:
     """A stack of layers trained by the C engine; see the module docstring and API.md."""
+
+    def __setattr__(self, name, value):
+        if name in _STRUCTURE and self.__dict__.get("_net") is not None:
+            was = "its layers" if name == "layers" else f"{name}={getattr(self, name)!r}"
+            raise AttributeError(f"{name} cannot change once the model is built (the engine and the weights were "
+                                 f"laid out for {was}); build a new Sequential to change it")
+        super().__setattr__(name, value)
 
     def __init__(self, layers=(), *, input_dim=None, dtype="float32", seed=None):
         if isinstance(layers, Layer):
@@ -128,7 +190,7 @@ class Sequential:
             layers = list(layers)
         except TypeError:
             raise TypeError(f"layers: expected a list of fastnn layers, got {type(layers).__name__}") from None
-        self.layers = []
+        self.layers = _LayerList()
         try:
             dtype = np.dtype(dtype)
         except TypeError:
@@ -152,6 +214,8 @@ class Sequential:
         self._epochs_seen = 0
         self.history = None  # the History of the last (or current) fit, kept when fit is interrupted
         self.metadata = {}   # str -> str written into the model file beside the architecture
+        self._owner_lock = threading.Lock()
+        self._owner = None   # (thread id, what it runs, depth) while a call changes the model
         for layer in layers:
             self.add(layer)
         if input_dim is not None:
@@ -170,12 +234,37 @@ class Sequential:
         seed = integer(value, "seed", low=0)
         if seed >= 2**64:
             raise ValueError(f"seed: must be below 2**64, got {value}")
-        self._seed = seed
-        if self._net is not None:
+        if self._net is None:
+            self._seed = seed
+            return
+        self._claim("seed")
+        try:
+            self._seed = seed
             self._net.set_seed(seed)
+        finally:
+            self._release()
+
+    # ---- threads --------------------------------------------------------------------------------
+
+    def _claim(self, what):
+        """Hold the model for this thread's `what` (re-entrant); FastNNError if another thread holds it."""
+        me = threading.get_ident()
+        with self._owner_lock:
+            owner = self._owner
+            if owner is not None and owner[0] != me:
+                raise FastNNError(f"{what}: the model is busy in another thread ({owner[1]}); a model that is "
+                                  "training or being changed refuses changes from other threads (predict and "
+                                  "evaluate may run meanwhile)")
+            self._owner = (me, what, 1) if owner is None else (me, owner[1], owner[2] + 1)
+
+    def _release(self):
+        with self._owner_lock:
+            me, what, depth = self._owner
+            self._owner = None if depth == 1 else (me, what, depth - 1)
 
     # ---- structure ------------------------------------------------------------------------------
 
+    @_exclusive("add")
     def add(self, layer):
         """Append a layer (before the model is built)."""
         if not isinstance(layer, Layer):
@@ -226,6 +315,7 @@ class Sequential:
         self._require_built("n_outputs")
         return self._dims[-1]
 
+    @_exclusive("build")
     def build(self, input_dim, *, initialize=True):
         """Allocate and initialise the parameters for `input_dim` input features.  initialize=False
         leaves them zero, for a caller that copies weights in next (an imported model)."""
@@ -249,9 +339,11 @@ class Sequential:
             layer._bind(params, grads, offsets[i], dims[i])
             if initialize:
                 layer.init_weights(np.random.default_rng([self.seed, i]))
+        self.input_dim = input_dim
         self._net = _core.Net(descs, input_dim, params, grads, self.seed)
         self._params, self._grads, self._dims = params, grads, dims
-        self.input_dim = input_dim
+        if isinstance(self.layers, _LayerList):
+            self.layers._frozen = True
         if self.loss is not None:
             self._configure()
 
@@ -302,6 +394,7 @@ class Sequential:
         if self.built and layer.parameters():
             self._net.set_trainable(self.layers.index(layer), layer.trainable)
 
+    @_exclusive("freeze")
     def freeze(self, up_to=None):
         """Freeze layers [0, up_to) (all when None; negative counts from the end, as in a slice):
         `freeze(-1)` trains only the last layer, `freeze(-2)` the last two, `unfreeze()` all."""
@@ -310,6 +403,7 @@ class Sequential:
         for layer in self.layers[:up_to]:
             layer.trainable = False
 
+    @_exclusive("unfreeze")
     def unfreeze(self):
         for layer in self.layers:
             layer.trainable = True
@@ -348,11 +442,26 @@ class Sequential:
         """[(file name, view)] of every parameter array: `layers.<i>.<name>` in layer order."""
         return [(f"layers.{i}.{name}", a) for i, layer in enumerate(self.layers) for name, a in layer.parameters()]
 
+    def _param_copies(self):
+        """[(file name, array)]: copies of every parameter array, taken between two training steps."""
+        flat = self._net.copy_params()
+        base, size = self._params.__array_interface__["data"][0], self._params.itemsize
+        out = []
+        for name, a in self._named_parameters():
+            start = (a.__array_interface__["data"][0] - base) // size
+            if a.dtype == flat.dtype:
+                out.append((name, flat[start:start + a.size].reshape(a.shape)))
+            else:  # int8 weights, four to a value of the buffer (fastnn/layers.py)
+                n = -(-a.size * a.itemsize // size)
+                out.append((name, flat[start:start + n].view(a.dtype)[:a.size].reshape(a.shape)))
+        return out
+
     def get_weights(self):
         """Copies of every parameter array (each Dense layer's weight and bias), in layer order."""
         self._require_built("get_weights")
-        return [a.copy() for a in self._param_arrays()]
+        return [a for _, a in self._param_copies()]
 
+    @_exclusive("set_weights")
     def set_weights(self, weights):
         """Copy `weights` (the layout of get_weights) into the parameters."""
         self._require_built("set_weights")
@@ -368,9 +477,9 @@ class Sequential:
             raise ValueError(f"weights: expected {len(arrays)} arrays, got {len(weights)}")
         checked = []
         for i, (dst, w) in enumerate(zip(arrays, weights)):
-            checked.append(replacement(w, dst.shape, f"weights[{i}]", "a numeric array"))
+            checked.append(replacement(w, dst.shape, f"weights[{i}]", "a numeric array", dtype=dst.dtype))
         for dst, w in zip(arrays, checked):
-            np.copyto(dst, w, casting="unsafe")
+            np.copyto(dst, w)
 
     # ---- files (docs/FORMAT.md; fastnn.load and fastnn/saving.py read them back) ---------------------
 
@@ -389,19 +498,25 @@ class Sequential:
         self._require_built("save")
         meta = _format.check_extra_metadata(self.metadata, "metadata")
         meta.update(_format.check_extra_metadata(extra_metadata))
-        tensors, training = self._file_tensors(), None
-        if include_optimizer:
-            if self.quantized:
-                raise FastNNError(f"save: include_optimizer: the model is quantized ({self.precision}) and has no "
-                                  "training state")
+        if not include_optimizer:
+            return _format.encode(self.spec(), self._file_tensors(self._param_copies()), extra_metadata=meta)
+        if self.quantized:
+            raise FastNNError(f"save: include_optimizer: the model is quantized ({self.precision}) and has no "
+                              "training state")
+        self._claim("save(include_optimizer=True)")  # it lays the optimizer state out in the engine
+        try:
             training, state = self._training_state()
-            tensors = tensors + state
-        return _format.encode(self.spec(), tensors, extra_metadata=meta, training=training)
+            return _format.encode(self.spec(), self._param_copies() + state, extra_metadata=meta,
+                                  training=training)
+        finally:
+            self._release()
 
-    def _file_tensors(self):
-        """[(file name, array, safetensors dtype or None)]: the parameters as the model file stores them."""
-        return [(f"layers.{i}.{name}", a, layer.param_file_dtypes().get(name))
-                for i, layer in enumerate(self.layers) for name, a in layer.parameters()]
+    def _file_tensors(self, tensors):
+        """[(file name, array, safetensors dtype or None)]: `tensors` ((file name, array) pairs) with the
+        dtype a model file stores each in when it is not the array's own (bfloat16 weights)."""
+        dtypes = {f"layers.{i}.{name}": dt for i, layer in enumerate(self.layers)
+                  for name, dt in layer.param_file_dtypes().items()}
+        return [(name, a, dtypes.get(name)) for name, a in tensors]
 
     def save(self, path, *, extra_metadata=None, include_optimizer=False):
         """Write the model file (safetensors with the architecture in its metadata) atomically;
@@ -506,6 +621,7 @@ class Sequential:
         from . import onnx as onnx_io
         onnx_io.export(self, path, opset=opset)
 
+    @_exclusive("load_weights")
     def load_weights(self, source, *, layout="fastnn", strict=True):
         """Copy weights from `source`, a safetensors path or a dict of arrays/tensors.  layout="fastnn":
         `layers.<i>.weight` (in, out) and `layers.<i>.bias`; layout="torch": a PyTorch nn.Sequential state
@@ -542,6 +658,7 @@ class Sequential:
 
     # ---- compile ----------------------------------------------------------------------------------
 
+    @_exclusive("compile")
     def compile(self, loss, optimizer="sgd", metrics=(), *, huber_delta=1.0, precision="float32"):
         """Choose the loss ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"), the
         optimizer (a name or an instance) and the metrics (names of fastnn.metrics or callables
@@ -657,8 +774,8 @@ class Sequential:
         if y.shape[1] != c:
             raise ValueError(f"{name}: expected {c} columns (the model's outputs), got shape {y.shape}")
         target = _c_array(y, self.dtype)
-        if self.loss == "binary_cross_entropy" and n and (target.min() < 0 or target.max() > 1):
-            raise ValueError(f"{name}: binary cross-entropy targets must be in [0, 1]")
+        if self.loss in ("cross_entropy", "binary_cross_entropy"):
+            probabilities(target, name, self.loss.replace("_cross_", " cross-").replace("cross_", "cross-") + " targets")
         return None, target
 
     def _sample_weights(self, sample_weight, class_weight, labels, target, n):
@@ -711,6 +828,7 @@ class Sequential:
             raise ValueError(f"{name}: BatchNorm in training needs at least 2 rows per batch (a batch's variance), "
                              f"got {rows}")
 
+    @_exclusive("compute_gradients")
     def compute_gradients(self, X, y, *, sample_weight=None):
         """The loss on (X, y) (with dropout active, as in training); fills every trainable layer's
         weight_grad and bias_grad.  Updates nothing.  Sparse X is densified a block of rows at a time,
@@ -734,6 +852,7 @@ class Sequential:
         _core.check(rc, "compute_gradients")
         return loss
 
+    @_exclusive("train_on_batch")
     def train_on_batch(self, X, y, *, sample_weight=None, class_weight=None):
         """One optimizer step on (X, y) as one batch; returns its loss (before the update)."""
         self._require_trainable("train_on_batch")
@@ -749,6 +868,7 @@ class Sequential:
         _core.check(rc, "train_on_batch")
         return loss
 
+    @_exclusive("fit")
     def fit(self, X, y, *, epochs=1, batch_size=32, shuffle=True, validation_split=0.0, validation_data=None,
             callbacks=(), verbose=1, sample_weight=None, class_weight=None, distributed=None, shuffle_window=1):
         """Train for `epochs` epochs; returns the History (per-epoch `loss`, metrics, `val_*`, `lr`,

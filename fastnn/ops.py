@@ -9,7 +9,8 @@ skip the scan and let NaN propagate as IEEE arithmetic does.
 import numpy as np
 
 from . import _core
-from ._validate import check_memory, class_labels, float_array, real_number, row_major, target_array
+from ._validate import (check_memory, class_labels, float_array, probabilities, real_number, row_major,
+                        target_array)
 
 __all__ = ["gemm", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "silu",
            "activation_grad", "cross_entropy", "binary_cross_entropy", "mse", "mae", "huber"]
@@ -19,7 +20,9 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, c
     """alpha * op(a) @ op(b) + beta * out, where op(x) is x or x.T.
 
     `out` (optional) receives the result and, when beta != 0, supplies C; without `out`, beta is ignored
-    and a new array is returned.  Deterministic: the same bits for any thread count.
+    and a new array is returned.  `out` may be `a` or `b` or share memory with them (the product then
+    goes through a temporary).  Deterministic: the same bits for any thread count, and a row's bits
+    do not depend on the other rows of the call.
     """
     a = float_array(a, "a", ndim=2, check_finite=check_finite)
     b = float_array(b, "b", ndim=2, check_finite=check_finite)
@@ -47,7 +50,12 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, c
         if beta != 0.0 and check_finite:
             float_array(out, "out")
         target = out
-        c = out if out.flags.c_contiguous else np.ascontiguousarray(out)
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            # out overlaps an input (out=a, out=b, a view of either): the kernel would read values it
+            # has already overwritten, so compute into a temporary and copy, as numpy.matmul does
+            c = np.array(out, order="C") if beta != 0.0 else np.empty((m, n), dtype=a.dtype)
+        else:
+            c = out if out.flags.c_contiguous else np.ascontiguousarray(out)
     if m and n:
         if k == 0:
             c[...] = 0 if beta == 0.0 else beta * c
@@ -215,6 +223,7 @@ def cross_entropy(logits, target, *, check_finite=True):
         if target.shape != logits.shape:
             raise ValueError(f"target: probabilities must have the shape of logits {logits.shape}, "
                              f"got {target.shape}")
+        probabilities(target, "target")
         return _run_loss("cross_entropy", logits, None, target, 0.0)
     if target.dtype.kind in "bf":
         raise ValueError(f"target: expected int class labels of shape ({n},) or float probabilities of "
@@ -230,8 +239,7 @@ def binary_cross_entropy(logits, target, *, check_finite=True):
     """
     logits = _prediction(logits, "logits", check_finite, ndim=(1, 2))
     target = _matching_target(target, logits, "target", check_finite)
-    if target.min() < 0 or target.max() > 1:
-        raise ValueError("target: binary cross-entropy targets must lie in [0, 1]")
+    probabilities(target.reshape(target.shape[0], -1), "target", "binary cross-entropy targets")
     return _run_loss("binary_cross_entropy", logits, None, target, 0.0)
 
 

@@ -58,7 +58,7 @@ import numpy as np
 
 import fastnn as _fnn
 from ._errors import NotFittedError as _FastNNNotFitted
-from ._validate import all_finite, replacement
+from ._validate import all_finite, cast_finite, replacement
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]
 
@@ -378,7 +378,7 @@ class _LayerArrays(list):
         if isinstance(i, slice):
             raise TypeError(f"{self._name}: assign the whole list or one layer at a time")
         dst = list.__getitem__(self, i)
-        np.copyto(dst, replacement(value, dst.shape, f"{self._name}[{i}]"), casting="unsafe")
+        np.copyto(dst, replacement(value, dst.shape, f"{self._name}[{i}]", dtype=dst.dtype))
 
 
 class _Monitor(_fnn.Callback):
@@ -592,9 +592,10 @@ class _BaseMLP(_Base):
             current = self._layer_arrays(name)
             if len(arrays) != len(current):
                 raise ValueError(f"{name}: expected {len(current)} arrays (one per layer), got {len(arrays)}")
-            checked = [replacement(a, dst.shape, f"{name}[{i}]") for i, (a, dst) in enumerate(zip(arrays, current))]
+            checked = [replacement(a, dst.shape, f"{name}[{i}]", dtype=dst.dtype)
+                       for i, (a, dst) in enumerate(zip(arrays, current))]
             for dst, a in zip(current, checked):
-                np.copyto(dst, a, casting="unsafe")
+                np.copyto(dst, a)
             return
         kept = []
         for i, a in enumerate(arrays):
@@ -653,8 +654,9 @@ class _BaseMLP(_Base):
                 if got != want:
                     raise ValueError(f"{name}: set before fit with shapes {got}, but this X and y give a network "
                                      f"with shapes {want}")
-                for l, a in zip(dense, arrays):
-                    np.copyto(l.weight if name == "coefs_" else l.bias, a, casting="unsafe")
+                for i, (l, a) in enumerate(zip(dense, arrays)):
+                    dst = l.weight if name == "coefs_" else l.bias
+                    np.copyto(dst, cast_finite(a, dst.dtype, f"{name}[{i}]"))
         self._model = model
         self._seed = seed
         self._n_outputs = n_outputs

@@ -16,7 +16,9 @@ import csv
 import gzip
 import math
 import os
+import stat
 import warnings
+import zlib
 
 import numpy as np
 
@@ -39,6 +41,43 @@ def _open_text(path):
     return open(path, "r", encoding="utf-8", newline="")
 
 
+# What a damaged .gz raises while it is read (besides gzip.BadGzipFile, an OSError).
+_GZIP_ERRORS = (EOFError, zlib.error)
+
+
+def _unreadable(path, e):
+    """The message for an error raised while reading the text of `path`: the line that is not UTF-8,
+    a damaged gzip stream, or the error itself, always with the path."""
+    if isinstance(e, UnicodeDecodeError):
+        return _not_utf8(path) or f"{path}: not UTF-8 text ({e.reason})"
+    if path.endswith(".gz") and isinstance(e, _GZIP_ERRORS + (OSError,)) and not isinstance(e, FileNotFoundError):
+        return f"{path}: not a readable gzip file ({e})"
+    return f"{path}: cannot read ({getattr(e, 'strerror', None) or e})"
+
+
+def _not_utf8(path):
+    """`path: line N: not UTF-8 text (...)` for the first line that does not decode, or None."""
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            for lineno, line in enumerate(f, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return (f"{path}: line {lineno}: not UTF-8 text ({e.reason}: byte 0x{line[e.start]:02x} at "
+                            f"byte {e.start + 1} of the line)")
+    except (OSError,) + _GZIP_ERRORS:
+        pass
+    return None
+
+
+def _csv_error(path, reader, e):
+    """A csv.Error as a message with the path and the line."""
+    text = str(e)
+    if "field larger than field limit" in text:
+        text = f"a field longer than {csv.field_size_limit():,} characters (no number or label is that long)"
+    return f"{path}: line {reader.line_num}: {text}"
+
+
 def file_kind(path):
     name = path.lower()
     for ext in (".csv", ".csv.gz", ".txt", ".npz", ".npy"):
@@ -48,24 +87,40 @@ def file_kind(path):
 
 
 def check_exists(path, what):
+    """DataError unless `path` is a regular file; said before it is opened (a FIFO with no writer
+    would block the open itself, and every reader here reads its file more than once)."""
     if path == "-":
         raise DataError(f"{what}: reading from standard input is not supported; give a file", usage=True)
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such file")
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
         raise DataError(f"{path}: is a directory, not a {what} file")
+    if not stat.S_ISREG(mode):
+        what_is = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"{path}: is {what_is}, not a regular {what} file")
 
 
 def _csv_header(path):
     try:
         with _open_text(path) as f:
-            header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read the header ({e})") from None
+            reader = csv.reader(f)
+            try:
+                header = next(reader, None)
+            except csv.Error as e:
+                raise DataError(_csv_error(path, reader, e)) from None
+    except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+        raise DataError(_unreadable(path, e)) from None
     if not header or all(not h.strip() for h in header):
         raise DataError(f"{path}: empty file (a CSV needs a header row and data rows)")
     names = [h.strip() for h in header]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    seen, dup = set(), set()
+    for n in names:  # linear: a header may have a million columns
+        (dup if n in seen else seen).add(n)
+    dup = sorted(dup)
     if dup:
         raise DataError(f"{path}: duplicate column name(s) in the header: {', '.join(dup)}")
     return names
@@ -74,9 +129,25 @@ def _csv_header(path):
 def _csv_diagnose(path, names, numeric_cols, default=None):
     """The message about the first malformed line, else `path: default` (None when `default` is None).
     A pass in Python: it runs only where the fast parse could not be used."""
+    try:
+        return _csv_first_problem(path, names, numeric_cols, default)
+    except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+        return _unreadable(path, e)
+
+
+def _csv_first_problem(path, names, numeric_cols, default):
     ncol = len(names)
     with _open_text(path) as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
+        reader = csv.reader(f)
+        lineno = 0
+        while True:
+            try:
+                row = next(reader)  # not a for loop: a csv.Error is reported with its line
+            except StopIteration:
+                break
+            except csv.Error as e:
+                return _csv_error(path, reader, e)
+            lineno += 1
             if lineno == 1 or not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != ncol:
@@ -99,19 +170,20 @@ def read_csv(path, target=None, feature_names=None):
     `target`: the label column (must exist).  `feature_names`: take these columns in this order
     (predict); otherwise every column except the target."""
     names = _csv_header(path)
-    if target is not None and target not in names:
+    where = {n: j for j, n in enumerate(names)}  # names are unique: lookups by name stay linear
+    if target is not None and target not in where:
         raise DataError(f"{path}: no column {target!r} (columns: {', '.join(names[:20])}"
                        f"{', ...' if len(names) > 20 else ''})")
     if feature_names is not None:
-        missing = [c for c in feature_names if c not in names]
+        missing = [c for c in feature_names if c not in where]
         if missing:
             raise DataError(f"{path}: missing the model's input column(s) {', '.join(map(repr, missing[:10]))}")
-        cols = [names.index(c) for c in feature_names]
+        cols = [where[c] for c in feature_names]
     else:
         cols = [j for j, n in enumerate(names) if n != target]
     if not cols:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    ti = names.index(target) if target is not None else None
+    ti = where[target] if target is not None else None
     labels = None
     try:
         with warnings.catch_warnings():
@@ -123,8 +195,9 @@ def read_csv(path, target=None, feature_names=None):
         if data.shape[1] != len(names):
             raise ValueError("width")
         X = data[:, cols]
-        if ti is not None:
-            labels = data[:, ti]
+        if ti is not None:  # labels are text until proven numeric: "02134" must come back as written
+            labels = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=1, quotechar='"',
+                                encoding="utf-8", usecols=[ti])
     except ValueError:
         # a non-numeric label column (class names), or a malformed file: parse the parts separately
         try:
@@ -140,8 +213,8 @@ def read_csv(path, target=None, feature_names=None):
                 raise DataError(msg)
         except ValueError:
             raise DataError(_csv_diagnose(path, names, cols, "cannot be parsed as CSV numbers")) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+        raise DataError(_unreadable(path, e)) from None
     if X.shape[0] == 0:
         raise DataError(f"{path}: no data rows after the header")
     if not np.all(np.isfinite(X)):
@@ -164,6 +237,9 @@ def read_npz(path, target=None):
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     if not arrays:
         raise DataError(f"{path}: the .npz holds no arrays")
+    for k, v in arrays.items():  # NumPy hands back the raw bytes of a member that is not an .npy file
+        if not isinstance(v, np.ndarray):
+            raise DataError(f"{path}: member {k!r} is not a .npy array (the file is not an .npz that NumPy wrote)")
     tkey = target if target is not None else ("y" if "y" in arrays else None)
     if target is not None and target not in arrays:
         raise DataError(f"{path}: no array {target!r} (arrays: {', '.join(arrays)})")
@@ -191,14 +267,21 @@ def read_labels(path, n):
         try:
             with _open_text(path) as f:
                 lines = [line.strip() for line in f if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: cannot read ({e})") from None
+        except (OSError, UnicodeDecodeError) + _GZIP_ERRORS as e:
+            raise DataError(_unreadable(path, e)) from None
         if len(lines) == n + 1:
             lines = lines[1:]  # a header line
         y = np.array([line.strip('"') for line in lines])
-    if y.ndim != 1 or y.shape[0] != n:
-        raise DataError(f"{path}: {y.shape[0] if y.ndim else 0} labels for {n} data rows")
+    _check_label_shape(path, y, n)
     return y
+
+
+def _check_label_shape(path, y, n):
+    """One label (or, for a multi-output regression, one row of targets) per data row."""
+    if y.ndim not in (1, 2):
+        raise DataError(f"{path}: expected one label (or one row of targets) per data row, got shape {y.shape}")
+    if y.shape[0] != n:
+        raise DataError(f"{path}: {y.shape[0]} labels for {n} data rows")
 
 
 def read_data(path, target=None, labels=None, feature_names=None, need_labels=True):
@@ -235,8 +318,8 @@ def read_data(path, target=None, labels=None, feature_names=None, need_labels=Tr
             raise DataError("train: name the label column with --target COLUMN (or give --labels FILE)", usage=True)
         raise DataError(f"{path}: no labels; give --labels FILE" + (" or --target KEY" if kind == "npz" else ""),
                         usage=True)
-    if y is not None and y.shape[0] != X.shape[0]:
-        raise DataError(f"{path}: {y.shape[0]} labels for {X.shape[0]} rows")
+    if y is not None:
+        _check_label_shape(path, np.asarray(y), X.shape[0])
     return X, y, names, tname
 
 
@@ -275,7 +358,8 @@ def choose_task(y, target=None):
     if numeric.ndim > 1 and numeric.shape[1] > 1:
         return "regression", f"{what} have {numeric.shape[1]} columns"
     values = np.unique(numeric)
-    n, k = numeric.shape[0], len(values)
+    n = numeric.shape[0]
+    k = len(np.unique(_text_keys(y))) if y.dtype.kind in "USO" else len(values)  # "1" and "1.0" are two
     if not np.all(values == np.round(values)):
         return "regression", f"{what} are real numbers"
     limit = max(MIN_CLASS_LIMIT, math.isqrt(n))
@@ -304,17 +388,40 @@ def encode_labels(y, task="auto", target=None):
         return task, numeric, None, why
     if y.ndim != 1:
         raise DataError(f"--task classification: expected one label per row, got labels of shape {y.shape}")
-    if numeric is not None:
-        keys = numeric
-        text = np.array([_fmt_label(v) for v in numeric])
+    if y.dtype.kind in "USO":
+        text = _text_keys(y)
+        classes, idx = np.unique(text, return_inverse=True)
+        if numeric is not None:  # numbers in numeric order ("2" before "10"), exactly (beyond 2**53 too)
+            order = sorted(range(len(classes)), key=lambda k: _number_key(classes[k]))
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            classes, idx = classes[order], rank[idx]
+        names = [str(s) for s in classes]
+    elif y.dtype.kind in "iub":
+        classes, idx = np.unique(y, return_inverse=True)
+        names = [str(int(v)) for v in classes]
     else:
-        keys = text = np.char.strip(y.astype(str))
-    classes, idx = np.unique(keys, return_inverse=True)
+        classes, idx = np.unique(numeric, return_inverse=True)
+        names = [_fmt_label(v) for v in classes]
     if len(classes) < 2:
-        raise DataError(f"the labels have 1 class ({text[0]}); a classifier needs at least 2")
-    names = [text[np.argmax(idx == k)] for k in range(len(classes))]
-    return task, idx.astype(np.int64), [str(s) for s in names], why
+        raise DataError(f"the labels have 1 class ({names[0] if names else ''}); a classifier needs at least 2")
+    return task, idx.reshape(-1).astype(np.int64), names, why
+
+
+def _text_keys(y):
+    return np.char.strip(y.astype(str))
+
+
+def _number_key(text):
+    """Sort key of a label that parses as a number: its value, exact for whole numbers of any size."""
+    v = float(text)
+    try:
+        exact = int(text)
+    except ValueError:
+        exact = v
+    return (v, exact, text)
 
 
 def _fmt_label(v):
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 2.0 ** 53 else repr(v)

@@ -12,14 +12,18 @@ tensors (bfloat16 widened to float32), checked by the C reader's container check
 """
 import collections
 import collections.abc
+import errno
+import math
 import os
 import re
+import stat
 
 import numpy as np
 
 from . import _core
 from ._errors import ModelFormatError
 from ._format import path_arg
+from ._validate import cast_finite
 
 __all__ = ["load_weights", "read_safetensors", "LoadResult"]
 
@@ -38,22 +42,47 @@ _ST_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "U8": "u1", 
               "I32": "<i4", "U32": "<u4", "I64": "<i8", "U64": "<u8", "BOOL": "?"}
 
 
+def _read_regular_file(path):
+    """The bytes of `path`; OSError for a directory, a FIFO or a device, said before anything is read
+    (opened without blocking: a FIFO with no writer would block open itself)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "cannot read: a directory", path)
+            what = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise OSError(errno.EINVAL, f"cannot read: {what}, not a regular file", path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        return f.read()
+
+
 def read_safetensors(path):
     """{name: array} of a safetensors file, in header order, checked by the C reader."""
     path = path_arg(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_regular_file(path)
     entries, _ = _core.read_safetensors(data, path)
     out = {}
     for name, dtype, shape, begin, end in entries:
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         if dtype == "BF16":
             a = _bf16_to_f32(np.frombuffer(data, "<u2", count, begin))
         elif dtype in _ST_DTYPES:
             a = np.frombuffer(data, _ST_DTYPES[dtype], count, begin).copy()
         else:
             raise ModelFormatError(f"{path}: tensor {name!r} has dtype {dtype}, which fastnn does not read")
-        out[name] = a.reshape(shape)
+        try:
+            out[name] = a.reshape(shape)
+        except (ValueError, OverflowError) as e:  # an empty tensor's other dimensions can be anything
+            raise ModelFormatError(f"{path}: tensor {name!r} has shape {list(shape)}, which NumPy cannot "
+                                   f"hold ({e})") from None
     return out
 
 
@@ -193,11 +222,13 @@ def load_weights(model, source, *, layout="fastnn", strict=True):
         plan, loaded, skipped, unexpected = _plan_fastnn(model, tensors, strict)
     else:
         plan, loaded, skipped, unexpected = _plan_torch(model, tensors, strict, ordered)
+    cast = []
     for dst, a, name in plan:  # every check before the first copy: a failure changes nothing
         if a.dtype.kind not in "fiu":
             raise TypeError(f"load_weights: tensor {name!r} has dtype {a.dtype}; expected real numbers")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise ValueError(f"load_weights: tensor {name!r} contains NaN or Inf")
-    for dst, a, _ in plan:
-        np.copyto(dst, a, casting="unsafe")
+        cast.append(cast_finite(a, dst.dtype, f"load_weights: tensor {name!r}"))
+    for (dst, _, _), a in zip(plan, cast):
+        np.copyto(dst, a)
     return LoadResult(loaded, skipped, unexpected)

@@ -321,3 +321,162 @@ def test_save_failing_at_fsync_or_rename_keeps_the_old_file(tmp_path, monkeypatc
         big_model().save(path)
     monkeypatch.undo()
     assert_old_file_intact(tmp_path, path, old)
+
+
+# ---- a save killed while it writes ----------------------------------------------------------------
+
+_KILLED_SAVER = r'''
+import sys
+import numpy as np
+import fastnn as fnn
+from fastnn import _format
+if sys.argv[2] == "named":
+    _format._O_TMPFILE = None  # as on a system without O_TMPFILE
+m = fnn.Sequential([fnn.Dense(3000)], input_dim=4000, seed=3)  # 48 MB of weights
+m.save(sys.argv[1])
+print("saved", flush=True)
+while True:
+    m.save(sys.argv[1])
+'''
+
+
+def _writing(pid, directory, final):
+    """True while process `pid` holds open a file in `directory` other than the finished `final`."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(directory) + os.sep) and target != str(final):
+            return True
+    return False
+
+
+def _kill_while_writing(args, directory, final, env=None):
+    """Run `args` (which saves to `final`, prints "saved", then saves again and again) and SIGKILL it
+    while it holds a new file open in `directory`; (its pid, the bytes of `final` before the kill)."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline().strip() == "saved"
+        old = final.read_bytes()
+        deadline = time.monotonic() + 60
+        while not _writing(p.pid, directory, final):
+            assert time.monotonic() < deadline, "the saver never opened its temporary file"
+            time.sleep(0.001)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    assert p.returncode == -signal.SIGKILL
+    return p.pid, old
+
+
+@linux_only
+@pytest.mark.parametrize("how", ["unnamed", "named"])
+def test_a_save_killed_while_writing_leaves_no_temporary_file(tmp_path, how):
+    """SIGKILL in the middle of writing a 48 MB model: the old file stays whole and, once the next save
+    to that directory has run (where O_TMPFILE is not available), no temporary file is left."""
+    path = tmp_path / "m.safetensors"
+    script = tmp_path.parent / f"{tmp_path.name}_saver.py"
+    script.write_text(_KILLED_SAVER)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fnn.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    pid, old = _kill_while_writing([sys.executable, str(script), str(path), how], tmp_path, path, env)
+    assert path.read_bytes() == old
+    if how == "unnamed":
+        assert os.listdir(tmp_path) == [path.name]
+    else:
+        left = [n for n in os.listdir(tmp_path) if n != path.name]
+        assert all(n.startswith(f".{path.name}.{pid}.") and n.endswith(".tmp") for n in left), left
+        with _named_temporaries():
+            small_model().save(tmp_path / "m.safetensors")  # the next save clears what the dead one left
+        assert os.listdir(tmp_path) == [path.name]
+    fnn.load(path)
+
+
+@contextlib.contextmanager
+def _named_temporaries():
+    saved = _format._O_TMPFILE
+    _format._O_TMPFILE = None
+    try:
+        yield
+    finally:
+        _format._O_TMPFILE = saved
+
+
+@linux_only
+def test_stale_temporaries_of_other_names_and_live_writers_are_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = f".m.safetensors.{dead_pid}.abcd1234.tmp"
+    keep = [f".m.safetensors.{os.getppid()}.abcd1234.tmp",  # a live process may be writing it
+            f".other.safetensors.{dead_pid}.abcd1234.tmp",  # another file's
+            f".m.safetensors.{dead_pid}.abcd1234.tmp.bak",  # not our naming
+            "m.safetensors.tmp"]
+    for name in [stale] + keep:
+        (tmp_path / name).write_bytes(b"x")
+    for use_tmpfile in (True, False):
+        if use_tmpfile:
+            small_model().save(tmp_path / "m.safetensors")
+        else:
+            (tmp_path / stale).write_bytes(b"x")
+            with _named_temporaries():
+                small_model().save(tmp_path / "m.safetensors")
+        assert sorted(os.listdir(tmp_path)) == sorted(keep + ["m.safetensors"])
+
+
+_KILLED_C_SAVER = r'''
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.fnn_model_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+lib.fnn_model_save.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+m = ctypes.c_void_p()
+assert lib.fnn_model_load(sys.argv[2].encode(), ctypes.byref(m)) == 0
+assert lib.fnn_model_save(m, sys.argv[3].encode()) == 0
+print("saved", flush=True)
+while True:
+    lib.fnn_model_save(m, sys.argv[3].encode())
+'''
+
+
+@linux_only
+def test_a_c_save_killed_while_writing_leaves_no_temporary_file(embed, tmp_path):
+    """fnn_model_save (the C writer) killed by SIGKILL while writing a 48 MB model: the old file stays
+    whole and nothing else is left in the directory (O_TMPFILE, named only once complete)."""
+    src = tmp_path / "src.safetensors"
+    fnn.Sequential([fnn.Dense(3000)], input_dim=4000, seed=3).save(src)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    path = out_dir / "m.safetensors"
+    script = tmp_path / "csaver.py"
+    script.write_text(_KILLED_C_SAVER)
+    lib = os.path.join(os.path.dirname(embed), "libfastnn.so")
+    _, old = _kill_while_writing([sys.executable, str(script), lib, str(src), str(path)], out_dir, path)
+    assert os.listdir(out_dir) == [path.name]
+    assert path.read_bytes() == old == src.read_bytes()
+
+
+@linux_only
+def test_save_where_an_unnamed_file_cannot_be_named_falls_back(tmp_path, monkeypatch):
+    """/proc hidden or a file system without hard links: linkat fails, and the save goes through a
+    named temporary file instead, leaving nothing behind."""
+    path = tmp_path / "m.safetensors"
+    calls = []
+
+    def no_link(*args, **kwargs):
+        calls.append(args)
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(_format.os, "link", no_link)
+    m = small_model()
+    m.save(path)
+    monkeypatch.undo()
+    assert calls or _format._O_TMPFILE is None
+    assert os.listdir(tmp_path) == [path.name]
+    assert fnn.load(path).get_weights()[0].tobytes() == m.get_weights()[0].tobytes()

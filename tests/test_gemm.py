@@ -229,3 +229,31 @@ def test_leading_dimensions_wider_than_the_operands(simd, threads, rng, dtype):
             want = reference(a[:, :ac], b[:, :bc], ta, tb)
             assert_close(c[:, :n], want, dtype, k)
             assert (c[:, n:] == 123.0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_overlapping_an_input_gives_the_product_of_the_inputs_as_they_were(rng, dtype):
+    """out=a, out=b, a partly overlapping view, a transposed or strided view of the same memory: the
+    result is that of the inputs before the call (as numpy.matmul gives), never values the kernel read
+    after writing them."""
+    n = 300
+    for alpha, beta in [(1.0, 0.0), (0.5, 1.0), (-1.0, 0.25)]:
+        a = rng.standard_normal((n, n)).astype(dtype)
+        b = rng.standard_normal((n, n)).astype(dtype)
+        tall = rng.standard_normal((n + 7, n)).astype(dtype)
+        wide = rng.standard_normal((n, 2 * n)).astype(dtype)
+        cases = [  # (what, a, b, out, trans_a)
+            ("out=b", a, b, b, False),
+            ("out=a", a, b, a, False),
+            ("out=a, a transposed", a, b, a, True),
+            ("out=b.T", a, b, b.T, False),
+            ("rows shifted by 7", tall[:n], b, tall[7:], False),
+            ("out=a, every other column", wide[:, ::2], b, wide[:, ::2], False),
+            ("the other columns", wide[:, ::2], b, wide[:, 1::2], False),
+        ]
+        for what, x, y, out, ta in cases:
+            x0, y0, c0 = x.copy(), y.copy(), out.copy()
+            want = reference(x0, y0, ta, False, alpha, beta, c0)
+            res = fnn.ops.gemm(x, y, trans_a=ta, alpha=alpha, beta=beta, out=out)
+            assert res is out, what
+            assert_close(out, want, dtype, n)

@@ -348,7 +348,7 @@ def test_bad_data_raises_naming_the_argument():
         m.fit(X, y + 0.5, verbose=0)
     r = fnn.Sequential([fnn.Dense(2)], seed=0)
     r.compile("binary_cross_entropy")
-    with pytest.raises(ValueError, match=r"y: binary cross-entropy targets must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"y: binary cross-entropy targets must lie in \[0, 1\].*row 0"):
         r.fit(X, np.full((20, 2), 2.0), verbose=0)
     with pytest.raises(ValueError, match="y: expected 2 columns"):
         r.fit(X, np.zeros((20, 3)), verbose=0)

@@ -145,7 +145,7 @@ def _fd_cases(rng):
     labels = np.array([0, 4, 2, 2])
     probs = rng.random(shape)
     probs /= probs.sum(axis=1, keepdims=True)
-    unnormalised = rng.random(shape) * 2  # the gradient formula must hold for any target mass
+    unnormalised = rng.random(shape)  # rows summing to about 2.5: the gradient must hold for any target mass
     multi = (rng.random(shape) < 0.5).astype(np.float64)
     t = rng.standard_normal(shape)
     d = rng.choice([-1, 1], size=shape) * rng.uniform(0.05, 2.0, size=shape)

@@ -220,12 +220,10 @@ __attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qout_avx2(const fnn_qout 
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {
     .mr = 6, .nr = 16, .mc = 144, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_avx2_6x16,
-    .mr2 = 4, .ukr2 = fnn_sgemm_ukr_avx2_4x16, .gemv = fnn_sgemv_avx2, .packt = fnn_spackt_avx2,
-    .ukra = fnn_sgemm_ukr_avx2_6x16_da, .ukra2 = fnn_sgemm_ukr_avx2_4x16_da};
+    .mr2 = 4, .ukr2 = fnn_sgemm_ukr_avx2_4x16, .gemv = fnn_sgemv_avx2, .packt = fnn_spackt_avx2};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {
     .mr = 6, .nr = 8, .mc = 96, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_avx2_6x8,
-    .mr2 = 4, .ukr2 = fnn_dgemm_ukr_avx2_4x8, .gemv = fnn_dgemv_avx2, .packt = fnn_dpackt_avx2,
-    .ukra = fnn_dgemm_ukr_avx2_6x8_da, .ukra2 = fnn_dgemm_ukr_avx2_4x8_da};
+    .mr2 = 4, .ukr2 = fnn_dgemm_ukr_avx2_4x8, .gemv = fnn_dgemv_avx2, .packt = fnn_dpackt_avx2};
 const fnn_qgemm_kernel fnn_qgemm_kernel_avx2 = {
     .name = "avx2", .mc = 256, .ukr = {[1] = fnn_qgemm_ukr_avx2_1x16, [2] = fnn_qgemm_ukr_avx2_2x16,
                                        [3] = fnn_qgemm_ukr_avx2_3x16, [4] = fnn_qgemm_ukr_avx2_4x16},

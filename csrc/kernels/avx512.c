@@ -70,12 +70,10 @@
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {
     .mr = 14, .nr = 32, .mc = 252, .kc = 384, .nc = 4096, .ukr = fnn_sgemm_ukr_avx512_14x32,
-    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512,
-    .ukra = fnn_sgemm_ukr_avx512_14x32_da, .ukra2 = fnn_sgemm_ukr_avx512_8x32_da};
+    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {
     .mr = 14, .nr = 16, .mc = 126, .kc = 384, .nc = 2048, .ukr = fnn_dgemm_ukr_avx512_14x16,
-    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512,
-    .ukra = fnn_dgemm_ukr_avx512_14x16_da, .ukra2 = fnn_dgemm_ukr_avx512_8x16_da};
+    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512};
 
 /* exp and the finiteness scan (vmath_t.h) */
 #define VM_VBYTES 64

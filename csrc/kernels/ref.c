@@ -57,12 +57,10 @@
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_ref = {
     .mr = 4, .nr = 8, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_ref_4x8,
-    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_sgemv_ref, .packt = fnn_spackt_ref,
-    .ukra = fnn_sgemm_ukr_ref_4x8_da};
+    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_sgemv_ref, .packt = fnn_spackt_ref};
 const fnn_dgemm_kernel fnn_dgemm_kernel_ref = {
     .mr = 4, .nr = 4, .mc = 128, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_ref_4x4,
-    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_dgemv_ref, .packt = fnn_dpackt_ref,
-    .ukra = fnn_dgemm_ukr_ref_4x4_da};
+    .mr2 = 0, .ukr2 = NULL, .gemv = fnn_dgemv_ref, .packt = fnn_dpackt_ref};
 
 /* int8: plain C over one tile, instantiated per row count so that the loops unroll. */
 static inline __attribute__((always_inline)) void qref_(int mr, size_t kq, const uint8_t *a, size_t lda,

@@ -8,12 +8,12 @@
  *   UKR_NAME   the function's name, e.g. fnn_sgemm_ukr_avx512_8x32
  *   UKR_ATTR   function attributes (the target ISA), may be empty
  *
- * C[MR x NR] = alpha * A * B + beta * C, where A is packed k-major (MR values per k) and row p of B
- * starts at b + p*ldb (a packed panel has ldb = NR; B may also be read in place from a row-major
- * matrix).  C (leading dimension ldc) is not read when beta == 0.
- * UKR_NAME##_da is the same kernel reading A in place, row-major (row i at a + i*lda): for products
- * with few columns of C (a narrow layer of 32 or 10 units), where each value of A would be packed to
- * serve one or two tiles only.  The same arithmetic in the same order: the same bits.
+ * C[MR x NR] = A * B (+ C when beta == 1; beta is 0 or 1), where A is packed k-major (MR values per
+ * k, alpha already applied by the packing) and row p of B starts at b + p*ldb (a packed panel has
+ * ldb = NR; B may also be read in place from a row-major matrix).  C (leading dimension ldc) is not
+ * read when beta == 0.  Each element is a chain of multiply-adds from zero in the order of k, then
+ * stored or added to C: no other operation, so no choice of the compiler's (which products to fuse)
+ * can make it differ from the small-M kernel (gemv_t.h), which sums in the same order.
  * Written with GCC vector extensions: one source for every ISA and dtype; the target attribute
  * decides the instructions (FMA comes from contraction, -ffp-contract=fast).
  */
@@ -21,16 +21,12 @@
 #define UKR_NR (UKR_NV * UKR_L)
 #define UKR_V FNN_CAT(UKR_NAME, _vec)
 #define UKR_VU FNN_CAT(UKR_NAME, _uvec)
-#define UKR_BODY FNN_CAT(UKR_NAME, _body)
 
 typedef UKR_T UKR_V __attribute__((vector_size(UKR_VBYTES)));
 typedef UKR_T UKR_VU __attribute__((vector_size(UKR_VBYTES), aligned(sizeof(UKR_T)), may_alias));
 
-/* A[i][p] at a[i*si + p*sp]: packed (si = 1, sp = MR) or in place (si = lda, sp = 1). */
-UKR_ATTR static inline __attribute__((always_inline)) void UKR_BODY(size_t k, const UKR_T *FNN_RESTRICT a, size_t si,
-                                                                   size_t sp, const UKR_T *FNN_RESTRICT b,
-                                                                   size_t ldb, UKR_T *FNN_RESTRICT c, size_t ldc,
-                                                                   UKR_T alpha, UKR_T beta) {
+UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b, size_t ldb,
+                       UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T beta) {
     UKR_V acc[UKR_MR][UKR_NV];
     /* The C rows are ldc apart: fetch them while the k loop runs (read only when beta != 0). */
 #pragma GCC unroll 16
@@ -49,10 +45,10 @@ UKR_ATTR static inline __attribute__((always_inline)) void UKR_BODY(size_t k, co
         UKR_V bv[UKR_NV];
 #pragma GCC unroll 8
         for (int j = 0; j < UKR_NV; j++) bv[j] = bp[j];
-        const UKR_T *ap = a + p * sp;
+        const UKR_T *ap = a + p * UKR_MR;
 #pragma GCC unroll 16
         for (int i = 0; i < UKR_MR; i++) {
-            UKR_T ai = ap[i * si];
+            UKR_T ai = ap[i];
 #pragma GCC unroll 8
             for (int j = 0; j < UKR_NV; j++) acc[i][j] += ai * bv[j];
         }
@@ -62,30 +58,19 @@ UKR_ATTR static inline __attribute__((always_inline)) void UKR_BODY(size_t k, co
 #pragma GCC unroll 16
         for (int i = 0; i < UKR_MR; i++)
 #pragma GCC unroll 8
-            for (int j = 0; j < UKR_NV; j++) *(UKR_VU *)(c + i * ldc + j * UKR_L) = alpha * acc[i][j];
+            for (int j = 0; j < UKR_NV; j++) *(UKR_VU *)(c + i * ldc + j * UKR_L) = acc[i][j];
     } else {
 #pragma GCC unroll 16
         for (int i = 0; i < UKR_MR; i++)
 #pragma GCC unroll 8
             for (int j = 0; j < UKR_NV; j++) {
                 UKR_VU *cp = (UKR_VU *)(c + i * ldc + j * UKR_L);
-                *cp = alpha * acc[i][j] + beta * *cp;
+                *cp = acc[i][j] + *cp;
             }
     }
-}
-
-UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_RESTRICT b, size_t ldb,
-                       UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T alpha, UKR_T beta) {
-    UKR_BODY(k, a, 1, UKR_MR, b, ldb, c, ldc, alpha, beta);
-}
-
-UKR_ATTR void FNN_CAT(UKR_NAME, _da)(size_t k, const UKR_T *FNN_RESTRICT a, size_t lda, const UKR_T *FNN_RESTRICT b,
-                                    size_t ldb, UKR_T *FNN_RESTRICT c, size_t ldc, UKR_T alpha, UKR_T beta) {
-    UKR_BODY(k, a, lda, 1, b, ldb, c, ldc, alpha, beta);
 }
 
 #undef UKR_L
 #undef UKR_NR
 #undef UKR_V
 #undef UKR_VU
-#undef UKR_BODY
