@@ -240,11 +240,13 @@ static int check_data_(const fnn_model *m, const train_call *c, const float *x, 
         while (isfinite(targets[i])) i++;
         return fail_(FNN_ERR_NONFINITE, "%s: targets contain NaN or Inf (row %zu, column %zu)", c->who, i / no, i % no);
     }
-    if (c->loss == FNN_LOSS_BCE)
+    /* probabilities outside [0, 1] would make a cross-entropy negative and its gradient meaningless */
+    if (c->loss == FNN_LOSS_BCE || c->loss == FNN_LOSS_CROSS_ENTROPY)
         for (size_t i = 0; i < rows * no; i++)
             if (targets[i] < 0 || targets[i] > 1)
-                return fail_(FNN_ERR_ARG, "%s: targets[%zu][%zu] = %g: binary cross-entropy targets must be in [0, 1]",
-                             c->who, i / no, i % no, (double)targets[i]);
+                return fail_(FNN_ERR_ARG, "%s: targets[%zu][%zu] = %g: %s targets must be in [0, 1]", c->who, i / no,
+                             i % no, (double)targets[i],
+                             c->loss == FNN_LOSS_BCE ? "binary cross-entropy" : "cross-entropy");
     return FNN_OK;
 }
 

@@ -91,6 +91,21 @@ CASE(fit_bce_target_range, {
     T[7] = 0.5f;
     return rc;
 })
+CASE(fit_ce_negative_target, {
+    fnn_train_options o = opts();
+    o.loss = "cross_entropy";
+    T[9] = -0.25f;
+    int rc = fit(X, NULL, T, ROWS, o);
+    T[9] = 0.5f;
+    return rc;
+})
+CASE(eval_ce_target_above_one, {
+    double l;
+    T[4] = 1.5f;
+    int rc = fnn_model_evaluate(M, X, NULL, T, ROWS, NULL, &l);
+    T[4] = 0.5f;
+    return rc;
+})
 CASE(fit_labels_for_mse, {
     fnn_train_options o = opts();
     o.loss = "mse";
@@ -207,6 +222,8 @@ static const struct {
     {"fit: NaN in x", fit_nan_x, FNN_ERR_NONFINITE, "x contains NaN or Inf (row 3, column 1)"},
     {"fit: Inf in targets", fit_inf_target, FNN_ERR_NONFINITE, "targets contain NaN or Inf"},
     {"fit: BCE target out of [0, 1]", fit_bce_target_range, FNN_ERR_ARG, "must be in [0, 1]"},
+    {"fit: cross-entropy target below 0", fit_ce_negative_target, FNN_ERR_ARG, "cross-entropy targets must be in [0, 1]"},
+    {"evaluate: cross-entropy target above 1", eval_ce_target_above_one, FNN_ERR_ARG, "targets[1][0] = 1.5"},
     {"fit: labels for mse", fit_labels_for_mse, FNN_ERR_ARG, "give targets"},
     {"fit: unknown optimizer", fit_unknown_optimizer, FNN_ERR_ARG, "unknown optimizer \"sgdd\""},
     {"fit: unknown loss", fit_unknown_loss, FNN_ERR_ARG, "unknown loss \"hinge\""},
