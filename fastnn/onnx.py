@@ -8,6 +8,10 @@ output "output", both (batch, width) with a symbolic batch.  Each layer kind has
 `_LAYER_WRITERS` and each activation one in `_ACT_WRITERS`, so a new kind adds one function:
   Dense        Gemm(x, W, b) with W as fastnn holds it, (in, out), so transB = 0
   Dropout      nothing (it is the identity outside training)
+  BatchNorm    BatchNormalization(x, gamma, beta, moving_mean, moving_variance, epsilon): inference,
+               the running statistics, as predict runs it
+  LayerNorm    LayerNormalization(x, gamma, beta, axis=-1, epsilon) from opset 17; before it, its
+               formula: d = x - ReduceMean(x), d / Sqrt(ReduceMean(d*d) + epsilon) * gamma + beta
   activations  Relu, LeakyRelu(alpha), Elu(alpha), Sigmoid, Tanh, Softmax(axis=-1), Gelu (opset 20
                and later), else 0.5*x*(1 + Erf(x/sqrt 2)), silu as x*Sigmoid(x)
   the link     the loss's softmax/sigmoid as `predict` applies it (once: a final softmax/sigmoid
@@ -17,12 +21,14 @@ Gelu, so in double graphs leaky_relu and elu are written with Where/Less/Greater
 exactly as the engine computes it), and gelu evaluates its Erf in float32 between two Casts
 (about 1e-7 from the engine's double erfc).  The model's `metadata` dict (class and column names
 from the command line) goes into `metadata_props` beside fastnn's own "fastnn.*" keys.
-Not written yet: int8/bf16 weights and normalization layers (the engine has no such kinds yet).
 
 Import (`read(source)`, from which `fastnn.from_onnx` builds the model): the graph is read backwards
 from its output as a chain of layers, each one of these patterns (anything else is a ModelFormatError naming the operator and its node):
   Dense        Gemm(x, W, C) with transA = 0, transB 0 or 1, alpha and beta; MatMul(x, W) + Add(C);
                MatMul(x, W) alone (no bias).  W and C are constants (initializers or Constant nodes)
+  norms        BatchNormalization (inference form, one output) and LayerNormalization (last axis, with
+               a bias), their parameters constants; epsilon read back as the shortest decimal of its
+               float32 (the opset-16 formula is not read back: the import names its first operator)
   activations  the operators above; Gelu(approximate="none"); 0.5*x*(1 + Erf(x/sqrt 2)) in any
                association and with Div or Mul (as both of PyTorch's exporters write it); x*Sigmoid(x);
                the Where forms of the double graphs above
@@ -59,6 +65,7 @@ __all__ = ["export", "to_proto", "read", "MIN_OPSET"]
 
 MIN_OPSET = 13              # Softmax's per-axis semantics; Gemm's optional C
 _GELU_OPSET = 20            # the first opset with a Gelu operator
+_LAYERNORM_OPSET = 17       # the first opset with a LayerNormalization operator
 _MAX_PROTO = 2**31 - 1      # protobuf cannot hold a message beyond 2 GiB
 _FASTNN_KEYS = ("fastnn.version", "fastnn.loss", "fastnn.huber_delta")
 _FILE_KEYS = ("format", "fastnn_schema", "fastnn_version", "architecture")  # a model file's own bookkeeping
@@ -181,11 +188,32 @@ def _write_activation(w, i, layer, x):
     return _ACT_WRITERS[layer.activation](w, x, layer.alpha, layer.name)
 
 
+def _write_batch_norm(w, i, layer, x):
+    """Inference: the running statistics (a frozen or predicting BatchNorm, as the engine runs it)."""
+    p = dict(layer.parameters())
+    names = [w.tensor(f"layers.{i}.{k}", p[k]) for k in ("gamma", "beta", "moving_mean", "moving_variance")]
+    return w.node("BatchNormalization", [x] + names, layer.name, epsilon=float(layer.epsilon))
+
+
+def _write_layer_norm(w, i, layer, x):
+    gamma, beta = w.tensor(f"layers.{i}.gamma", layer.gamma), w.tensor(f"layers.{i}.beta", layer.beta)
+    s = layer.name
+    if w.opset >= _LAYERNORM_OPSET:
+        return w.node("LayerNormalization", [x, gamma, beta], s, axis=-1, epsilon=float(layer.epsilon))
+    # before opset 17: the formula, with the engine's biased variance of the centred row
+    d = w.node("Sub", [x, w.node("ReduceMean", [x], s, axes=[-1], keepdims=1)], s)
+    var = w.node("ReduceMean", [w.node("Mul", [d, d], s)], s, axes=[-1], keepdims=1)
+    std = w.node("Sqrt", [w.node("Add", [var, w.const(layer.epsilon)], s)], s)
+    return w.node("Add", [w.node("Mul", [w.node("Div", [d, std], s), gamma], s), beta], s)
+
+
 # layer kind -> writer(w, index, layer, x) -> output value
 _LAYER_WRITERS = {
     "dense": _write_dense,
     "dropout": lambda w, i, layer, x: x,
     "activation": _write_activation,
+    "batch_norm": _write_batch_norm,
+    "layer_norm": _write_layer_norm,
 }
 
 
@@ -753,6 +781,41 @@ def _match_cast(g, n):
     return _Piece("noop", n.input[0], [n], cast=_FLOAT_TYPES[to])
 
 
+def _norm_params(g, n, names):
+    """The 1-D constant parameters of a normalization node, all of one length."""
+    if len(n.input) != 1 + len(names) or not all(n.input):
+        raise g.error(f"{g.label(n)} should have {1 + len(names)} inputs (x, {', '.join(names)})")
+    out = {}
+    for name, v in zip(names, n.input[1:]):
+        a = g.const(v, n)
+        if a.ndim != 1:
+            raise g.error(f"{g.label(n)}: its {name} {v!r} has shape {a.shape}; fastnn reads one value per feature")
+        out[name] = a
+    if len({a.shape for a in out.values()}) != 1:
+        raise g.error(f"{g.label(n)}: its parameters have different lengths")
+    return out
+
+
+def _match_batch_norm(g, n):
+    """BatchNormalization in inference form (one output): a BatchNorm with these running statistics."""
+    if len([o for o in n.output if o]) != 1 or g.attr(n, "training_mode", 0, int):
+        raise g.error(f"{g.label(n)} is in training mode; fastnn reads an inference BatchNormalization")
+    p = _norm_params(g, n, ("gamma", "beta", "moving_mean", "moving_variance"))
+    return _Piece("norm", n.input[0], [n], layer="batch_norm", params=p, node=n,
+                  eps=_alpha(g.attr(n, "epsilon", 1e-5, float)))
+
+
+def _match_layer_norm(g, n):
+    """LayerNormalization over the last axis, with scale and bias: a LayerNorm."""
+    if g.attr(n, "axis", -1, int) not in (-1, 1) or len([o for o in n.output if o]) != 1:
+        raise g.error(f"{g.label(n)}: fastnn reads LayerNormalization over the features (axis -1) with one output")
+    if len(n.input) == 2:
+        raise g.error(f"{g.label(n)} has no bias; fastnn reads LayerNormalization(x, scale, bias)")
+    p = _norm_params(g, n, ("gamma", "beta"))
+    return _Piece("norm", n.input[0], [n], layer="layer_norm", params=p, node=n,
+                  eps=_alpha(g.attr(n, "epsilon", 1e-5, float)))
+
+
 # operator -> matcher(graph, node computing the chain's current value) -> _Piece
 _MATCHERS = {
     "Gemm": _match_gemm, "MatMul": _match_matmul, "Add": _match_add,
@@ -761,6 +824,7 @@ _MATCHERS = {
     "Gelu": _match_simple("gelu"), "Mul": _match_mul, "Where": _match_where,
     "Identity": lambda g, n: _Piece("noop", n.input[0], [n]), "Dropout": _match_dropout,
     "Flatten": _match_flatten, "Reshape": _match_reshape, "Cast": _match_cast,
+    "BatchNormalization": _match_batch_norm, "LayerNormalization": _match_layer_norm,
 }
 _INPUT_ONLY = ("Flatten", "Reshape", "Cast")
 
@@ -863,7 +927,7 @@ def _chain(g):
         if n.domain not in ("", "ai.onnx") or n.op_type not in _MATCHERS:
             raise g.error(f"operator {g.label(n)} is not one fastnn reads (it reads Gemm, MatMul(+Add), Relu, "
                           f"LeakyRelu, Elu, Sigmoid, Tanh, Softmax, Gelu and its Erf formula, x*Sigmoid(x), "
-                          f"Identity, Dropout, and Flatten/Reshape/Cast at the input)")
+                          f"BatchNormalization, LayerNormalization, Identity, Dropout, and Flatten/Reshape/Cast at the input)")
         if not n.input or not n.input[0]:
             raise g.error(f"{g.label(n)} has no data input")
         piece = _MATCHERS[n.op_type](g, n)
@@ -919,13 +983,21 @@ def _layers(g, pieces):
         raise g.error(f"the weights have element types {sorted(str(d) for d in dtypes)}; fastnn reads float32 or "
                       f"float64 weights, all of one type")
     (dtype,) = dtypes
+    for p in pieces:
+        if p.kind == "norm" and any(a.dtype != dtype for a in p.info["params"].values()):
+            raise g.error(f"{g.label(p.info['node'])}: its parameters are not {dtype} like the weights")
+        if p.kind == "norm" and not all(np.all(np.isfinite(a)) for a in p.info["params"].values()):
+            raise g.error(f"{g.label(p.info['node'])}: its parameters contain NaN or Inf")
+        if p.kind == "norm" and not p.info["eps"] > 0:
+            raise g.error(f"{g.label(p.info['node'])}: its epsilon {p.info['eps']} is not positive")
     for p in dense:
         if not (np.all(np.isfinite(p.info["w"])) and (p.info["b"] is None or np.all(np.isfinite(p.info["b"])))):
             raise g.error(f"{g.label(p.info['node'])}: its weight or bias contains NaN or Inf")
     for p in pieces[:first]:
         if p.info.get("cast") is not None and p.info["cast"] != dtype:
             raise g.error(f"{g.label(p.nodes[0])} casts the input to {p.info['cast']}, but the weights are {dtype}")
-    width = dense[0].info["w"].shape[0]
+    head = pieces[first]   # the first layer fixes the input width: a Dense's weight rows, a norm's features
+    width = head.info["params"]["gamma"].shape[0] if head.kind == "norm" else dense[0].info["w"].shape[0]
     _check_input(g, pieces[:first], width, dtype)
     layers, units = [], width
     for p in pieces[first:]:
@@ -936,6 +1008,13 @@ def _layers(g, pieces):
                               f"before gives {units}")
             units = w.shape[1]
             layers.append({"kind": "dense", "w": w, "b": p.info["b"], "act": "linear", "alpha": 0.0})
+        elif p.kind == "norm":
+            n = p.info["params"]["gamma"].shape[0]
+            if n != units:
+                raise g.error(f"{g.label(p.info['node'])}: it normalizes {n} features but the layer before gives "
+                              f"{units}")
+            layers.append({"kind": p.info["layer"], "params": p.info["params"], "eps": p.info["eps"],
+                           "act": "linear", "alpha": 0.0})
         elif p.kind == "act":
             if layers and layers[-1]["kind"] == "dense" and layers[-1]["act"] == "linear":
                 layers[-1].update(act=p.info["act"], alpha=p.info["alpha"])
@@ -980,10 +1059,13 @@ def _loss(g, layers, props):
 
 def _make_layers(layers):
     """(fastnn layer, spec) for each spec of _layers."""
-    from .layers import Activation, Dense
+    from .layers import Activation, BatchNorm, Dense, LayerNorm
 
     out = []
     for spec in layers:
+        if spec["kind"] in ("batch_norm", "layer_norm"):
+            out.append(((BatchNorm if spec["kind"] == "batch_norm" else LayerNorm)(epsilon=spec["eps"]), spec))
+            continue
         act = spec["act"]
         if act in ("leaky_relu", "elu"):
             act = Activation(act, alpha=spec["alpha"])

@@ -73,6 +73,10 @@ def from_onnx(source):
             np.copyto(layer.weight, spec["w"])
             if spec["b"] is not None:
                 np.copyto(layer.bias, spec["b"])
+        elif "params" in spec:   # a normalization layer
+            views = dict(layer.parameters())
+            for name, a in spec["params"].items():
+                np.copyto(views[name], a)
     if loss is not None:
         model.compile(loss, huber_delta=delta)
     model.metadata = extra

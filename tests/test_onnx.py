@@ -234,13 +234,100 @@ def test_export_argument_errors(rt, tmp_path):
         fnn.from_onnx(3.5)
 
 
+# Every place a normalization layer can stand: above a linear Dense (the engine folds a BatchNorm and
+# the Activation above it into the Dense's output pass), above an activated Dense, at the input, last
+# (under the loss's link), and around a Dropout.
+NORM_PLACEMENTS = {
+    "dense_norm_act": lambda N: [fnn.Dense(7), N(), fnn.Activation("relu"), fnn.Dense(4)],
+    "act_dense_norm": lambda N: [fnn.Dense(7, "tanh"), N(), fnn.Dense(4, "relu")],
+    "input": lambda N: [N(), fnn.Dense(7, "elu"), fnn.Dense(4)],
+    "last": lambda N: [fnn.Dense(7, "relu"), fnn.Dense(4), N()],
+    "dropout": lambda N: [fnn.Dense(7), N(), fnn.Dropout(0.2), fnn.Dense(4, "silu"), N()],
+}
+
+
+def norm_model(placement, norm, dtype, loss, rng, eps=None):
+    """A model with `norm` layers at `placement`, their parameters (running statistics included) far
+    from their initial 1 and 0 so that each one shows in the output."""
+    kw = {} if eps is None else {"epsilon": eps}
+    m = fnn.Sequential(NORM_PLACEMENTS[placement](lambda: norm(**kw)), input_dim=6, dtype=dtype, seed=1)
+    for layer in m.layers:
+        for name, a in layer.parameters():
+            if name in ("gamma", "moving_variance"):
+                a[...] = rng.uniform(0.3, 3.0, size=a.shape)
+            elif name in ("beta", "moving_mean"):
+                a[...] = rng.normal(size=a.shape)
+    if loss:
+        m.compile(loss)
+    return m
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("placement", sorted(NORM_PLACEMENTS))
 @pytest.mark.parametrize("norm", [fnn.BatchNorm, fnn.LayerNorm])
-def test_normalization_layers_are_refused_by_name(rt, norm, tmp_path):
-    """BatchNorm and LayerNorm have no ONNX form yet: export says which layer, and writes nothing."""
-    m = fnn.Sequential([fnn.Dense(5), norm(name="the_norm"), fnn.Dense(2)], input_dim=3, seed=0)
-    with pytest.raises(ValueError, match=r"export_onnx: layer 'the_norm' \(%s\) has no ONNX form" % norm.__name__):
-        m.export_onnx(tmp_path / "m.onnx")
-    assert os.listdir(tmp_path) == []
+def test_normalization_layers_run_in_onnxruntime_like_predict_and_round_trip(rt, norm, placement, loss, dtype,
+                                                                            tmp_path, rng):
+    # ONNX's epsilon is a float32 attribute: float64 models take one that float32 holds exactly (the
+    # float32 models keep their default, which both sides round to the same float32)
+    m = norm_model(placement, norm, dtype, loss, rng, eps=2.0**-10 if dtype == "float64" else None)
+    path = tmp_path / "m.onnx"
+    m.export_onnx(path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    op = {fnn.BatchNorm: "BatchNormalization", fnn.LayerNorm: "LayerNormalization"}[norm]
+    assert sum(n.op_type == op for n in proto.graph.node) == sum(isinstance(x, norm) for x in m.layers)
+    x = inputs(rng, 50, 6, dtype)
+    want = m.predict(x)
+    (got,) = run_ort(path, x)
+    assert got.dtype == np.dtype(dtype) and got.shape == want.shape
+    # a few roundings apart (the engine folds a BatchNorm into one scale and shift; ONNX Runtime sums
+    # LayerNorm's moments its own way): float32 outputs of size ~10 within 1e-5, float64 within 1e-12
+    if dtype == "float32":
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+    back = fnn.from_onnx(path)
+    assert [type(x).__name__ for x in back.layers] == [type(x).__name__ for x in m.layers if x.kind != "dropout"]
+    assert [getattr(x, "activation", None) for x in back.layers] == \
+        [getattr(x, "activation", None) for x in m.layers if x.kind != "dropout"]
+    assert [x.epsilon for x in back.layers if isinstance(x, norm)] == [x.epsilon for x in m.layers if isinstance(x, norm)]
+    assert back.dtype == m.dtype and back.loss == loss
+    assert all(np.array_equal(a, b) for a, b in zip(back.get_weights(), m.get_weights()))
+    assert np.array_equal(back.predict(x), want)
+
+
+@pytest.mark.parametrize("opset", [13, 16, 17, 18])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layer_norm_before_opset_17_is_its_formula(rt, opset, dtype, tmp_path, rng):
+    """LayerNormalization is an operator from opset 17; earlier opsets get ReduceMean/Sub/Mul/Sqrt/Div,
+    which ONNX Runtime runs like predict."""
+    m = norm_model("dense_norm_act", fnn.LayerNorm, dtype, "mse", rng, eps=2.0**-7)
+    from fastnn.onnx import to_proto
+    proto = onnx.load_from_string(to_proto(m, opset=opset).SerializeToString())
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert ("LayerNormalization" in ops) == (opset >= 17)
+    assert ("ReduceMean" in ops) == (opset < 17)
+    x = inputs(rng, 40, 6, dtype)
+    np.testing.assert_allclose(run_ort(proto, x)[0], m.predict(x), rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
+    if opset < 17:   # the formula is not read back: the import names the operator it stops at
+        with pytest.raises(fnn.ModelFormatError, match="Div node|Add node|Mul node"):
+            fnn.from_onnx(proto)
+
+
+def test_a_batch_norm_in_training_mode_is_refused_by_name(rt):
+    h = onnx.helper
+    p = lambda name: onnx.numpy_helper.from_array(np.ones(3, np.float32), name)
+    node = h.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y", "rm", "rv"], name="bn",
+                       training_mode=1)
+    g = h.make_graph([node], "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 3])],
+                     [p("g"), p("b"), p("m"), p("v")])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 15)])
+    with pytest.raises(fnn.ModelFormatError, match="BatchNormalization node 'bn' is in training mode"):
+        fnn.from_onnx(model)
 
 
 def test_max_norm_is_a_training_constraint_that_exports_as_dense(rt, tmp_path, rng):
