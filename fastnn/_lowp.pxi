@@ -10,7 +10,7 @@ cdef extern from "lowp.h" nogil:
         const char *name
     const fnn_qgemm_kernel *fnn_qgemm_kernel_active()
     const fnn_bgemm_kernel *fnn_bgemm_kernel_active()
-    int FNN_Q_WMAX, FNN_Q_MAX_K, FNN_BF16_A, FNN_BF16_B
+    int FNN_Q_WMAX, FNN_Q_AMAX, FNN_Q_MAX_K, FNN_BF16_A, FNN_BF16_B
     int fnn_qgemm_s32(size_t m, size_t n, size_t k, const uint8_t *a, const int8_t *w, int32_t *c, int nt)
     void fnn_quantize_rows(const float *x, size_t rows, size_t cols, const float *range, uint8_t *q, float *scale,
                            int32_t *zp)
@@ -24,6 +24,7 @@ cdef extern from "lowp.h" nogil:
 
 INT8_WEIGHT_MAX = FNN_Q_WMAX
 INT8_MAX_INPUTS = FNN_Q_MAX_K
+INT8_ACT_MAX = FNN_Q_AMAX  # quantized inputs lie in [0, INT8_ACT_MAX]
 
 
 def int8_path():

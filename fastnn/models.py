@@ -613,11 +613,9 @@ class Sequential:
     def export_onnx(self, path, *, opset=17):
         """Write the model as an ONNX graph that gives `predict`'s outputs (probabilities for the
         cross-entropies): Gemm layers, standard activations, a symbolic batch dimension, the
-        model's metadata in metadata_props.  Needs the optional onnx package
-        (pip install "fastnn[onnx]"); fastnn/onnx.py describes the graph."""
-        if self.quantized:
-            raise FastNNError(f"export_onnx: the model is quantized ({self.precision}), which the ONNX export does "
-                              "not write yet; export fastnn.dequantize(model)")
+        model's metadata in metadata_props; int8 and bfloat16 layers in standard operators that compute
+        what the engine does.  Needs the optional onnx package (pip install "fastnn[onnx]");
+        fastnn/onnx.py describes the graph."""
         from . import onnx as onnx_io
         onnx_io.export(self, path, opset=opset)
 

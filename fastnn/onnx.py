@@ -59,13 +59,14 @@ import stat
 import numpy as np
 
 from . import _core
-from ._errors import FastNNError, ModelFormatError
+from ._errors import ModelFormatError
 
 __all__ = ["export", "to_proto", "read", "MIN_OPSET"]
 
 MIN_OPSET = 13              # Softmax's per-axis semantics; Gemm's optional C
 _GELU_OPSET = 20            # the first opset with a Gelu operator
 _LAYERNORM_OPSET = 17       # the first opset with a LayerNormalization operator
+_Q_AMAX = _core.INT8_ACT_MAX  # int8 layers quantize their inputs to 0..127 (csrc/lowp.h)
 _MAX_PROTO = 2**31 - 1      # protobuf cannot hold a message beyond 2 GiB
 _FASTNN_KEYS = ("fastnn.version", "fastnn.loss", "fastnn.huber_delta")
 _FILE_KEYS = ("format", "fastnn_schema", "fastnn_version", "architecture")  # a model file's own bookkeeping
@@ -88,7 +89,7 @@ class _Writer:
     operator that compute them."""
 
     def __init__(self, onnx, dtype, opset, graph):
-        self.helper = onnx.helper
+        self.helper, self.onnx = onnx.helper, onnx
         self.dtype = np.dtype(dtype)
         self.elem = onnx.TensorProto.DOUBLE if self.dtype == np.float64 else onnx.TensorProto.FLOAT
         self.FLOAT, self.DOUBLE = onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE
@@ -118,6 +119,21 @@ class _Writer:
         t.dims.extend(array.shape)
         t.raw_data = np.ascontiguousarray(array, dtype=self.dtype.newbyteorder("<")).tobytes()
         return t.name
+
+    def typed(self, name, array):
+        """An initializer holding `array` in its own element type (int8 weights, int32 sums, int64 axes)."""
+        t = self.graph.initializer.add()
+        t.name = self._unique(name)
+        t.data_type = self.helper.np_dtype_to_tensor_dtype(array.dtype)
+        t.dims.extend(array.shape)
+        t.raw_data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        return t.name
+
+    def reduce(self, op, x, scope):
+        """ReduceMin/ReduceMax over the last axis, keeping it: an attribute before opset 18, an input after."""
+        if self.opset >= 18:
+            return self.node(op, [x, self.typed("axes_last", np.array([-1], np.int64))], scope, keepdims=1)
+        return self.node(op, [x], scope, axes=[-1], keepdims=1)
 
     def const(self, value):
         """A scalar initializer in the model's dtype, shared by every node that uses the same value."""
@@ -176,7 +192,57 @@ _ACT_WRITERS = {
 }
 
 
+def _write_int8_dense(w, i, layer, x):
+    """An int8 layer as the engine computes it (csrc/lowp.h), in standard operators, step for step:
+    the input row's range [lo, hi] (min(0, min x), max(0, max x), or the calibrated one), inv = 127 /
+    (hi - lo) (0 for an empty range), zp = Round(-lo * inv), q = Clip(Round(Clip(x * inv, -256, 256))
+    + zp, 0, 127) as uint8 (ONNX's Round is fastnn's round-half-to-even); the exact int32 product
+    MatMulInteger(q, Wq) less zp * (the column sums of Wq); then Cast(t) * (s * wscale) + bias with
+    s = (hi - lo) / 127, and the activation.  The same IEEE operations in the same order, so ONNX
+    Runtime gets the engine's bits up to the activation's own function."""
+    p, s = dict(layer.parameters()), layer.name
+    F = w.FLOAT
+    qw = p["weight"]
+    if layer.input_scales == "calibrated":
+        lo = w.tensor(f"layers.{i}.input_lo", p["input_range"][:1].reshape(1, 1))
+        hi = w.tensor(f"layers.{i}.input_hi", p["input_range"][1:].reshape(1, 1))
+    else:
+        lo = w.node("Min", [w.reduce("ReduceMin", x, s), w.const(0.0)], s)
+        hi = w.node("Max", [w.reduce("ReduceMax", x, s), w.const(0.0)], s)
+    width = w.node("Sub", [hi, lo], s)
+    inv = w.node("Where", [w.node("Greater", [width, w.const(0.0)], s),
+                           w.node("Div", [w.const(float(_Q_AMAX)), width], s), w.const(0.0)], s)
+    zp = w.node("Round", [w.node("Mul", [w.node("Neg", [lo], s), inv], s)], s)
+    v = w.node("Clip", [w.node("Mul", [x, inv], s), w.const(-256.0), w.const(256.0)], s)
+    v = w.node("Clip", [w.node("Add", [w.node("Round", [v], s), zp], s), w.const(0.0), w.const(float(_Q_AMAX))], s)
+    q = w.node("Cast", [v], s, to=w.onnx.TensorProto.UINT8)
+    acc = w.node("MatMulInteger", [q, w.typed(f"layers.{i}.weight_q", qw)], s)
+    colsum = w.typed(f"layers.{i}.weight_colsum", qw.sum(axis=0, dtype=np.int32))
+    t = w.node("Sub", [acc, w.node("Mul", [w.node("Cast", [zp], s, to=w.onnx.TensorProto.INT32), colsum], s)], s)
+    scale = w.node("Mul", [w.node("Div", [width, w.const(float(_Q_AMAX))], s),
+                           w.tensor(f"layers.{i}.weight_scale", p["weight_scale"])], s)
+    y = w.node("Mul", [w.node("Cast", [t], s, to=F), scale], s)
+    if layer.use_bias:
+        y = w.node("Add", [y, w.tensor(f"layers.{i}.bias", p["bias"])], s)
+    return _ACT_WRITERS[layer.activation](w, y, layer.alpha, s)
+
+
+def _write_bf16_dense(w, i, layer, x):
+    """A bfloat16 layer: the input rounded to bfloat16 (Cast there and back; the weights already hold
+    bfloat16 values, stored as the float32s they are), multiplied and summed in float32."""
+    xb = w.node("Cast", [w.node("Cast", [x], layer.name, to=w.onnx.TensorProto.BFLOAT16)], layer.name, to=w.FLOAT)
+    return _write_float_dense(w, i, layer, xb)
+
+
 def _write_dense(w, i, layer, x):
+    if layer.precision == "int8":
+        return _write_int8_dense(w, i, layer, x)
+    if layer.precision == "bfloat16":
+        return _write_bf16_dense(w, i, layer, x)
+    return _write_float_dense(w, i, layer, x)
+
+
+def _write_float_dense(w, i, layer, x):
     inputs = [x, w.tensor(f"layers.{i}.weight", layer.weight)]
     if layer.use_bias:
         inputs.append(w.tensor(f"layers.{i}.bias", layer.bias))
@@ -237,9 +303,6 @@ def to_proto(model, *, opset=17, metadata=None):
     if opset < MIN_OPSET:
         raise ValueError(f"opset: expected {MIN_OPSET} or later, got {opset}")
     model._require_built("export_onnx")
-    if model.quantized:  # the Gemm graph would carry the int8 codes as if they were the weights
-        raise FastNNError(f"export_onnx: the model is quantized ({model.precision}), which the ONNX export does not "
-                          "write yet; export fastnn.dequantize(model)")
     onnx = _onnx()
     if opset > onnx.defs.onnx_opset_version():
         raise ValueError(f"opset: the onnx package installed knows opsets up to {onnx.defs.onnx_opset_version()}, "
@@ -816,6 +879,8 @@ def _match_layer_norm(g, n):
                   eps=_alpha(g.attr(n, "epsilon", 1e-5, float)))
 
 
+_QUANTIZED_OPS = ("MatMulInteger", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
 # operator -> matcher(graph, node computing the chain's current value) -> _Piece
 _MATCHERS = {
     "Gemm": _match_gemm, "MatMul": _match_matmul, "Add": _match_add,
@@ -1113,6 +1178,10 @@ def read(source):
     onnx = _onnx()
     proto, base, where = _read(onnx, source)
     g = _Graph(onnx, proto, base, where)
+    for n in g.nodes:   # fastnn's own int8 export among them: its layers come in as float or not at all
+        if n.op_type in _QUANTIZED_OPS and n.domain in ("", "ai.onnx"):
+            raise g.error(f"operator {g.label(n)} belongs to a quantized graph; fastnn imports float graphs "
+                          f"(import the float model, then fastnn.quantize it)")
     layers, width, dtype = _layers(g, _chain(g))
     props = {p.key: p.value for p in proto.metadata_props}
     loss, delta = _loss(g, layers, props)

@@ -601,18 +601,6 @@ def test_c_fit_refuses_a_quantized_model(driver, tmp_path, rng):
     assert r.returncode == 1 and "quantized" in r.stderr and not (tmp_path / "out.safetensors").exists()
 
 
-def test_onnx_export_refuses_a_quantized_model(tmp_path, rng):
-    pytest.importorskip("onnx")
-    m, _ = regression_model(rng)
-    for dtype in ("int8", "bfloat16"):
-        with pytest.raises(fnn.FastNNError, match="quantized"):
-            fnn.quantize(m, dtype).export_onnx(tmp_path / "q.onnx")
-        from fastnn import onnx as fonnx
-        with pytest.raises(fnn.FastNNError, match="quantized"):
-            fonnx.export(fnn.quantize(m, dtype), tmp_path / "q.onnx")
-    assert not (tmp_path / "q.onnx").exists()
-
-
 @pytest.mark.skipif(os.environ.get("FASTNN_SANITIZED") == "1",
                     reason="a minute and a half at -O1 under ASan for code the other tests run sanitized")
 def test_quantized_accuracy_on_a_784_512_256_10_model():

@@ -330,6 +330,164 @@ def test_a_batch_norm_in_training_mode_is_refused_by_name(rt):
         fnn.from_onnx(model)
 
 
+# ---- quantized models: int8 and bfloat16 layers in standard operators --------------------------------
+
+# (input width, widths of the Dense layers): a wide first layer, a one-unit layer, more than one panel
+QUANT_SHAPES = [(30, (20, 17, 3)), (5, (1, 4)), (70, (33, 16, 9))]
+
+
+def quant_inputs(rng, rows, cols):
+    """Rows of every kind the quantization treats apart: mixed signs, all positive (lo = 0), all
+    negative (hi = 0), all zero (an empty range), one value far out (predict refuses NaN and Inf)."""
+    x = inputs(rng, rows, cols, np.float32)
+    x[1] = np.abs(x[1])
+    x[2] = -np.abs(x[2])
+    x[3] = 0
+    x[4, 0] = 500
+    return x
+
+
+def quantized_pair(rng, n_in, widths, act, dtype, scales, loss):
+    layers = [fnn.Dense(u, fnn.Activation(act, alpha=0.3) if act in ("leaky_relu", "elu") else act)
+              for u in widths[:-1]] + [fnn.Dense(widths[-1])]
+    m = fnn.Sequential(layers, input_dim=n_in, seed=3)
+    if loss:
+        m.compile(loss)
+    x = quant_inputs(rng, 40, n_in)
+    calibration = inputs(rng, 30, n_in, np.float32) if scales == "calibrated" else None
+    return fnn.quantize(m, dtype, calibration=calibration), x
+
+
+def export_and_run(q, x, tmp_path, opset=17):
+    path = tmp_path / "q.onnx"
+    q.export_onnx(path, opset=opset)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    (got,) = run_ort(path, x)
+    return got, path
+
+
+@pytest.mark.parametrize("opset", [17, 18])   # ReduceMin/ReduceMax take their axes as an input from 18
+@pytest.mark.parametrize("loss", [None, "cross_entropy"])
+@pytest.mark.parametrize("act", ["linear", "relu", "leaky_relu"])
+@pytest.mark.parametrize("scales", ["per_row", "calibrated"])
+@pytest.mark.parametrize("shape", QUANT_SHAPES)
+def test_int8_export_gives_predicts_bits_in_onnxruntime(rt, shape, scales, act, loss, opset, tmp_path, rng):
+    """The graph quantizes each row (or by the calibrated range), multiplies with MatMulInteger's
+    exact int32 sums and rescales with the engine's float operations in the engine's order, so with
+    activations that are exact in both (linear, relu, leaky_relu) ONNX Runtime gives predict's bits;
+    a softmax link adds only its own rounding."""
+    q, x = quantized_pair(rng, *shape, act, "int8", scales, loss)
+    got, path = export_and_run(q, x, tmp_path, opset)
+    proto = onnx.load(str(path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("MatMulInteger") == len(shape[1]) and "Gemm" not in ops
+    assert ("ReduceMax" in ops) == (scales == "per_row")
+    assert sum(t.data_type == onnx.TensorProto.INT8 for t in proto.graph.initializer) == len(shape[1])
+    want = q.predict(x)
+    if loss is None:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_int8_export_stores_the_int8_weights_and_scales(rt, tmp_path, rng):
+    q, x = quantized_pair(rng, 30, (20, 3), "relu", "int8", "per_row", None)
+    _, path = export_and_run(q, x, tmp_path)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    for i, layer in enumerate(q.layers):
+        p = dict(layer.parameters())
+        assert np.array_equal(inits[f"layers.{i}.weight_q"], p["weight"]) and inits[f"layers.{i}.weight_q"].dtype == np.int8
+        assert np.array_equal(inits[f"layers.{i}.weight_scale"], p["weight_scale"])
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "elu", "gelu", "silu", "softmax"])
+@pytest.mark.parametrize("scales", ["per_row", "calibrated"])
+def test_int8_export_with_a_smooth_final_activation(rt, act, scales, tmp_path, rng):
+    """The int8 layers give the same bits; the last layer's smooth activation is ONNX Runtime's own
+    function, as in the float export (1e-5)."""
+    m = fnn.Sequential([fnn.Dense(12, "relu"), fnn.Dense(5, fnn.Activation(act, alpha=0.3) if act == "elu" else act)],
+                       input_dim=8, seed=2)
+    x = quant_inputs(rng, 40, 8)
+    q = fnn.quantize(m, "int8", calibration=inputs(rng, 30, 8, np.float32) if scales == "calibrated" else None)
+    got, _ = export_and_run(q, x, tmp_path)
+    np.testing.assert_allclose(got, q.predict(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("act, width", [("sigmoid", 1.0), ("tanh", 2.0)])
+def test_int8_export_with_smooth_hidden_activations(rt, act, width, tmp_path, rng):
+    """Between int8 layers a smooth activation (ONNX Runtime's function, not the engine's) may move a
+    value by an ulp: a row's range moves by an ulp (its outputs move by ulps), or a value crosses a
+    rounding boundary of the next layer's quantization, which moves that input by one step: a few
+    outputs differ by a few of the next layer's steps.  One step
+    changes output j by at most s * wscale[j] * 63, s = (row range) / 127 <= width / 127, the
+    activation's range bounding the row's; the test allows three such steps."""
+    m = fnn.Sequential([fnn.Dense(24, act), fnn.Dense(6)], input_dim=10, seed=4)
+    x = quant_inputs(rng, 200, 10)
+    q = fnn.quantize(m, "int8")
+    got, _ = export_and_run(q, x, tmp_path)
+    want = q.predict(x)
+    step = width / 127 * dict(q.layers[1].parameters())["weight_scale"] * 63
+    assert np.mean(np.abs(got - want) <= 1e-5) > 0.9   # mostly a row scale an ulp apart, at most
+    assert np.all(np.abs(got - want) <= 3 * step)
+
+
+@pytest.mark.parametrize("loss", [None, "cross_entropy"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("shape", QUANT_SHAPES)
+def test_bfloat16_export_runs_like_predict(rt, shape, act, loss, tmp_path, rng):
+    """The inputs are Cast to bfloat16 and back in the graph (round to nearest even, as the engine
+    rounds them), the weights are the bfloat16 values as float32; the products are then exact in
+    float32 and only the order of the float32 sums (and ONNX Runtime's own activations) differ:
+    relative 1e-5 of outputs that sum at most 70 exact products."""
+    q, x = quantized_pair(rng, *shape, act, "bfloat16", None, loss)
+    x[5] = np.frombuffer((np.arange(shape[0], dtype=np.uint32) * 0x10000 + 0x3f808000).tobytes(), np.float32)  # ties
+    got, path = export_and_run(q, x, tmp_path)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("Cast") == 2 * len(shape[1])
+    np.testing.assert_allclose(got, q.predict(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_cast_in_onnxruntime_rounds_as_the_engine(rt, rng):
+    """What the bfloat16 graphs rely on: ONNX Runtime's Cast to bfloat16 rounds to nearest, ties to
+    even, as the engine does (checked on exact ties, both parities, and ordinary values)."""
+    from fastnn import _core
+    h = onnx.helper
+    g = h.make_graph([h.make_node("Cast", ["x"], ["b"], to=onnx.TensorProto.BFLOAT16),
+                      h.make_node("Cast", ["b"], ["y"], to=onnx.TensorProto.FLOAT)], "g",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n"])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n"])])
+    proto = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    ties = (np.arange(2000, dtype=np.uint32) * 0x10000 + 0x3f808000).view(np.float32)
+    x = np.concatenate([ties, -ties, rng.normal(size=5000).astype(np.float32) * 100])
+    got = run_ort(proto, x)[0]
+    want = _core.bf16_round(x)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    # NumPy's own reference: round half to even on the upper 16 bits
+    u = x.view(np.uint32).astype(np.uint64)
+    ref = (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+    assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("norm", [fnn.BatchNorm, fnn.LayerNorm])
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_quantized_models_with_normalization_layers(rt, norm, dtype, tmp_path, rng):
+    m = norm_model("dense_norm_act", norm, "float32", "mse", rng)
+    x = quant_inputs(rng, 40, 6)
+    q = fnn.quantize(m, dtype)
+    got, _ = export_and_run(q, x, tmp_path)
+    np.testing.assert_allclose(got, q.predict(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_importing_a_quantized_export_names_the_operator(rt, dtype, tmp_path, rng):
+    """fastnn imports float graphs: its own int8 graph is refused at MatMulInteger, its bfloat16 graph
+    at the Cast to bfloat16."""
+    q, x = quantized_pair(rng, 6, (5, 3), "relu", dtype, "per_row", None)
+    _, path = export_and_run(q, x, tmp_path)
+    with pytest.raises(fnn.ModelFormatError, match="MatMulInteger node" if dtype == "int8" else "Cast node"):
+        fnn.from_onnx(path)
+
+
 def test_max_norm_is_a_training_constraint_that_exports_as_dense(rt, tmp_path, rng):
     """max_norm acts on updates only: the exported graph runs as predict does."""
     m = fnn.Sequential([fnn.Dense(6, "tanh", max_norm=0.5), fnn.Dense(3)], input_dim=4, seed=0)
