@@ -12,6 +12,13 @@ output "output", both (batch, width) with a symbolic batch.  Each layer kind has
                the running statistics, as predict runs it
   LayerNorm    LayerNormalization(x, gamma, beta, axis=-1, epsilon) from opset 17; before it, its
                formula: d = x - ReduceMean(x), d / Sqrt(ReduceMean(d*d) + epsilon) * gamma + beta
+  int8 Dense   the engine's arithmetic (csrc/lowp.h) step for step in standard operators: the row's
+               range (ReduceMin/ReduceMax with 0, or the calibrated one), its quantization to uint8
+               (Mul, Clip, Round, Add, Clip, Cast), MatMulInteger with the int8 weights, less the zero
+               point times their column sums, then Cast * (row scale * column scale) + bias and the
+               activation (see _write_int8_dense)
+  bf16 Dense   the input Cast to bfloat16 and back, the weights as the float32s of their bfloat16
+               values, Gemm
   activations  Relu, LeakyRelu(alpha), Elu(alpha), Sigmoid, Tanh, Softmax(axis=-1), Gelu (opset 20
                and later), else 0.5*x*(1 + Erf(x/sqrt 2)), silu as x*Sigmoid(x)
   the link     the loss's softmax/sigmoid as `predict` applies it (once: a final softmax/sigmoid
@@ -26,6 +33,8 @@ Import (`read(source)`, from which `fastnn.from_onnx` builds the model): the gra
 from its output as a chain of layers, each one of these patterns (anything else is a ModelFormatError naming the operator and its node):
   Dense        Gemm(x, W, C) with transA = 0, transB 0 or 1, alpha and beta; MatMul(x, W) + Add(C);
                MatMul(x, W) alone (no bias).  W and C are constants (initializers or Constant nodes)
+  quantized    MatMulInteger, QuantizeLinear and the like are refused by name: fastnn imports float
+               graphs (fastnn's own int8 graph among them; its bf16 graph stops at the Cast)
   norms        BatchNormalization (inference form, one output) and LayerNormalization (last axis, with
                a bias), their parameters constants; epsilon read back as the shortest decimal of its
                float32 (the opset-16 formula is not read back: the import names its first operator)
@@ -992,7 +1001,8 @@ def _chain(g):
         if n.domain not in ("", "ai.onnx") or n.op_type not in _MATCHERS:
             raise g.error(f"operator {g.label(n)} is not one fastnn reads (it reads Gemm, MatMul(+Add), Relu, "
                           f"LeakyRelu, Elu, Sigmoid, Tanh, Softmax, Gelu and its Erf formula, x*Sigmoid(x), "
-                          f"BatchNormalization, LayerNormalization, Identity, Dropout, and Flatten/Reshape/Cast at the input)")
+                          f"BatchNormalization, LayerNormalization, Identity, Dropout, and Flatten/Reshape/Cast "
+                          f"at the input)")
         if not n.input or not n.input[0]:
             raise g.error(f"{g.label(n)} has no data input")
         piece = _MATCHERS[n.op_type](g, n)

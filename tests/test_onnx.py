@@ -292,7 +292,8 @@ def test_normalization_layers_run_in_onnxruntime_like_predict_and_round_trip(rt,
     assert [type(x).__name__ for x in back.layers] == [type(x).__name__ for x in m.layers if x.kind != "dropout"]
     assert [getattr(x, "activation", None) for x in back.layers] == \
         [getattr(x, "activation", None) for x in m.layers if x.kind != "dropout"]
-    assert [x.epsilon for x in back.layers if isinstance(x, norm)] == [x.epsilon for x in m.layers if isinstance(x, norm)]
+    eps = lambda model: [x.epsilon for x in model.layers if isinstance(x, norm)]
+    assert eps(back) == eps(m)
     assert back.dtype == m.dtype and back.loss == loss
     assert all(np.array_equal(a, b) for a, b in zip(back.get_weights(), m.get_weights()))
     assert np.array_equal(back.predict(x), want)
@@ -396,7 +397,8 @@ def test_int8_export_stores_the_int8_weights_and_scales(rt, tmp_path, rng):
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
     for i, layer in enumerate(q.layers):
         p = dict(layer.parameters())
-        assert np.array_equal(inits[f"layers.{i}.weight_q"], p["weight"]) and inits[f"layers.{i}.weight_q"].dtype == np.int8
+        wq = inits[f"layers.{i}.weight_q"]
+        assert wq.dtype == np.int8 and np.array_equal(wq, p["weight"])
         assert np.array_equal(inits[f"layers.{i}.weight_scale"], p["weight_scale"])
 
 
@@ -1052,6 +1054,20 @@ def cli(*args, cwd):
 def csv_rows(text):
     lines = text.strip().splitlines()
     return lines[0].split(","), [line.split(",") for line in lines[1:]]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_cli_exports_a_quantized_model_file(rt, dtype, tmp_path, rng):
+    """A quantized model file with a BatchNorm, loaded by the command line and exported: ONNX Runtime
+    runs it like predict on the loaded file."""
+    m = norm_model("dense_norm_act", fnn.BatchNorm, "float32", "cross_entropy", rng)
+    fnn.quantize(m, dtype).save(tmp_path / "q.safetensors")
+    r = cli("export", "q.safetensors", "q.onnx", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "wrote q.onnx", r.stderr
+    onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")), full_check=True)
+    x = quant_inputs(rng, 40, 6)
+    np.testing.assert_allclose(run_ort(tmp_path / "q.onnx", x)[0], fnn.load(tmp_path / "q.safetensors").predict(x),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_cli_export_then_import_keeps_predictions_and_class_names(rt, tmp_path):
