@@ -367,7 +367,7 @@ def export_and_run(q, x, tmp_path, opset=17):
     return got, path
 
 
-@pytest.mark.parametrize("opset", [17, 18])   # ReduceMin/ReduceMax take their axes as an input from 18
+@pytest.mark.parametrize("opset", [13, 17, 18])   # ReduceMin/ReduceMax take their axes as an input from 18
 @pytest.mark.parametrize("loss", [None, "cross_entropy"])
 @pytest.mark.parametrize("act", ["linear", "relu", "leaky_relu"])
 @pytest.mark.parametrize("scales", ["per_row", "calibrated"])
