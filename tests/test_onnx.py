@@ -572,6 +572,30 @@ def test_import_from_torch_onnx_export(tnn, dynamo, opset, head, tmp_path, rng):
         np.testing.assert_allclose(m.predict(x), net(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("dynamo, opset", [(False, 17), (True, 18)])
+def test_import_torch_batch_norm_and_layer_norm(tnn, dynamo, opset, tmp_path, rng):
+    """PyTorch's BatchNorm1d (eval: BatchNormalization with the running statistics, or folded into the
+    Gemm by the dynamo exporter) and LayerNorm come in as fastnn's layers and predict like PyTorch."""
+    torch.manual_seed(0)
+    bn = tnn.BatchNorm1d(16)
+    with torch.no_grad():   # statistics and affine far from their initial values
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    net = tnn.Sequential(tnn.Linear(12, 16), bn, tnn.ReLU(), tnn.Linear(16, 8), tnn.LayerNorm(8),
+                         tnn.Linear(8, 3)).eval()
+    torch_export(net, torch.randn(3, 12), tmp_path / "t.onnx", dynamo, opset)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node]
+    m = fnn.from_onnx(tmp_path / "t.onnx")
+    kinds = [type(x).__name__ for x in m.layers]
+    assert kinds.count("LayerNorm") == 1 and kinds.count("BatchNorm") == ops.count("BatchNormalization")
+    x = inputs(rng, 60, 12, "float32")
+    with torch.inference_mode():
+        np.testing.assert_allclose(m.predict(x), net(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(m.predict(x), run_ort(tmp_path / "t.onnx", x)[0], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "silu"])
 def test_import_each_torch_activation_in_float64(tnn, act, tmp_path, rng):
     mod = {"relu": tnn.ReLU(), "leaky_relu": tnn.LeakyReLU(0.1), "elu": tnn.ELU(), "sigmoid": tnn.Sigmoid(),
