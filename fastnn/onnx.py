@@ -1050,20 +1050,20 @@ def _layers(g, pieces):
             raise g.error(f"{g.label(p.nodes[0])} sits between layers; fastnn reads Flatten, Reshape and Cast "
                           f"only at the input")
     dense = [p for p in pieces if p.kind == "dense"]
-    if not dense:
-        raise g.error("the graph has no Gemm or MatMul layer")
+    norms = [p for p in pieces if p.kind == "norm"]
+    if not dense and not norms:
+        raise g.error("the graph has no Gemm, MatMul or normalization layer")
     dtypes = {p.info["w"].dtype for p in dense} | {p.info["b"].dtype for p in dense if p.info["b"] is not None}
+    dtypes |= {a.dtype for p in norms for a in p.info["params"].values()}
     bad = [d for d in dtypes if d not in (np.float32, np.float64)]
     if bad or len(dtypes) != 1:
         raise g.error(f"the weights have element types {sorted(str(d) for d in dtypes)}; fastnn reads float32 or "
                       f"float64 weights, all of one type")
     (dtype,) = dtypes
-    for p in pieces:
-        if p.kind == "norm" and any(a.dtype != dtype for a in p.info["params"].values()):
-            raise g.error(f"{g.label(p.info['node'])}: its parameters are not {dtype} like the weights")
-        if p.kind == "norm" and not all(np.all(np.isfinite(a)) for a in p.info["params"].values()):
+    for p in norms:
+        if not all(np.all(np.isfinite(a)) for a in p.info["params"].values()):
             raise g.error(f"{g.label(p.info['node'])}: its parameters contain NaN or Inf")
-        if p.kind == "norm" and not p.info["eps"] > 0:
+        if not p.info["eps"] > 0:
             raise g.error(f"{g.label(p.info['node'])}: its epsilon {p.info['eps']} is not positive")
     for p in dense:
         if not (np.all(np.isfinite(p.info["w"])) and (p.info["b"] is None or np.all(np.isfinite(p.info["b"])))):

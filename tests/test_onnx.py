@@ -318,6 +318,63 @@ def test_layer_norm_before_opset_17_is_its_formula(rt, opset, dtype, tmp_path, r
             fnn.from_onnx(proto)
 
 
+def norm_graph(op, params, n_in=3, attrs=None, dense=None):
+    """x -> [Gemm(x, W) ->] op(., *params) -> y, as an ONNX model; params: name -> array."""
+    h = onnx.helper
+    nodes, inits, x = [], [], "x"
+    if dense is not None:
+        inits.append(onnx.numpy_helper.from_array(dense, "W"))
+        nodes.append(h.make_node("Gemm", ["x", "W"], ["h"], name="fc"))
+        x = "h"
+    inits += [onnx.numpy_helper.from_array(a, k) for k, a in params.items()]
+    nodes.append(h.make_node(op, [x, *params], ["y"], name="norm", **(attrs or {})))
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", n_in])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("case, match", [
+    ("bn_2d_gamma", r"BatchNormalization node 'norm': its gamma 'g' has shape \(1, 3\)"),
+    ("bn_lengths", r"BatchNormalization node 'norm': its parameters have different lengths"),
+    ("bn_inputs", r"BatchNormalization node 'norm' should have 5 inputs"),
+    ("bn_width", r"BatchNormalization node 'norm': it normalizes 3 features but the layer before gives 4"),
+    ("bn_nan", r"BatchNormalization node 'norm': its parameters contain NaN or Inf"),
+    ("bn_double", r"the weights have element types \['float32', 'float64'\]"),
+    ("bn_eps", r"BatchNormalization node 'norm': its epsilon 0.0 is not positive"),
+    ("ln_axis", r"LayerNormalization node 'norm': fastnn reads LayerNormalization over the features"),
+    ("ln_no_bias", r"LayerNormalization node 'norm' has no bias"),
+])
+def test_malformed_normalization_nodes_are_refused_by_name(rt, case, match):
+    one = lambda n=3, dtype=np.float32: np.ones(n, dtype)
+    bn = lambda **kw: {"g": kw.get("g", one()), "b": one(), "m": one(), "v": kw.get("v", one())}
+    w = np.ones((3, 4), np.float32)
+    model = {
+        "bn_2d_gamma": lambda: norm_graph("BatchNormalization", bn(g=np.ones((1, 3), np.float32))),
+        "bn_lengths": lambda: norm_graph("BatchNormalization", bn(v=one(4))),
+        "bn_inputs": lambda: norm_graph("BatchNormalization", {"g": one(), "b": one()}),
+        "bn_width": lambda: norm_graph("BatchNormalization", bn(), dense=w),
+        "bn_nan": lambda: norm_graph("BatchNormalization", bn(v=np.array([1, np.nan, 1], np.float32))),
+        "bn_double": lambda: norm_graph("BatchNormalization", bn(g=one(dtype=np.float64)), dense=w[:, :3]),
+        "bn_eps": lambda: norm_graph("BatchNormalization", bn(), attrs={"epsilon": 0.0}),
+        "ln_axis": lambda: norm_graph("LayerNormalization", {"g": one(), "b": one()}, attrs={"axis": 0}),
+        "ln_no_bias": lambda: norm_graph("LayerNormalization", {"g": one()}),
+    }[case]()
+    with pytest.raises(fnn.ModelFormatError, match=match):
+        fnn.from_onnx(model)
+
+
+def test_a_hand_written_layer_norm_graph_comes_in(rt, rng):
+    """A LayerNormalization that fastnn did not write (a first layer, a float32 epsilon of its own)."""
+    g = rng.uniform(0.5, 2, 3).astype(np.float32)
+    b = rng.normal(size=3).astype(np.float32)
+    model = norm_graph("LayerNormalization", {"g": g, "b": b}, attrs={"epsilon": 0.01})
+    m = fnn.from_onnx(model)
+    assert isinstance(m.layers[0], fnn.LayerNorm) and m.layers[0].epsilon == 0.01 and m.input_dim == 3
+    assert np.array_equal(m.layers[0].gamma, g) and np.array_equal(m.layers[0].beta, b)
+    x = inputs(rng, 30, 3, "float32")
+    np.testing.assert_allclose(m.predict(x), run_ort(model, x)[0], rtol=0, atol=1e-5)
+
+
 def test_a_batch_norm_in_training_mode_is_refused_by_name(rt):
     h = onnx.helper
     p = lambda name: onnx.numpy_helper.from_array(np.ones(3, np.float32), name)
