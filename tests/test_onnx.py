@@ -449,6 +449,15 @@ def test_int8_export_gives_predicts_bits_in_onnxruntime(rt, shape, scales, act, 
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("scales", ["per_row", "calibrated"])
+def test_int8_export_gives_predicts_bits_at_every_simd_level_and_thread_count(rt, simd, threads, scales, tmp_path,
+                                                                              rng):
+    """The engine's int8 bits are the same on every path (csrc/lowp.h), so the one graph matches each."""
+    q, x = quantized_pair(rng, 70, (33, 16, 9), "relu", "int8", scales, None)
+    got, _ = export_and_run(q, x, tmp_path)
+    np.testing.assert_array_equal(got, q.predict(x))
+
+
 def test_int8_export_stores_the_int8_weights_and_scales(rt, tmp_path, rng):
     q, x = quantized_pair(rng, 30, (20, 3), "relu", "int8", "per_row", None)
     _, path = export_and_run(q, x, tmp_path)
