@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build fastnn (the extension and csrc/) with AddressSanitizer + UndefinedBehaviorSanitizer in a scratch
 # copy of this checkout and run the test suite under it.  Any sanitizer report fails the run.
-# CI (.ci/run) runs the whole suite this way: about 2 minutes on 2 cores (30 s of build).
+# CI (.ci/run) runs the whole suite this way: about 13 minutes on 2 cores (1 to 2 of them the build).
 # Committed files only: the copy is made from `git ls-files`.
 #   bash tools/sanitize.sh                 # whole suite
 #   bash tools/sanitize.sh tests/test_gemm.py -k relu    # pytest arguments
