@@ -328,7 +328,7 @@ def test_training_from_c_is_clean_under_valgrind(cprogs, tmp_path):
     from test_leaks import lost_bytes, memcheck
     errors_model(tmp_path / "m.safetensors")
     (tmp_path / "scratch").mkdir()
-    rc, report = memcheck(cprogs["errors"], tmp_path / "m.safetensors", tmp_path / "scratch")
+    rc, report = memcheck(cprogs["errors"], tmp_path / "m.safetensors", tmp_path / "scratch", "--memcheck")
     assert rc == 0, report[-3000:]  # 99 would be a memcheck error or a leak
     assert "ERROR SUMMARY: 0 errors" in report and lost_bytes(report, "definitely") == 0, report[-3000:]
     rng = np.random.default_rng(1)

@@ -244,8 +244,12 @@ VALGRIND = shutil.which("valgrind")
 
 
 def memcheck(exe, *args, stdin=None):
-    """(exit status of the program, valgrind's report) of one run under memcheck."""
-    r = subprocess.run([VALGRIND, "--leak-check=full", "--show-leak-kinds=definite,indirect",
+    """(exit status of the program, valgrind's report) of one run under memcheck.
+
+    --fair-sched: memcheck runs one thread at a time, and its default lock can leave a thread that
+    waits for another (a join, a race that must see the other thread inside a call) unscheduled for
+    minutes."""
+    r = subprocess.run([VALGRIND, "--fair-sched=yes", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                         "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99", exe, *map(str, args)],
                        capture_output=True, text=True, timeout=300, input=stdin,
                        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
