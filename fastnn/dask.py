@@ -142,14 +142,7 @@ def fit_sources(model, X, y, batch_size, shuffle, validation_split, validation_d
     X = _as_dask(X, "X")
     if X.ndim != 2:
         raise ValueError(f"X: expected a 2-D array, got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError("X: has no rows")
-    if not model.built:
-        if X.shape[1] == 0:
-            raise ValueError(f"X: has no features (columns), shape {X.shape}")
-        model.build(X.shape[1])
-    if X.shape[1] != model.input_dim:
-        raise ValueError(f"X: expected {model.input_dim} features (columns), got shape {X.shape}")
+    model._check_width(X.shape, "X")
     y = _as_dask(y, "y", X)
     w = None if sample_weight is None else _as_dask(sample_weight, "sample_weight", X)
     val = None

@@ -733,15 +733,19 @@ class Sequential:
             X = _sparse_rows(X, name, self.dtype)
         else:
             X = _as_dtype(X, name, self.dtype, 2)
-        if not self.built:
-            if X.shape[1] == 0:
-                raise ValueError(f"{name}: has no features (columns), shape {X.shape}")
-            self.build(X.shape[1])
-        if X.shape[1] != self.input_dim:
-            raise ValueError(f"{name}: expected {self.input_dim} features (columns), got shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError(f"{name}: has no rows")
+        self._check_width(X.shape, name)
         return X
+
+    def _check_width(self, shape, name):
+        """Refuse no rows or a width the model does not take; build an unbuilt model for `shape`'s columns."""
+        if shape[0] == 0:
+            raise ValueError(f"{name}: has no rows")
+        if not self.built:
+            if shape[1] == 0:
+                raise ValueError(f"{name}: has no features (columns), shape {shape}")
+            self.build(shape[1])
+        if shape[1] != self.input_dim:
+            raise ValueError(f"{name}: expected {self.input_dim} features (columns), got shape {shape}")
 
     def _prepare_y(self, y, n, name="y"):
         """(labels int64 or None, target or None) for the loss; errors name `name`."""
