@@ -155,6 +155,48 @@ def test_threads_give_identical_bits(fn, name, alpha, dtype, rng):
     assert _same_bits(g1, g2)
 
 
+def _bits_equal(a, b):
+    """Same values bit for bit, signed zeros included; any NaN matches any NaN."""
+    same = a.view(f"u{a.itemsize}") == b.view(f"u{b.itemsize}")
+    return bool((same | (np.isnan(a) & np.isnan(b))).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,alpha", [("relu", 0.0), ("leaky_relu", 0.01), ("leaky_relu", 0.2), ("elu", 1.0),
+                                        ("elu", 0.5)])
+@pytest.mark.parametrize("in_place", [False, True], ids=["apart", "in_place"])
+def test_relu_family_selects_exactly(name, alpha, in_place, dtype, rng):
+    """The ReLU family's forward and backward are selects between NumPy's own values, bit for bit:
+    signed zeros, infinities and NaNs included, over lengths that end inside the kernels' 256-value
+    side buffer, in place (as the engine runs them) and apart."""
+    n = 3 * 256 + 37
+    x = _data(rng, (1, n), dtype)
+    x[0, :8] = [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-40, -1e-40]
+    dy = rng.standard_normal((1, n)).astype(dtype)
+    dy[0, 8:16] = [0.0, -0.0, np.inf, -np.inf, np.nan, 5.0, -5.0, -0.0]
+    x[0, 8:16] = [1.0, -1.0, -2.0, 3.0, -4.0, 0.0, -0.0, 2.0]
+    a = dtype(alpha)
+    code = _core.ACTIVATIONS[name]
+    with np.errstate(all="ignore"):
+        if name == "elu":  # the kernel's expm1 is libm's: compare the select around it, not its digits
+            y = np.empty_like(x)
+            _core.act_forward(code, alpha, x, y)
+            neg = ~(x > 0)
+            assert _bits_equal(y[~neg], x[~neg])
+            np.testing.assert_allclose(y[neg], a * np.expm1(x[neg]), rtol=TOL[np.dtype(dtype)])
+        else:
+            ref_y = np.where(x < 0, a * x, x) if name == "leaky_relu" else np.where(x < 0, dtype(0), x)
+            y = x.copy() if in_place else np.empty_like(x)
+            _core.act_forward(code, alpha, y if in_place else x, y)
+            assert _bits_equal(y, ref_y), name
+        ref_dx = {"relu": np.where(y > 0, dy, dtype(0)),
+                  "leaky_relu": np.where(x > 0, dy, a * dy),
+                  "elu": np.where(x > 0, dy, dy * (y + a))}[name]
+    dx = dy.copy() if in_place else np.empty_like(dy)
+    _core.act_backward(code, alpha, x, y, dx if in_place else dy, dx)
+    assert _bits_equal(dx, ref_dx), name
+
+
 def test_linear_grad_is_dy(rng):
     x, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     assert np.array_equal(ops.activation_grad("linear", x, dy), dy)
