@@ -16,6 +16,8 @@ import pytest
 
 import fastnn as fnn
 from fastnn import _core
+
+from conftest import SANITIZED
 from _io_util import activation, architecture, batch_norm, dense, dropout, layer_norm, model_bytes, raw_file
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -158,6 +160,8 @@ def fuzz_reader(tmp_path_factory):
     return str(exe)
 
 
+@pytest.mark.skipif(SANITIZED, reason="this run is the sanitized suite: the README run builds and runs the ASan "
+                    "reader itself, and the corpus tests here already run under ASan")
 def test_corpus_under_address_sanitizer(fuzz_reader, tmp_path):
     n = corpus(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
