@@ -490,6 +490,7 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
 static int FNN_FN(net_gradient_)(struct NET *net, const fnn_rows *x, const int64_t *labels, const T *target,
                                  const T *sample_w, size_t n, size_t batch, double *loss) {
     if (!loss || n == 0 || batch == 0) return FNN_ERR_ARG;
+    if (fnn_plan_lowp(&net->plan)) return FNN_ERR_UNSUPPORTED; /* no gradient through quantized weights */
     if (batch >= n) return FNN_FN(net_train_step_)(net, x, labels, target, sample_w, n, 0, loss);
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, n, &batch, &nt);
     if (rc) return rc;

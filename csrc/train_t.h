@@ -169,6 +169,7 @@ static int FNN_FN(train_evaluate_)(const fnn_model *m, const train_call *c, cons
         if (!(rc = fnn_plan_init(&own, p->L, p->nl, p->n_in, p->n_params))) {
             planned = 1;
             rc = fnn_plan_set_loss(&own, c->loss, c->loss_param);
+            if (!rc) rc = fnn_plan_pack(&own, m->params); /* int8 layers read their packed weights */
         }
         p = &own;
     }

@@ -141,6 +141,31 @@ def test_c_fit_gives_pythons_bits(cprogs, tmp_path, case, dtype, threads):
         assert got["eval_other"] == with_threads(threads, lambda: py.evaluate(X, y)["loss"])
 
 
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_a_quantized_model_evaluates_with_its_loss_and_another(cprogs, tmp_path, dtype):
+    """fnn_model_evaluate with another loss than the model's plans a copy: its int8 layers read packed
+    weights too (Python's evaluate of the same quantized model is the oracle, bit for bit)."""
+    rng = np.random.default_rng(5)
+    m = fnn.Sequential([fnn.Dense(16, "relu"), fnn.Dense(3)], input_dim=10, seed=2)
+    m.compile("mse")
+    X = rng.normal(size=(37, 10)).astype(np.float32)
+    y = rng.normal(size=(37, 3)).astype(np.float32)
+    m.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    q = fnn.quantize(m, dtype)
+    q.save(tmp_path / "q.safetensors")
+    X.tofile(tmp_path / "x.f32")
+    y.tofile(tmp_path / "y.f32")
+    r = run(cprogs["driver"], tmp_path / "q.safetensors", tmp_path / "o.safetensors", "--x", tmp_path / "x.f32",
+            "--rows", 37, "--targets", tmp_path / "y.f32", "--epochs", 0, "--threads", 1, "--eval-loss", "mae")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    want = with_threads(1, lambda: q.evaluate(X, y)["loss"])
+    q.compile("mae")
+    want_other = with_threads(1, lambda: q.evaluate(X, y)["loss"])
+    assert want_other > 0.1  # outputs of the layers' weights, not of zeros
+    assert got["eval"] == want and got["eval_other"] == want_other, (got, want, want_other)
+
+
 def test_fit_of_a_model_without_a_loss_needs_one(cprogs, tmp_path):
     data, _ = model_bytes(architecture([dense(4, "relu"), dense(2)], input_dim=3), np.random.default_rng(0))
     (tmp_path / "m.safetensors").write_bytes(data)

@@ -9,7 +9,8 @@
  *                [--huber-delta V] [--batch B] [--no-shuffle] [--seed S] [--threads T] [--freeze K]
  *                [--eval-loss NAME]
  *
- * --calls C runs the E epochs as C calls of E/C epochs each (the state carries over: same bits).
+ * --calls C runs the E epochs as C calls of E/C epochs each (the state carries over: same bits);
+ * --epochs 0 fits nothing (a model that cannot train, such as a quantized one, is evaluated and saved).
  *   train_driver MODEL OUT --resave      load and save only (what the writer makes of a file)
  * Exit status 0, 1 on an API error (its code and detail on stderr), 2 on a usage error.
  */
@@ -104,7 +105,7 @@ int main(int argc, char **argv) {
     } else if (do_freeze && (rc = fnn_model_freeze(m, freeze))) {
         status = api_error("freeze", rc);
     } else {
-        for (size_t c = 0; c < calls && !status; c++)
+        for (size_t c = 0; c < calls && epochs && !status; c++)
             if ((rc = fnn_model_fit(m, x, y, t, rows, epochs / calls, &o, &loss))) status = api_error("fit", rc);
         if (!status && (rc = fnn_model_evaluate(m, x, y, t, rows, &o, &eval))) status = api_error("evaluate", rc);
         if (!status && (rc = fnn_model_save(m, out_path))) status = api_error("save", rc);
