@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _core
 from ._errors import NotFittedError
-from ._validate import all_finite
+from ._validate import all_finite, cast_finite
 from .layers import Dense, Layer
 from .models import Sequential
 
@@ -41,10 +41,10 @@ def _copy_layers(model, precision, input_scales):
     return layers
 
 
-def _copy_parameters(old, new):
-    """The parameters of a layer that stays as it is (BatchNorm, LayerNorm), in float32."""
-    for (_, a), (_, b) in zip(old.parameters(), new.parameters()):
-        np.copyto(b, a, casting="unsafe")
+def _copy_parameters(params, new):
+    """The parameters (float32, by name) of a layer that stays as it is (BatchNorm, LayerNorm)."""
+    for name, b in new.parameters():
+        np.copyto(b, params[name])
 
 
 def _like(model, layers, dtype):
@@ -79,13 +79,17 @@ def quantize(model, dtype="int8", *, calibration=None):
                          "fastnn.dequantize(model) first")
     if calibration is not None and dtype != "int8":
         raise ValueError("calibration: fixes int8 activation scales; bfloat16 has none")
+    params = []  # per layer, its parameters in float32 (the copy's dtype), each checked finite there
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Dense) and dtype == "int8" and layer.weight.shape[0] > _core.INT8_MAX_INPUTS:
             raise ValueError(f"model: layer {i} ({layer.name!r}) has {layer.weight.shape[0]:,} inputs; int8 layers "
                              f"take at most {_core.INT8_MAX_INPUTS:,} (their int32 sums must not overflow)")
+        params.append({})
         for name, a in layer.parameters():
+            what = f"model: layer {i} ({layer.name!r}) {name}"
             if not all_finite(a):
-                raise ValueError(f"model: layer {i} ({layer.name!r}) {name} contains NaN or Inf")
+                raise ValueError(f"{what} contains NaN or Inf")
+            params[i][name] = cast_finite(a, np.float32, what)
     ranges = None
     if calibration is not None:
         X = model._prepare_x(calibration, "calibration")
@@ -94,9 +98,9 @@ def quantize(model, dtype="int8", *, calibration=None):
     new = _like(model, _copy_layers(model, dtype, "calibrated" if ranges is not None else "per_row"), np.float32)
     for i, (old, layer) in enumerate(zip(model.layers, new.layers)):
         if not isinstance(layer, Dense):  # a normalization layer's parameters, as they are
-            _copy_parameters(old, layer)
+            _copy_parameters(params[i], layer)
             continue
-        w = np.ascontiguousarray(old.weight, dtype=np.float32)
+        w = np.ascontiguousarray(params[i]["weight"])
         views = dict(layer.parameters())
         if dtype == "int8":
             q, scale = _core.quantize_weights(w)
@@ -107,7 +111,7 @@ def quantize(model, dtype="int8", *, calibration=None):
         else:
             np.copyto(views["weight"], _core.bf16_round(w.reshape(-1)).reshape(w.shape))
         if old.bias is not None:
-            np.copyto(views["bias"], old.bias, casting="unsafe")
+            np.copyto(views["bias"], params[i]["bias"])
     new._lowp_weights_set()
     _compile_like(new, model)
     return new
@@ -121,7 +125,7 @@ def dequantize(model):
     new = _like(model, _copy_layers(model, None, None), np.float32)
     for old, layer in zip(model.layers, new.layers):
         if not isinstance(layer, Dense):
-            _copy_parameters(old, layer)
+            _copy_parameters(dict(old.parameters()), layer)  # float32 already
             continue
         views = dict(old.parameters())
         if old.precision == "int8":

@@ -363,6 +363,33 @@ def test_quantized_model_does_not_train(rng):
     assert q.evaluate(X, y)["loss"] > 0
 
 
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+@pytest.mark.parametrize("where", ["weight", "bias", "gamma"])
+def test_a_float64_value_that_float32_cannot_hold_is_refused(dtype, where):
+    """1e300 is finite in a float64 model and Inf in the float32 copy: quantize names it instead."""
+    m = fnn.Sequential([fnn.Dense(5, "relu"), fnn.LayerNorm(), fnn.Dense(2)], input_dim=3, seed=0, dtype="float64")
+    layer, name = (m.layers[1], "gamma") if where == "gamma" else (m.layers[0], where)
+    a = dict(layer.parameters())[name]
+    a.reshape(-1)[1] = 1e300
+    with pytest.raises(ValueError, match=rf"layer \d \({layer.name!r}\) {name}: the value 1e\+300 .* overflows float32"):
+        fnn.quantize(m, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_the_engine_refuses_gradients_of_quantized_weights(rng, dtype):
+    """Below Python's check, the C entry points refuse too (fnn_snet_gradient, for the C API): whole
+    and in batches, nothing written."""
+    m, X = regression_model(rng)
+    q = fnn.quantize(m, dtype)
+    y = np.zeros((len(X), 3), F)
+    before = [a.copy() for layer in q.layers for _, a in layer.parameters()]
+    for batch in (len(X), 7):
+        rc, _ = _core.net_gradient(q._net, X, None, y, None, batch)
+        assert rc == _core.ERR_UNSUPPORTED, (batch, rc)
+    after = [a for layer in q.layers for _, a in layer.parameters()]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
 def test_quantize_bad_input(rng):
     with pytest.raises(fnn.NotFittedError, match="not built"):
         fnn.quantize(fnn.Sequential([fnn.Dense(3)]))
