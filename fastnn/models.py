@@ -340,10 +340,11 @@ class Sequential:
             if initialize:
                 layer.init_weights(np.random.default_rng([self.seed, i]))
         self.input_dim = input_dim
+        if not isinstance(self.layers, _LayerList):  # a plain list assigned to `layers` before the build
+            self.layers = _LayerList(self.layers)
         self._net = _core.Net(descs, input_dim, params, grads, self.seed)
         self._params, self._grads, self._dims = params, grads, dims
-        if isinstance(self.layers, _LayerList):
-            self.layers._frozen = True
+        self.layers._frozen = True
         if self.loss is not None:
             self._configure()
 

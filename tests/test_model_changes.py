@@ -180,6 +180,17 @@ def test_layers_may_change_before_the_model_is_built():
     assert isinstance(m.layers, list) and m.layers[1:] == [m.layers[1]]  # still a list to read
 
 
+def test_a_plain_list_assigned_before_the_build_is_frozen_by_it():
+    m = fnn.Sequential([fnn.Dense(3, "relu")], seed=0)
+    m.layers = [fnn.Dense(4, "relu"), fnn.Dense(2)]
+    m.build(5)
+    for change in (lambda: m.layers.append(fnn.Dense(2)), lambda: m.layers.pop(),
+                   lambda: m.layers.__setitem__(0, fnn.Dense(7))):
+        with pytest.raises(AttributeError, match="layers cannot change once the model is built"):
+            change()
+    assert [layer.units for layer in m.layers] == [4, 2] and m.predict(np.ones((1, 5))).shape == (1, 2)
+
+
 # ---- soft targets ---------------------------------------------------------------------------------
 
 SOFT = {"negative": (-0.5, 1.5), "above one": (1.25, -0.25), "tiny negative": (-1e-30, 1.0)}
