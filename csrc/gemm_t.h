@@ -17,41 +17,85 @@
  */
 #define T FNN_T
 
-/* alpha*op(A)[i][p] for the panel starting at row i0: dst[p*mr + r], zero rows past `rows`.  alpha is
- * applied here, to each value of A, so that the kernels only sum products (see the top). */
-static void FNN_FN(pack_a)(PACKT_FN packt, int mr, size_t rows, size_t kc, const T *a, size_t lda, int ta, T alpha,
-                           T *dst) {
-    if (ta) { /* op(A)[i][p] = a[p*lda + i]: each p is a contiguous run of rows */
-        for (size_t p = 0; p < kc; p++) {
-            const T *src = a + p * lda;
-            T *d = dst + p * (size_t)mr;
-            size_t r = 0;
-            for (; r < rows; r++) d[r] = src[r];
-            for (; r < (size_t)mr; r++) d[r] = 0;
-        }
-    } else { /* op(A)[i][p] = a[i*lda + p]: a transposing copy */
-        packt(rows, kc, a, lda, dst, (size_t)mr);
-        for (size_t p = 0; p < kc && rows < (size_t)mr; p++)
-            for (size_t r = rows; r < (size_t)mr; r++) dst[p * (size_t)mr + r] = 0;
+/* d[0, n) = s[0, n) for a register tile's width n: a fixed-size copy for the widths the kernels have
+ * (a loop with a run-time trip count of 4 to 32 costs more than the copy). */
+static inline void FNN_FN(copy_run)(T *FNN_RESTRICT d, const T *FNN_RESTRICT s, size_t n) {
+    switch (n) {
+    case 4: memcpy(d, s, 4 * sizeof(T)); break;
+    case 6: memcpy(d, s, 6 * sizeof(T)); break;
+    case 8: memcpy(d, s, 8 * sizeof(T)); break;
+    case 14: memcpy(d, s, 14 * sizeof(T)); break;
+    case 16: memcpy(d, s, 16 * sizeof(T)); break;
+    case 32: memcpy(d, s, 32 * sizeof(T)); break;
+    default:
+        for (size_t i = 0; i < n; i++) d[i] = s[i];
     }
-    if (alpha != 1)
-        for (size_t i = 0; i < kc * (size_t)mr; i++) dst[i] *= alpha;
 }
 
-/* op(B)[p][j] for the panel starting at column j0: dst[p*nr + j], zero columns past `cols`. */
-static void FNN_FN(pack_b)(PACKT_FN packt, int nr, size_t cols, size_t kc, const T *b, size_t ldb, int tb, T *dst) {
-    if (!tb) { /* op(B)[p][j] = b[p*ldb + j]: each p is a contiguous run of columns */
+/* alpha*op(A)[i][p] for the rows [0, mcur) of an MC x KC block, as MR-wide panels: panel i0 at
+ * dst + i0*kc holds dst[i0*kc + p*mr + r] = alpha*op(A)[i0 + r][p], zero rows past mcur.  alpha is
+ * applied here, to each value of A, so that the kernels only sum products (see the top). */
+static void FNN_FN(pack_a)(PACKT_FN packt, size_t mr, size_t mcur, size_t kc, const T *a, size_t lda, int ta,
+                           T alpha, T *dst) {
+    if (ta) { /* op(A)[i][p] = a[p*lda + i]: row p is read once, front to back, and dealt out to the
+               * panels (as pack_b does) */
+        for (size_t p = 0; p < kc; p++) {
+            const T *src = a + p * lda;
+            if (p + 4 < kc)
+                for (size_t i = 0; i < mcur; i += FNN_ALIGN / sizeof(T)) __builtin_prefetch(src + 4 * lda + i);
+            const size_t full = mcur / mr * mr;
+            for (size_t i0 = 0; i0 < full; i0 += mr) FNN_FN(copy_run)(dst + i0 * kc + p * mr, src + i0, mr);
+            if (full < mcur) {
+                T *d = dst + full * kc + p * mr;
+                size_t r = 0;
+                for (; r < mcur - full; r++) d[r] = src[full + r];
+                for (; r < mr; r++) d[r] = 0;
+            }
+        }
+    } else { /* op(A)[i][p] = a[i*lda + p]: a transposing copy, a panel at a time */
+        for (size_t i0 = 0; i0 < mcur; i0 += mr) {
+            size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
+            T *d = dst + i0 * kc;
+            packt(rows, kc, a + i0 * lda, lda, d, mr);
+            for (size_t p = 0; p < kc && rows < mr; p++)
+                for (size_t r = rows; r < mr; r++) d[p * mr + r] = 0;
+        }
+    }
+    if (alpha != 1)
+        for (size_t i = 0; i < (mcur + mr - 1) / mr * mr * kc; i++) dst[i] *= alpha;
+}
+
+/* op(B)[p][j] for the columns [0, ncur) of a K block, as NR-wide panels: panel j0 at dst + j0*kc holds
+ * dst[j0*kc + p*nr + j] = op(B)[p][j0 + j], zero columns past ncur.  Only the last, partial panel
+ * when `partial_only` (the kernel reads the full ones in place). */
+static void FNN_FN(pack_b)(PACKT_FN packt, size_t nr, size_t ncur, size_t kc, const T *b, size_t ldb, int tb,
+                           int partial_only, T *dst) {
+    const size_t full = ncur / nr * nr;
+    if (!tb) { /* op(B)[p][j] = b[p*ldb + j]: row p is read once, front to back, and dealt out to the
+                * panels (a panel at a time would read a cache line per row, ldb apart, page after
+                * page, and wait on each) */
         for (size_t p = 0; p < kc; p++) {
             const T *src = b + p * ldb;
-            T *d = dst + p * (size_t)nr;
-            size_t j = 0;
-            for (; j < cols; j++) d[j] = src[j];
-            for (; j < (size_t)nr; j++) d[j] = 0;
+            if (!partial_only)
+                for (size_t j0 = 0; j0 < full; j0 += nr) { /* and fetch the row 4 ahead */
+                    if (p + 4 < kc) __builtin_prefetch(src + 4 * ldb + j0);
+                    FNN_FN(copy_run)(dst + j0 * kc + p * nr, src + j0, nr);
+                }
+            if (full < ncur) {
+                T *d = dst + full * kc + p * nr;
+                size_t j = 0;
+                for (; j < ncur - full; j++) d[j] = src[full + j];
+                for (; j < nr; j++) d[j] = 0;
+            }
         }
-    } else { /* op(B)[p][j] = b[j*ldb + p]: a transposing copy */
-        packt(cols, kc, b, ldb, dst, (size_t)nr);
-        for (size_t p = 0; p < kc && cols < (size_t)nr; p++)
-            for (size_t j = cols; j < (size_t)nr; j++) dst[p * (size_t)nr + j] = 0;
+    } else { /* op(B)[p][j] = b[j*ldb + p]: a transposing copy, a panel at a time */
+        for (size_t j0 = partial_only ? full : 0; j0 < ncur; j0 += nr) {
+            size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
+            T *d = dst + j0 * kc;
+            packt(cols, kc, b + j0 * ldb, ldb, d, nr);
+            for (size_t p = 0; p < kc && cols < nr; p++)
+                for (size_t j = cols; j < nr; j++) d[p * nr + j] = 0;
+        }
     }
 }
 
@@ -144,19 +188,12 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
             size_t kcur = k - pc < kc ? k - pc : kc;
             T beta_cur = pc == 0 ? beta : (T)1;
             int last = pc + kcur == k;
-            for (size_t j0 = 0; j0 < ncur; j0 += nr) {
-                size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
-                if (direct_b && cols == nr) continue;
-                const T *src = tb ? b + (jc + j0) * ldb + pc : b + pc * ldb + jc + j0;
-                FNN_FN(pack_b)(pl->packt, (int)nr, cols, kcur, src, ldb, tb, pb + j0 * kcur);
-            }
+            FNN_FN(pack_b)(pl->packt, nr, ncur, kcur, tb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, tb, direct_b,
+                           pb);
             for (size_t ic = 0; ic < m; ic += mc) {
                 size_t mcur = m - ic < mc ? m - ic : mc;
-                for (size_t i0 = 0; i0 < mcur; i0 += mr) {
-                    size_t rows = mcur - i0 < mr ? mcur - i0 : mr;
-                    const T *src = ta ? a + pc * lda + ic + i0 : a + (ic + i0) * lda + pc;
-                    FNN_FN(pack_a)(pl->packt, (int)mr, rows, kcur, src, lda, ta, alpha, pa + i0 * kcur);
-                }
+                const T *ablk = ta ? a + pc * lda + ic : a + ic * lda + pc;
+                FNN_FN(pack_a)(pl->packt, mr, mcur, kcur, ablk, lda, ta, alpha, pa);
                 for (size_t j0 = 0; j0 < ncur; j0 += nr) {
                     size_t cols = ncur - j0 < nr ? ncur - j0 : nr;
                     const int in_place = direct_b && cols == nr;
