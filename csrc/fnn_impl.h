@@ -95,7 +95,8 @@ void *fnn_thread_buffer(int slot, size_t bytes);
 int fnn_sall_finite(const float *x, size_t n); /* 1 if no NaN or Inf among n values */
 int fnn_dall_finite(const double *x, size_t n);
 
-/* ---- vector math (kernels/vmath_t.h), per ISA, the same bits on each ----------------------------
+/* ---- vector math (kernels/vmath_t.h) and the optimizer's update (kernels/update_t.h), per ISA, the
+ * same bits on each -------------------------------------------------------------------------------
  * Functions whose results must not depend on the SIMD level are compiled without contracting a
  * multiply and an add into one rounding (FNN_EXACT; FNN_EXACT_BEGIN opens their bodies for clang). */
 #if defined(__clang__)
@@ -108,9 +109,17 @@ int fnn_dall_finite(const double *x, size_t n);
 #define FNN_EXACT
 #define FNN_EXACT_BEGIN
 #endif
+struct fnn_optim_desc;
+/* the optimizer's update of elements [lo, hi) of a tensor (kernels/update_t.h; optim.c calls it) */
+typedef void (*fnn_supdate_fn)(const struct fnn_optim_desc *o, int64_t t, float *p, const float *g, float *state,
+                               size_t stride, size_t off, int decay, size_t lo, size_t hi);
+typedef void (*fnn_dupdate_fn)(const struct fnn_optim_desc *o, int64_t t, double *p, const double *g,
+                               double *state, size_t stride, size_t off, int decay, size_t lo, size_t hi);
 typedef struct {
     void (*exp)(const float *x, float *y, size_t n);  /* y = exp(x), y may be x */
     int (*all_finite)(const float *x, size_t n);       /* as fnn_sall_finite */
+    fnn_supdate_fn supdate;                            /* the same bits at every SIMD level too */
+    fnn_dupdate_fn dupdate;
 } fnn_vmath_kernel;
 extern const fnn_vmath_kernel fnn_vmath_kernel_ref, fnn_vmath_kernel_avx2, fnn_vmath_kernel_avx512;
 const fnn_vmath_kernel *fnn_vmath_kernel_active(void);

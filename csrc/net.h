@@ -214,7 +214,7 @@ int fnn_optim_from_name(const char *name);   /* the code, or -1 */
 
 /* The formulas are PyTorch's (torch.optim.SGD with dampening 0, Adam, AdamW, RMSprop), except that
  * weight_decay applies to weights only, never to biases. */
-typedef struct {
+typedef struct fnn_optim_desc {
     int kind;            /* enum fnn_optim_kind */
     double lr;
     double momentum;     /* SGD, RMSprop */

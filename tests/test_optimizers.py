@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
+from fastnn import _core
+from conftest import SIMD_LEVELS
 
 
 def sgd(lr, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -65,7 +67,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_train_on_batch_matches_pytorch_formula(name):
+def test_train_on_batch_matches_pytorch_formula(simd, name):
     opt, ref = CASES[name]
     rng = np.random.default_rng(0)
     model = fnn.Sequential([fnn.Dense(6, "tanh", l2=0.01), fnn.Dense(5, "relu"), fnn.Dense(3)],
@@ -112,3 +114,38 @@ def test_lr_change_applies_to_the_next_step():
     g = model.layers[0].weight_grad.copy()
     model.train_on_batch(X, y)
     np.testing.assert_allclose(model.layers[0].weight, w0 - 0.1 * g, rtol=1e-14)
+
+
+class _FixedGradient:
+    """A gradient hook (the one distributed training uses) that points every update at one fixed buffer,
+    so that what reaches the update does not depend on the forward and backward products."""
+    update, error = 0, None
+
+    def grad_event(self, event, layer, status, rows):
+        return 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_simd_level_updates_to_the_same_bits(name, dtype):
+    """The update runs at the widest vectors the CPU has (kernels/update_t.h): each SIMD level gives the
+    generic level's bits, over tensors whose lengths (37*29, 29, 29*3, 3) end mid-vector."""
+    opt = CASES[name][0]
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(64, 37)), rng.integers(0, 3, 64)
+    results = {}
+    before = _core.simd_level()
+    try:
+        for level in SIMD_LEVELS:
+            _core.set_simd(level)
+            model = fnn.Sequential([fnn.Dense(29, "relu"), fnn.Dense(3)], input_dim=37, dtype=dtype, seed=4)
+            model.compile("cross_entropy", optimizer=type(opt)(**opt.get_config()))
+            grad = np.random.default_rng(5).normal(0, 0.1, model._net.params.shape).astype(dtype)
+            model._net.set_grad_hook(_FixedGradient(), update_buffers=(grad,))
+            model.fit(X, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+            model._net.set_grad_hook(None)
+            results[level] = b"".join(a.tobytes() for a in model.get_weights())
+    finally:
+        _core.set_simd(before)
+    same = {level: r == results["generic"] for level, r in results.items()}
+    assert all(same.values()), same

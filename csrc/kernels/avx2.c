@@ -6,9 +6,11 @@
  * into int16), their sum in int16 and one vpmaddwd by ones (pairs of those into int32): exact for
  * 7-bit inputs and weights (lowp.h). */
 #include "../lowp.h"
+#include "../net.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 #define UKR_VBYTES 32
 #define UKR_ATTR __attribute__((target("avx2,fma")))
@@ -235,5 +237,24 @@ const fnn_qgemm_kernel fnn_qgemm_kernel_avx2 = {
 #define VM_EXP fnn_vexp_avx2
 #define VM_FINITE fnn_vall_finite_avx2
 #include "vmath_t.h"
-const fnn_vmath_kernel fnn_vmath_kernel_avx2 = {.exp = fnn_vexp_avx2, .all_finite = fnn_vall_finite_avx2};
+
+/* the optimizer's update (update_t.h) */
+#define UPD_ATTR __attribute__((target("avx2,fma")))
+#define UPD_T float
+#define UPD_SQRT sqrtf
+#define UPD_NAME fnn_supdate_avx2
+#include "update_t.h"
+#undef UPD_T
+#undef UPD_SQRT
+#undef UPD_NAME
+#define UPD_T double
+#define UPD_SQRT sqrt
+#define UPD_NAME fnn_dupdate_avx2
+#include "update_t.h"
+#undef UPD_T
+#undef UPD_SQRT
+#undef UPD_NAME
+#undef UPD_ATTR
+const fnn_vmath_kernel fnn_vmath_kernel_avx2 = {.exp = fnn_vexp_avx2, .all_finite = fnn_vall_finite_avx2,
+                                              .supdate = fnn_supdate_avx2, .dupdate = fnn_dupdate_avx2};
 #endif

@@ -4,7 +4,9 @@
  * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad.
  * Also the vector math (vmath_t.h) at 512 bits. */
 #include "../fnn_impl.h"
+#include "../net.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -81,5 +83,24 @@ const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {
 #define VM_EXP fnn_vexp_avx512
 #define VM_FINITE fnn_vall_finite_avx512
 #include "vmath_t.h"
-const fnn_vmath_kernel fnn_vmath_kernel_avx512 = {.exp = fnn_vexp_avx512, .all_finite = fnn_vall_finite_avx512};
+
+/* the optimizer's update (update_t.h) */
+#define UPD_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define UPD_T float
+#define UPD_SQRT sqrtf
+#define UPD_NAME fnn_supdate_avx512
+#include "update_t.h"
+#undef UPD_T
+#undef UPD_SQRT
+#undef UPD_NAME
+#define UPD_T double
+#define UPD_SQRT sqrt
+#define UPD_NAME fnn_dupdate_avx512
+#include "update_t.h"
+#undef UPD_T
+#undef UPD_SQRT
+#undef UPD_NAME
+#undef UPD_ATTR
+const fnn_vmath_kernel fnn_vmath_kernel_avx512 = {.exp = fnn_vexp_avx512, .all_finite = fnn_vall_finite_avx512,
+                                              .supdate = fnn_supdate_avx512, .dupdate = fnn_dupdate_avx512};
 #endif

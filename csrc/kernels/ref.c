@@ -2,7 +2,9 @@
  * on x86-64, NEON on aarch64, scalar code elsewhere); the generic int8 kernels, plain C; the bfloat16
  * pair kernel and the vector math at 16 bytes.  Always compiled and always registered first. */
 #include "../lowp.h"
+#include "../net.h"
 
+#include <math.h>
 #include <string.h>
 
 #define UKR_VBYTES 16
@@ -119,4 +121,23 @@ const fnn_bgemm_kernel fnn_bgemm_kernel_ref = {
 #define VM_EXP fnn_vexp_ref
 #define VM_FINITE fnn_vall_finite_ref
 #include "vmath_t.h"
-const fnn_vmath_kernel fnn_vmath_kernel_ref = {.exp = fnn_vexp_ref, .all_finite = fnn_vall_finite_ref};
+
+/* the optimizer's update (update_t.h) */
+#define UPD_ATTR 
+#define UPD_T float
+#define UPD_SQRT sqrtf
+#define UPD_NAME fnn_supdate_ref
+#include "update_t.h"
+#undef UPD_T
+#undef UPD_SQRT
+#undef UPD_NAME
+#define UPD_T double
+#define UPD_SQRT sqrt
+#define UPD_NAME fnn_dupdate_ref
+#include "update_t.h"
+#undef UPD_T
+#undef UPD_SQRT
+#undef UPD_NAME
+#undef UPD_ATTR
+const fnn_vmath_kernel fnn_vmath_kernel_ref = {.exp = fnn_vexp_ref, .all_finite = fnn_vall_finite_ref,
+                                              .supdate = fnn_supdate_ref, .dupdate = fnn_dupdate_ref};
