@@ -37,20 +37,24 @@ static inline void FNN_FN(copy_run)(T *FNN_RESTRICT d, const T *FNN_RESTRICT s, 
  * applied here, to each value of A, so that the kernels only sum products (see the top). */
 static void FNN_FN(pack_a)(PACKT_FN packt, size_t mr, size_t mcur, size_t kc, const T *a, size_t lda, int ta,
                            T alpha, T *dst) {
-    if (ta) { /* op(A)[i][p] = a[p*lda + i]: row p is read once, front to back, and dealt out to the
-               * panels (as pack_b does) */
-        for (size_t p = 0; p < kc; p++) {
-            const T *src = a + p * lda;
-            if (p + 4 < kc)
-                for (size_t i = 0; i < mcur; i += FNN_ALIGN / sizeof(T)) __builtin_prefetch(src + 4 * lda + i);
-            const size_t full = mcur / mr * mr;
-            for (size_t i0 = 0; i0 < full; i0 += mr) FNN_FN(copy_run)(dst + i0 * kc + p * mr, src + i0, mr);
-            if (full < mcur) {
-                T *d = dst + full * kc + p * mr;
-                size_t r = 0;
-                for (; r < mcur - full; r++) d[r] = src[full + r];
-                for (; r < mr; r++) d[r] = 0;
-            }
+    if (ta) { /* op(A)[i][p] = a[p*lda + i]: rows p are read front to back, 8 at a time, and dealt out
+               * to the panels, 8 x mr contiguous values to each (one row at a time would write a few
+               * values to each of the panels, whose lines, kc*mr values apart, fall into the same
+               * cache sets and leave before the next row fills them) */
+        const size_t full = mcur / mr * mr;
+        for (size_t p0 = 0; p0 < kc; p0 += 8) {
+            const size_t p1 = kc - p0 < 8 ? kc : p0 + 8;
+            for (size_t p = p1; p < p1 + 8 && p < kc; p++)
+                for (size_t i = 0; i < mcur; i += FNN_ALIGN / sizeof(T)) __builtin_prefetch(a + p * lda + i);
+            for (size_t i0 = 0; i0 < full; i0 += mr)
+                for (size_t p = p0; p < p1; p++) FNN_FN(copy_run)(dst + i0 * kc + p * mr, a + p * lda + i0, mr);
+            if (full < mcur)
+                for (size_t p = p0; p < p1; p++) {
+                    T *d = dst + full * kc + p * mr;
+                    size_t r = 0;
+                    for (; r < mcur - full; r++) d[r] = a[p * lda + full + r];
+                    for (; r < mr; r++) d[r] = 0;
+                }
         }
     } else { /* op(A)[i][p] = a[i*lda + p]: a transposing copy, a panel at a time */
         for (size_t i0 = 0; i0 < mcur; i0 += mr) {
