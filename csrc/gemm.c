@@ -13,9 +13,13 @@
 #include <omp.h>
 #endif
 
-/* Products with at most this many rows read a row-major B in place instead of packing it. */
+/* Products with at most this many rows read a row-major B in place instead of packing it (gemm_t.h,
+ * direct_b_): rows of B on cache lines, or not. */
 #ifndef FNN_DIRECT_B_MAX_M
 #define FNN_DIRECT_B_MAX_M 64
+#endif
+#ifndef FNN_DIRECT_B_MAX_M_UNALIGNED
+#define FNN_DIRECT_B_MAX_M_UNALIGNED 8
 #endif
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 

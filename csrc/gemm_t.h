@@ -166,6 +166,17 @@ static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
     return p;
 }
 
+/* Whether the kernel reads the full panels of B in place instead of packing them: B as stored and few
+ * rows (each panel serves few tiles, so packing it would not pay).  Rows of B that do not start on a
+ * cache line (NumPy's own arrays start 16 bytes past one) make every other vector load cross two
+ * lines, which costs more than packing from 16 rows up (AVX2: 51 against 61 GFLOP/s at 16x512x784,
+ * where 64-byte rows run at 68).  The tuning override (fnn_gemm_blocks[4]) decides on rows alone. */
+static int FNN_FN(direct_b_)(int tb, size_t m, const T *b, size_t ldb) {
+    if (fnn_gemm_blocks[4]) return !tb && m <= fnn_gemm_blocks[4] - 1;
+    const int lines = (uintptr_t)b % FNN_ALIGN == 0 && ldb * sizeof(T) % FNN_ALIGN == 0;
+    return !tb && m <= (lines ? FNN_DIRECT_B_MAX_M : FNN_DIRECT_B_MAX_M_UNALIGNED);
+}
+
 /* The blocked product for the rows [0, m) and columns [0, n) of a sub-block of C, run by one thread
  * with its own packing buffers.  Returns 0, or -1 when the buffers cannot be allocated. */
 static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_t m, size_t n, size_t k,
@@ -181,10 +192,8 @@ static int FNN_FN(gemm_block)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
     T *pa = fnn_gemm_blocks[5] ? NULL : FNN_FN(gemm_workspace)(a_len + kc * nc);
     if (!pa) return -1;
     T *pb = pa + a_len;
-    /* With few rows, each panel of B serves only a few tiles: the kernel reads B in place instead of
-     * paying a packing pass over all of it (a partial last panel is still packed, zero-padded). */
-    const size_t direct_max = fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M;
-    const int direct_b = !tb && m <= direct_max;
+    /* B read in place (direct_b_): a partial last panel is still packed, zero-padded */
+    const int direct_b = FNN_FN(direct_b_)(tb, m, b, ldb);
 
     for (size_t jc = 0; jc < n; jc += nc) {
         size_t ncur = n - jc < nc ? n - jc : nc;
@@ -292,7 +301,7 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
      * results do not depend on nt. */
     size_t pm = 1, pn = 1;
     if (nt > 1) {
-        const int direct_b = !tb && m <= (fnn_gemm_blocks[4] ? fnn_gemm_blocks[4] - 1 : FNN_DIRECT_B_MAX_M);
+        const int direct_b = FNN_FN(direct_b_)(tb, m, b, ldb);
         const double pack_a = ta ? 0.25 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
         double best = -1;
         for (size_t per = 1; per <= 4; per *= 2) {

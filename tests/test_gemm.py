@@ -257,3 +257,33 @@ def test_out_overlapping_an_input_gives_the_product_of_the_inputs_as_they_were(r
             res = fnn.ops.gemm(x, y, trans_a=ta, alpha=alpha, beta=beta, out=out)
             assert res is out, what
             assert_close(out, want, dtype, n)
+
+
+def _aligned(shape, dtype, offset_bytes=0):
+    """An array of `shape` whose data starts offset_bytes past a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    n = int(np.prod(shape))
+    buf = np.empty(n + (128 + offset_bytes) // itemsize, dtype)
+    start = ((-buf.ctypes.data) % 64 + offset_bytes) // itemsize
+    out = buf[start:start + n].reshape(shape)
+    assert out.ctypes.data % 64 == offset_bytes
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_b_read_in_place_on_and_off_cache_lines(simd, threads, rng, dtype):
+    """With few rows, B as stored is read in place when its rows start on cache lines, and packed when
+    they do not (as NumPy's own arrays): both, and the in-place read forced onto misaligned rows, give the
+    product, whatever the column count's remainder past a panel."""
+    for m, n, k in [(5, 64, 40), (31, 48, 300), (64, 80, 77), (17, 37, 33), (1 + 4, 16, 9)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        for offset in (0, 16, 8):
+            b = _aligned((k, n), dtype, offset)
+            b[...] = rng.standard_normal((k, n))
+            want = reference(a, b, False, False)
+            assert_close(fnn.ops.gemm(a, b), want, dtype, k)
+            try:
+                _core._set_gemm_blocks(direct_b=65)  # in place whatever the alignment
+                assert_close(fnn.ops.gemm(a, b), want, dtype, k)
+            finally:
+                _core._set_gemm_blocks()
