@@ -58,6 +58,7 @@ from . import _core
 from ._errors import FastNNError, NonFiniteLossError
 from ._validate import real_number
 from .callbacks import CallbackList
+from .models import zeros_on_lines
 
 __all__ = ["MPI", "DistributedError"]
 
@@ -655,7 +656,7 @@ class _Session:
         if not self.is_root:
             desc = res["desc"]
             if res["fresh"] or _core.optim_n_state(desc) * m._params.size != m._state.size:
-                m._state = np.zeros(_core.optim_n_state(desc) * m._params.size, dtype=m.dtype)
+                m._state = zeros_on_lines(_core.optim_n_state(desc) * m._params.size, m.dtype)
             m._net.set_optim(desc, m._state)
             m._net.counters = res["counters"]
         return res["desc"]["lr"]

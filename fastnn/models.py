@@ -46,6 +46,16 @@ _PREDICT_BATCH = 1024   # rows per forward pass in predict/evaluate (when the tr
 _SPARSE_BLOCK = 1 << 22  # values of sparse rows compute_gradients densifies at once (16 MiB of float32)
 
 
+def zeros_on_lines(n, dtype):
+    """n zeros of dtype starting on a 64-byte cache line (NumPy's own arrays start 16 bytes past one):
+    the buffers the C net works in (parameters, gradients, optimizer state).  The GEMM reads a weight
+    matrix in place only when its rows start on lines, and a product's tiles store whole lines."""
+    dtype = np.dtype(dtype)
+    buf = np.zeros(n + 64 // dtype.itemsize, dtype)
+    start = (-buf.ctypes.data % 64) // dtype.itemsize
+    return buf[start:start + n]
+
+
 class _CSR(tuple):
     """Sparse rows as the engine takes them, (indptr, indices, values), with the matrix's `shape`."""
 
@@ -333,8 +343,8 @@ class Sequential:
             dims.append(layer.output_dim(dims[-1]))
         self._check_param_memory(dims, off)  # before any size reaches C
         descs = [layer.descriptor(dims[i], offsets[i]) for i, layer in enumerate(self.layers)]
-        params = np.zeros(off, dtype=self.dtype)
-        grads = np.zeros(off, dtype=self.dtype)
+        params = zeros_on_lines(off, self.dtype)
+        grads = zeros_on_lines(off, self.dtype)
         for i, layer in enumerate(self.layers):
             layer._bind(params, grads, offsets[i], dims[i])
             if initialize:
@@ -706,7 +716,7 @@ class Sequential:
         n_state = _core.optim_n_state(self.optimizer.describe(self._epochs_seen))
         check_memory(n_state * self._params.nbytes, f"optimizer: the state of {type(self.optimizer).__name__} "
                                                     f"({n_state} per parameter, {self._params.size:,} parameters)")
-        self._state = np.zeros(n_state * self._params.size, dtype=self.dtype)
+        self._state = zeros_on_lines(n_state * self._params.size, self.dtype)
         self._state_for = self.optimizer
         self._net.set_optim(self.optimizer.describe(self._epochs_seen), self._state)
         self._net.counters = (self._net.counters[0], 0)
