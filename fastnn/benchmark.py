@@ -568,29 +568,32 @@ def _step_products(batch):
 
 
 def _mixed_worker(threads, batch, rounds, n):
-    """In one process with fastnn and NumPy both at `threads` threads: each product of the step, by fastnn
-    alone, then alternating with numpy.matmul of the same shape (fastnn's calls timed alone)."""
+    """In one process with fastnn and NumPy both at `threads` threads: each product of the step by fastnn
+    alone, before NumPy has run a product in the process (its BLAS threads, once started, spin after
+    every call and would take cores from fastnn's "alone"); then each product alternating with
+    numpy.matmul of the same shape (fastnn's calls timed alone), and NumPy's alone."""
     import fastnn as fnn
 
     fnn.set_num_threads(threads)
     limit = limit_blas(threads)  # noqa: F841 (kept alive)
+    cases = []
     for name, m, nn, k, ta, tb in _step_products(batch):
         a, b = _operands(m, nn, k, ta, tb, np.float32)
-        A, B = (a.T if ta else a), (b.T if tb else b)
         out, out_np = np.empty((m, nn), np.float32), np.empty((m, nn), np.float32)
-        flop = 2.0 * m * nn * k
 
-        def fast():
+        def fast(a=a, b=b, ta=ta, tb=tb, out=out):
             fnn.ops.gemm(a, b, trans_a=ta, trans_b=tb, out=out, check_finite=False)
 
-        def numpy():
+        def numpy(A=(a.T if ta else a), B=(b.T if tb else b), out_np=out_np):
             np.matmul(A, B, out=out_np)
 
         fast()
+        cases.append((name, 2.0 * m * nn * k, fast, numpy))
+    alone = {name: [_rate(fast, flop) for _ in range(rounds)] for name, flop, fast, _ in cases}
+    for name, flop, fast, numpy in cases:
         numpy()
-        alone, mixed, np_alone = [], [], []
+        mixed, np_alone = [], []
         for _ in range(rounds):
-            alone.append(_rate(fast, flop))
             np_alone.append(_rate(numpy, flop))
             spent, reps = 0.0, 0
             while spent < 0.1:
@@ -600,8 +603,8 @@ def _mixed_worker(threads, batch, rounds, n):
                 spent += time.perf_counter() - t0
                 reps += 1
             mixed.append(flop * reps / spent / 1e9)
-        print(json.dumps([name, statistics.median(alone), statistics.median(mixed), statistics.median(np_alone)]),
-              flush=True)
+        print(json.dumps([name, statistics.median(alone[name]), statistics.median(mixed),
+                          statistics.median(np_alone)]), flush=True)
 
 
 def run_mixed(threads=(2,), batches=(32, 128, 512), rounds=3, out=print):
