@@ -346,8 +346,8 @@ static int header_(sbuf *b, const fnn_model *m, const tensor_ref *t, size_t nt) 
         return rc;
     }
     put_(b, "\0\0\0\0\0\0\0\0", 8);
-    /* schema 1.1 only for low-precision layers: a float model's file stays readable by 1.0 readers, and
-     * is what Python writes */
+    /* the oldest schema that holds the model (schema_minor_): a plain float model's file stays readable
+     * by 1.0 readers, and is what Python writes */
     putf_(b, "{\"__metadata__\":{\"format\":\"fastnn\",\"fastnn_schema\":\"%d.%d\",\"fastnn_version\":",
           FNN_IO_SCHEMA_MAJOR, schema_minor_(m));
     put_cstring_(b, FNN_VERSION_STRING);
