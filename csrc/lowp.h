@@ -64,12 +64,16 @@ typedef void (*fnn_qrows_fn)(const float *x, size_t rows, size_t n, size_t kp, c
                              float *s, int32_t *zp);
 typedef void (*fnn_qout_fn)(const fnn_qout *o, const int32_t *t, size_t rows, size_t cols, float *y, size_t ldy);
 
+/* 1.5 * 2^23: adding and subtracting it rounds a float below 2^22 in size to an integer, ties to even,
+ * in two plain float operations (the same on every CPU, as nearbyint is, but in any vector unit) */
+#define FNN_Q_ROUNDER 12582912.0f
+
 /* The quantization of the range [lo, hi] (lo <= 0 <= hi): x ~ (q - zp) * s where q = rne(x * inv) + zp;
  * an empty range (a row of zeros) gives inv = s = zp = 0, one that is not finite (an Inf in the row)
  * inv = zp = 0 and s = NaN.  zp is a whole number in [0, 127]. */
 static inline FNN_EXACT void fnn_qparams(float lo, float hi, float *inv, float *zp, float *s) {
     FNN_EXACT_BEGIN
-    const float width = hi - lo, rounder = 12582912.0f; /* (v + 1.5 * 2^23) - 1.5 * 2^23: rne(v) */
+    const float width = hi - lo, rounder = FNN_Q_ROUNDER;
     if (!(width > 0 && width <= 3.40282347e38f)) {
         *inv = *zp = 0;
         *s = width == 0 ? 0.0f : __builtin_nanf("");
@@ -94,7 +98,7 @@ static inline void fnn_qrange_fold(const float *x, size_t n, float *lo, float *h
 }
 static inline FNN_EXACT uint8_t fnn_q1(float x, float inv, float z) {
     FNN_EXACT_BEGIN
-    const float rounder = 12582912.0f;
+    const float rounder = FNN_Q_ROUNDER;
     float v = x * inv;
     v = v > -256.0f ? v : -256.0f; /* NaN too */
     v = v < 256.0f ? v : 256.0f;

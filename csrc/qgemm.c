@@ -17,10 +17,6 @@
 #define FNN_Q_MACS_PER_THREAD 4e6  /* multiply-adds of a product per thread, at least */
 #define FNN_Q_A_BLOCK 98304       /* bytes of quantized rows a cache block aims at (L2) */
 
-/* x * 2^23 * 1.5: adding and subtracting it rounds a float below 2^22 in size to an integer, ties to
- * even, in two plain float operations (the same on every CPU, as nearbyint is but in any vector unit) */
-#define FNN_Q_ROUNDER 12582912.0f
-
 static inline size_t kq_of(size_t in) { return (in + 7) / 8 * 2; } /* groups of four inputs, even */
 static inline size_t panels_of(size_t out) { return (out + FNN_Q_NR - 1) / FNN_Q_NR; }
 
@@ -59,7 +55,7 @@ void fnn_qpack(const int8_t *w, size_t in, size_t out, void *dst) {
         for (size_t j = 0; j < out; j++) csum[j] += w[k * out + j];
 }
 
-static inline float round_(float v) { return (v + FNN_Q_ROUNDER) - FNN_Q_ROUNDER; }
+static inline float round_(float v) { return (v + FNN_Q_ROUNDER) - FNN_Q_ROUNDER; } /* lowp.h */
 
 void fnn_quantize_weights(const float *w, size_t in, size_t out, int8_t *q, float *scale) {
     for (size_t j = 0; j < out; j++) scale[j] = 0;
