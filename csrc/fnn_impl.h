@@ -45,9 +45,10 @@
             for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                       \
         }                                                                                          \
     } while (0)
-#else
+#else /* serial: nt is read only so that a count set aside for the macro is not an unused variable */
 #define FNN_PARALLEL_FOR(I, N, ...)                                                                \
     do {                                                                                           \
+        (void)nt;                                                                                  \
         for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                           \
     } while (0)
 #endif
@@ -76,6 +77,7 @@
 #define FNN_PARALLEL_RANGES(LO, HI, N, ...)                                                        \
     do {                                                                                           \
         const size_t LO = 0, HI = (size_t)(N);                                                     \
+        (void)nt;                                                                                  \
         __VA_ARGS__                                                                                \
     } while (0)
 #endif
