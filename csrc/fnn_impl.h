@@ -86,6 +86,30 @@
 /* The threads worth starting for `work` units at `grain` units per thread at least: min(nt, work /
  * grain), at least 1.  The one rule every kernel uses to go serial on small work. */
 int   fnn_threads_for(size_t work, size_t grain, int nt);
+
+/* The thread-count governor: how many of up to `max` threads each run of a repeated piece of work (a
+ * training step) takes.  Results never depend on the count (see fnn_impl.h's conventions), so it
+ * changes only the speed: it runs the count that has been fastest lately, measured over windows of
+ * steps (the time inside the steps alone, per unit of work), and now and then tries the next count
+ * down (half, rounded up) or up for one short window, moving there when that is clearly faster.  A
+ * probe that loses doubles the wait before the next, so on a steady machine probes cost about 1% of
+ * the time; a window much slower or faster than the last brings the next probe forward.  A thread
+ * that keeps losing its core to another process therefore costs a few probes, not every step.
+ * Zero-initialise; fnn_gov_begin before each step, fnn_gov_end after it with the step's work
+ * (rows), both with the time from fnn_now() (tests pass their own). */
+#define FNN_GOV_LEVELS 12 /* counts max, ceil(max/2), ceil(max/4), ..., 1: 11 halvings cover 1024 */
+typedef struct {
+    int max, levels;            /* the count asked for (0: none yet) and how many counts it tries */
+    int home, cur;              /* the level run between probes, and the level of the window under way */
+    int wait, gap, down;        /* windows to the next probe, windows between probes, next probe's way */
+    int cold;                   /* the first step is yet to end */
+    double spent, work, start;  /* the window so far: seconds inside steps and units of work; step start */
+    double est[FNN_GOV_LEVELS]; /* seconds per unit of work at each level, 0 = not measured */
+} fnn_governor;
+double fnn_now(void);                                 /* a monotonic clock, seconds */
+int    fnn_gov_begin(fnn_governor *g, int max, double now); /* the count this step runs on */
+void   fnn_gov_end(fnn_governor *g, double work, double now);
+int    fnn_gov_count(const fnn_governor *g, int level); /* the thread count of a level */
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
 void  fnn_aligned_free(void *p);
 /* A buffer of at least `bytes` (FNN_ALIGN-aligned) owned by the calling thread, one per slot; it only

@@ -35,6 +35,7 @@ struct NET {
     int hook_layers;        /* raise FNN_GRAD_LAYER events too */
     int hook_rc;            /* the first nonzero return of a LAYER event in this step */
     size_t hook_rows;       /* the rows of the step in progress */
+    fnn_governor gov;       /* the training steps' thread count (fnn_impl.h) */
 };
 
 /* ---- workspace -------------------------------------------------------------------------------- */
@@ -441,8 +442,11 @@ static int FNN_FN(net_train_step_)(struct NET *net, const fnn_rows *x, const int
     size_t batch = rows;
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, rows, &batch, &nt);
     if (rc) return rc;
-    return FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update, 0,
-                             FNN_FN(penalty)(&net->plan, net->params, 0), nt, loss, NULL);
+    nt = fnn_gov_begin(&net->gov, nt, fnn_now());
+    rc = FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update, 0,
+                           FNN_FN(penalty)(&net->plan, net->params, 0), nt, loss, NULL);
+    fnn_gov_end(&net->gov, (double)rows, fnn_now());
+    return rc;
 }
 
 static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int64_t *labels, const T *target,
@@ -466,19 +470,22 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
             continue;
         }
         size_t r = n - start < batch ? n - start : batch;
+        const int ntb = fnn_gov_begin(&net->gov, nt, fnn_now());
         const T *xb, *tb = target ? target + start * no : NULL, *wb = sample_w ? sample_w + start : NULL;
         const int64_t *lb = labels ? labels + start : NULL;
         if (perm) {
-            FNN_FN(net_gather_)(net, x, labels, target, sample_w, perm, start, r, nt);
+            FNN_FN(net_gather_)(net, x, labels, target, sample_w, perm, start, r, ntb);
             xb = net->xb;
             tb = target ? net->tb : NULL;
             wb = sample_w ? net->wb : NULL;
             lb = labels ? net->lb : NULL;
         } else {
-            xb = FNN_FN(net_rows_)(net, x, start, r, nt);
+            xb = FNN_FN(net_rows_)(net, x, start, r, ntb);
         }
         const T *y;
-        if ((rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, 1, pen_frozen, nt, &losses[b - first], &y))) {
+        rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, 1, pen_frozen, ntb, &losses[b - first], &y);
+        fnn_gov_end(&net->gov, (double)r, fnn_now());
+        if (rc) {
             if (bad) *bad = b;
             return rc;
         }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <threads.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #if defined(__unix__) || defined(__APPLE__)
@@ -269,6 +270,92 @@ int fnn_threads_for(size_t work, size_t grain, int nt) {
     if (nt < 1) return 1;
     if (by_work < (size_t)nt) nt = (int)by_work;
     return nt < 1 ? 1 : nt;
+}
+
+/* ---- the thread-count governor (fnn_impl.h) --------------------------------------------------- */
+static atomic_int g_adaptive = 1;
+void fnn_set_adaptive_threads(int on) { atomic_store(&g_adaptive, on != 0); }
+int  fnn_get_adaptive_threads(void) { return atomic_load(&g_adaptive); }
+
+double fnn_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A window closes once its steps took this long: long enough to span a scheduler time slice or two,
+ * short next to an epoch.  Probes are shorter: they only have to tell a clear difference. */
+#define FNN_GOV_WINDOW 0.01
+#define FNN_GOV_PROBE 0.005
+#define FNN_GOV_FIRST 1      /* windows at the full count before the first probe */
+#define FNN_GOV_GAP0 4       /* windows between probes after a change */
+#define FNN_GOV_GAPMAX 64    /* ... doubling up to this (about 0.64 s) while probes lose */
+#define FNN_GOV_MARGIN 0.9   /* a probe must take at most this fraction of the home level's time */
+#define FNN_GOV_SHIFT 1.5    /* a home window this many times the estimate brings the next probe forward */
+
+int fnn_gov_count(const fnn_governor *g, int level) {
+    int c = g->max;
+    for (int i = 0; i < level && c > 1; i++) c = (c + 1) / 2;
+    return c;
+}
+
+int fnn_gov_begin(fnn_governor *g, int max, double now) {
+    if (max <= 1 || !atomic_load(&g_adaptive)) {
+        g->max = 0; /* start afresh when it is next asked for more than one thread */
+        return max < 1 ? 1 : max;
+    }
+    if (g->max != max) {
+        memset(g, 0, sizeof *g);
+        g->max = max;
+        g->levels = 1;
+        while (fnn_gov_count(g, g->levels - 1) > 1 && g->levels < FNN_GOV_LEVELS) g->levels++;
+        g->wait = FNN_GOV_FIRST;
+        g->gap = FNN_GOV_GAP0;
+        g->down = 1;
+        g->cold = 1;
+    }
+    g->start = now;
+    return fnn_gov_count(g, g->cur);
+}
+
+void fnn_gov_end(fnn_governor *g, double work, double now) {
+    if (g->max <= 1 || !(work > 0)) return;
+    if (g->cold) { /* the first step pays for first touches of memory: not a measure of anything */
+        g->cold = 0;
+        return;
+    }
+    double dt = now - g->start;
+    g->spent += dt > 0 ? dt : 0;
+    g->work += work;
+    const int probing = g->cur != g->home;
+    if (g->spent < (probing ? FNN_GOV_PROBE : FNN_GOV_WINDOW)) return;
+    const double rate = g->spent / g->work;
+    g->spent = g->work = 0;
+    if (probing) { /* the probe's verdict */
+        g->est[g->cur] = rate;
+        if (rate < FNN_GOV_MARGIN * g->est[g->home]) {
+            g->home = g->cur;
+            g->gap = FNN_GOV_GAP0;
+        } else { /* back off: twice as long, four times after a clear loss */
+            const int grow = rate > FNN_GOV_SHIFT * g->est[g->home] ? 4 : 2;
+            g->gap = g->gap * grow > FNN_GOV_GAPMAX ? FNN_GOV_GAPMAX : g->gap * grow;
+        }
+        g->cur = g->home;
+        g->wait = g->gap;
+        return;
+    }
+    const double old = g->est[g->home];
+    g->est[g->home] = old > 0 ? 0.5 * old + 0.5 * rate : rate;
+    if (old > 0 && rate > FNN_GOV_SHIFT * old && g->wait > 1) g->wait = 1; /* the machine changed: look around */
+    if (--g->wait > 0) return;
+    const int lower = g->home + 1 < g->levels, higher = g->home > 0; /* fewer threads / more */
+    if (!lower && !higher) {
+        g->wait = FNN_GOV_GAPMAX;
+        return;
+    }
+    int down = lower && (g->down || !higher);
+    g->down = !g->down;
+    g->cur = down ? g->home + 1 : g->home - 1;
 }
 
 /* ---- aligned memory ----------------------------------------------------------- */

@@ -15,7 +15,8 @@ from ._errors import FastNNError, ModelFormatError, NotCompiledError, NotFittedE
 from . import ops
 
 __version__ = _core.VERSION
-__all__ = ["ops", "distributed", "dask", "build_info", "set_num_threads", "get_num_threads", "FastNNError", "ModelFormatError",
+__all__ = ["ops", "distributed", "dask", "build_info", "set_num_threads", "get_num_threads", "set_adaptive_threads",
+           "get_adaptive_threads", "FastNNError", "ModelFormatError",
            "NotCompiledError", "NotFittedError", "from_onnx", "quantize", "dequantize", "__version__"]
 
 
@@ -30,6 +31,7 @@ def build_info():
         "simd_available": _core.simd_available(),
         "num_threads": _core.get_num_threads(),
         "max_threads": _core.max_threads(),
+        "adaptive_threads": _core.get_adaptive_threads(),
         "compiler": _core.compiler(),
         "int8": _core.int8_path(),
         "bf16": _core.bf16_path(),
@@ -47,6 +49,20 @@ def set_num_threads(n):
     if n > 65536:
         raise ValueError(f"n: expected at most 65536 threads, got {n}")
     _core.set_num_threads(int(n))
+
+
+def set_adaptive_threads(on):
+    """Whether training steps may run on fewer threads than set_num_threads while that is measured to be
+    faster (the default, True): where another process keeps a core busy, a thread waiting for it would
+    slow every step.  The results are the same bits either way; False keeps every step at the full count."""
+    if not isinstance(on, (bool, _numbers.Integral)):
+        raise TypeError(f"on: expected a bool, got {type(on).__name__}")
+    _core.set_adaptive_threads(bool(on))
+
+
+def get_adaptive_threads():
+    """True while training steps choose their thread count (see set_adaptive_threads)."""
+    return _core.get_adaptive_threads()
 
 
 def get_num_threads():

@@ -18,6 +18,8 @@ cdef extern from "fnn_impl.h" nogil:
     void fnn_set_num_threads(int n)
     int fnn_get_num_threads()
     int fnn_max_threads()
+    void fnn_set_adaptive_threads(int on)
+    int fnn_get_adaptive_threads()
     const char *fnn_strerror(int code)
 
 include "_names.pxi"

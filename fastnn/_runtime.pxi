@@ -1,5 +1,7 @@
 # Runtime queries and settings (csrc/runtime.c).
 
+from libc.string cimport memset
+
 SIMD_LEVELS = ("generic", "avx2", "avx512")
 VERSION = FNN_VERSION_STRING.decode()
 
@@ -34,6 +36,48 @@ def get_num_threads():
 
 def max_threads():
     return fnn_max_threads()
+
+
+def set_adaptive_threads(bint on):
+    fnn_set_adaptive_threads(on)
+
+
+def get_adaptive_threads():
+    return bool(fnn_get_adaptive_threads())
+
+
+cdef extern from "fnn_impl.h" nogil:
+    ctypedef struct fnn_governor:
+        int max
+    int fnn_gov_begin(fnn_governor *g, int max, double now)
+    void fnn_gov_end(fnn_governor *g, double work, double now)
+
+
+def _gov_sim(int max, step_seconds, double work=1.0):
+    """The governor's choices over a simulated run (a test hook): step s, run on c threads, takes
+    step_seconds[s, i] seconds, where c is max halved (rounded up) i times.  Returns the counts."""
+    cdef fnn_governor g
+    memset(&g, 0, sizeof(g))
+    cdef double now = 0
+    cdef int s, c, i
+    t = _np.ascontiguousarray(step_seconds, dtype=_np.float64)
+    levels, k = 1, max
+    while k > 1:
+        k, levels = (k + 1) // 2, levels + 1
+    if t.ndim != 2 or t.shape[1] != levels:
+        raise ValueError(f"step_seconds: expected {levels} columns (max={max} halved to 1), got shape {t.shape}")
+    out = _np.empty(t.shape[0], dtype=_np.int32)
+    for s in range(t.shape[0]):
+        c = fnn_gov_begin(&g, max, now)
+        i, k = 0, max
+        while k > c:
+            k, i = (k + 1) // 2, i + 1
+        if k != c:
+            raise AssertionError(f"count {c} is not max={max} halved")
+        now += t[s, i]
+        fnn_gov_end(&g, work, now)
+        out[s] = c
+    return out
 
 
 def strerror(int code):
