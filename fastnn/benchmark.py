@@ -199,7 +199,9 @@ N_SAMPLES = 60000
 LR, MOMENTUM = 0.01, 0.9
 _W = [a * b for a, b in zip(LAYERS[:-1], LAYERS[1:])]
 EXACT_FLOP_PER_SAMPLE = 2 * sum(_W) * 2 + 2 * sum(_W[1:])  # fwd + dW for all layers, dX for all but the first
-LIBS = ("fastnn", "fastnn-bf16", "torch", "numpy", "sklearn")  # fastnn-bf16: compile(precision="bfloat16")
+# fastnn-bf16: compile(precision="bfloat16"); fastnn-fixed: every step on the thread count asked for
+# (set_adaptive_threads(False)), where plain fastnn lets its governor run fewer while that is faster
+LIBS = ("fastnn", "fastnn-fixed", "fastnn-bf16", "torch", "numpy", "sklearn")
 
 
 def make_data(n=N_SAMPLES):
@@ -210,10 +212,11 @@ def make_data(n=N_SAMPLES):
     return X, y
 
 
-def epochs_fastnn(X, y, batch, epochs, threads, precision="float32"):
+def epochs_fastnn(X, y, batch, epochs, threads, precision="float32", adaptive=True):
     import fastnn as fnn
 
     fnn.set_num_threads(threads)
+    fnn.set_adaptive_threads(adaptive)
     model = fnn.Sequential([fnn.Dense(512, activation="relu"), fnn.Dense(256, activation="relu"), fnn.Dense(10)],
                            input_dim=LAYERS[0], dtype="float32", seed=0)
     model.compile(loss="cross_entropy", optimizer=fnn.SGD(lr=LR, momentum=MOMENTUM), precision=precision)
@@ -339,6 +342,8 @@ def epochs_sklearn(X, y, batch, epochs, threads):
 
 _EPOCHS = {"fastnn": epochs_fastnn,
            "fastnn-bf16": lambda X, y, batch, epochs, threads: epochs_fastnn(X, y, batch, epochs, threads, "bfloat16"),
+           "fastnn-fixed": lambda X, y, batch, epochs, threads: epochs_fastnn(X, y, batch, epochs, threads,
+                                                                             adaptive=False),
            "torch": epochs_torch, "numpy": epochs_numpy, "sklearn": epochs_sklearn}
 
 
@@ -433,15 +438,18 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
         f"{flop / 1e9:.1f} GFLOP per epoch\n")
     peers = [lib for lib in libs if not lib.startswith("fastnn")]
     bf16 = "fastnn" in libs and "fastnn-bf16" in libs
+    fixed = "fastnn" in libs and "fastnn-fixed" in libs
     head = "| threads | batch | " + "".join(f"{lib} s/epoch | " for lib in libs) + \
         "".join(f"fastnn / {lib} | " for lib in peers) + ("bf16 / float32 | " if bf16 else "") + \
+        ("governed / fixed | " if fixed else "") + \
         "fastnn % of peak (of kernel ceiling) | capacity |"
     out(head)
     out("|" + "---|" * (head.count("|") - 1))
     rows = []
     for th in threads:
         for batch in batches:
-            runs = {lib: [] for lib in libs if lib != "sklearn" or batch in sklearn_batches}
+            runs = {lib: [] for lib in libs if (lib != "sklearn" or batch in sklearn_batches)
+                    and (lib != "fastnn-fixed" or th > 1)}  # one thread is never governed
             caps = [capacity(th)] if th > 1 else []
             for _ in range(rounds):
                 for lib in runs:
@@ -453,6 +461,8 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
             ratios = [f"{med['fastnn'] / med[lib]:.2f}" if lib in med and "fastnn" in med else "–" for lib in peers]
             if bf16:
                 ratios.append(f"{med['fastnn-bf16'] / med['fastnn']:.2f}")
+            if fixed:
+                ratios.append(f"{med['fastnn'] / med['fastnn-fixed']:.2f}" if "fastnn-fixed" in med else "–")
             frac = "–"
             if per_core and "fastnn" in med:
                 achieved = flop / med["fastnn"] / 1e9
@@ -466,6 +476,9 @@ def run_train(threads=(1, 2), batches=(32, 128, 512), libs=LIBS, rounds=3, epoch
     out("\nfastnn / peer: fastnn's epoch time over the peer's (below 1: fastnn is faster). capacity: the "
         "cores' worth of FMA throughput the threads got just before and after the row (the lower), "
         "\"noisy\" below 0.9 x threads: the host or a neighbour took a share, so the row's ratios mean little.")
+    if fixed:
+        out("governed / fixed: fastnn's epoch time over fastnn-fixed's, whose steps all run on the thread count "
+            "asked for (set_adaptive_threads(False)); fastnn's governor runs fewer while that is measured faster.")
     if bf16:
         out(f"bf16 / float32: compile(precision='bfloat16') over float32 epoch time; bfloat16 path "
             f"{info['bf16']!r} (\"software\": rounded to bfloat16, then the float32 kernels).")
