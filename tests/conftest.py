@@ -1,5 +1,6 @@
-"""Shared fixtures: run a test under every SIMD level this CPU has, and under 1 and 2 threads; the C
-embedding example built once per test run."""
+"""Shared fixtures: run a test under every SIMD level this CPU has, and under 1 and 2 threads (exactly:
+the training steps' thread-count governor is off unless a test turns it on); the C embedding example
+built once per test run."""
 import os
 import shutil
 import subprocess
@@ -23,6 +24,17 @@ def simd(request):
     _core.set_simd(request.param)
     yield request.param
     _core.set_simd(before)
+
+
+@pytest.fixture(autouse=True)
+def exact_thread_counts():
+    """Every training step on the thread count the test sets: the governor (set_adaptive_threads) could
+    otherwise run a "2-thread" test on one thread on a busy machine.  test_adaptive_threads.py turns it
+    on where it is the subject."""
+    before = fnn.get_adaptive_threads()
+    fnn.set_adaptive_threads(False)
+    yield
+    fnn.set_adaptive_threads(before)
 
 
 @pytest.fixture(params=[1, 2])
