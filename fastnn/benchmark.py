@@ -207,9 +207,15 @@ LIBS = ("fastnn", "fastnn-fixed", "fastnn-bf16", "torch", "numpy", "sklearn")
 def make_data(n=N_SAMPLES):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, LAYERS[0]), dtype=np.float32)
-    # a learnable target: the class of a fixed random linear map, so that the loss check means something
-    y = np.argmax(X @ rng.standard_normal((LAYERS[0], LAYERS[-1]), dtype=np.float32), axis=1)
-    return X, y
+    # a learnable target: the class of a fixed random linear map, so that the loss check means something;
+    # on one BLAS thread, so that no OpenBLAS worker is left spinning on a core while the timing starts
+    W = rng.standard_normal((LAYERS[0], LAYERS[-1]), dtype=np.float32)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return X, np.argmax(X @ W, axis=1)
+    with threadpool_limits(1, "blas"):
+        return X, np.argmax(X @ W, axis=1)
 
 
 def epochs_fastnn(X, y, batch, epochs, threads, precision="float32", adaptive=True):
@@ -644,7 +650,9 @@ def _phases_worker(threads, batch, n):
     rows = []
 
     def timed(name, fn, reps=None):
-        fn()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.02:  # warm: the first calls start the threads, touch the pages
+            fn()
         t0, k = time.perf_counter(), 0
         while True:
             fn()
