@@ -36,6 +36,7 @@ struct NET {
     int hook_rc;            /* the first nonzero return of a LAYER event in this step */
     size_t hook_rows;       /* the rows of the step in progress */
     fnn_governor gov;       /* the training steps' thread count (fnn_impl.h) */
+    fnn_governor gov_infer; /* and the inference passes' (predict, evaluate) */
 };
 
 /* ---- workspace -------------------------------------------------------------------------------- */
@@ -546,8 +547,10 @@ static int FNN_FN(net_forward_)(struct NET *net, const fnn_rows *x, size_t rows,
     for (size_t start = 0; start < rows; start += batch) {
         size_t r = rows - start < batch ? rows - start : batch;
         if (training && p->batch_stats && r < 2) return FNN_ERR_ARG;
-        const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, nt), r, net->lay, net->cap,
-                                     training ? &net->drop : NULL, NULL, nt);
+        const int ntb = nt > 1 ? fnn_gov_begin(&net->gov_infer, nt, fnn_now()) : 1; /* one-row predicts: no clock */
+        const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, ntb), r, net->lay, net->cap,
+                                     training ? &net->drop : NULL, NULL, ntb);
+        if (nt > 1) fnn_gov_end(&net->gov_infer, (double)r, fnn_now());
         T *dst = out + start * p->n_out;
         memcpy(dst, y, r * p->n_out * sizeof(T));
         if (link && p->link != FNN_ACT_LINEAR) FNN_FN(act_forward)(p->link, 0, dst, dst, r, p->n_out, nt);
@@ -565,8 +568,10 @@ static int FNN_FN(net_evaluate_)(struct NET *net, const fnn_rows *x, const int64
     double sum = 0;
     for (size_t start = 0; start < n; start += batch) {
         size_t r = n - start < batch ? n - start : batch;
-        const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, nt), r, net->lay, net->cap,
-                                     NULL, NULL, nt);
+        const int ntb = nt > 1 ? fnn_gov_begin(&net->gov_infer, nt, fnn_now()) : 1; /* one-row predicts: no clock */
+        const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, ntb), r, net->lay, net->cap,
+                                     NULL, NULL, ntb);
+        if (nt > 1) fnn_gov_end(&net->gov_infer, (double)r, fnn_now());
         sum += FNN_FN(loss)(p->loss, y, labels ? labels + start : NULL, target ? target + start * no : NULL,
                             sample_w ? sample_w + start : NULL, r, no, (T)p->loss_param, 0, NULL);
         if (pred) FNN_FN(net_scatter_pred_)(net, y, NULL, start, r, pred);

@@ -52,9 +52,10 @@ def set_num_threads(n):
 
 
 def set_adaptive_threads(on):
-    """Whether training steps may run on fewer threads than set_num_threads while that is measured to be
-    faster (the default, True): where another process keeps a core busy, a thread waiting for it would
-    slow every step.  The results are the same bits either way; False keeps every step at the full count."""
+    """Whether training steps (and the batches of predict and evaluate) may run on fewer threads than
+    set_num_threads while that is measured to be faster (the default, True): where another process keeps
+    a core busy, a thread waiting for it would slow every step.  The results are the same bits either way;
+    False keeps every step at the full count.  fnn.ops always run on the full count."""
     if not isinstance(on, (bool, _numbers.Integral)):
         raise TypeError(f"on: expected a bool, got {type(on).__name__}")
     _core.set_adaptive_threads(bool(on))

@@ -112,7 +112,8 @@ def test_the_switch_checks_its_argument(adaptive):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_governed_fits_give_the_bits_of_fixed_ones(adaptive, dtype):
-    """Whatever counts the governor picks step by step, the weights are those of a fixed count."""
+    """Whatever counts the governor picks step by step, the weights, predictions and losses are those of
+    a fixed count."""
     rng = np.random.default_rng(3)
     X = rng.standard_normal((1500, 300)).astype(dtype)
     y = rng.integers(0, 5, 1500)
@@ -128,7 +129,10 @@ def test_governed_fits_give_the_bits_of_fixed_ones(adaptive, dtype):
             m.fit(X, y, epochs=2, batch_size=64, verbose=0)
             for i in range(3):
                 m.train_on_batch(X[i * 64:(i + 1) * 64], y[i * 64:(i + 1) * 64])
-            return [w.tobytes() for w in m.get_weights()]
+            # inference has a governor of its own: predict and evaluate in many batches
+            pred = m.predict(X, batch_size=50)
+            loss = m.evaluate(X, y, batch_size=50)["loss"]
+            return [w.tobytes() for w in m.get_weights()] + [pred.tobytes(), loss]
         finally:
             fnn.set_num_threads(before)
 
