@@ -10,6 +10,8 @@ import pytest
 
 import fastnn as fnn
 
+pytest.importorskip("pytest_benchmark", reason="the benchmark cases need pytest-benchmark (the [bench] extra)")
+
 MLP_SHAPES = [  # (m, n, k, trans_a): forward, weight gradient
     (32, 512, 784, False), (128, 512, 784, False), (512, 512, 784, False),
     (128, 256, 512, False), (784, 512, 32, True), (784, 512, 128, True), (784, 512, 512, True),
