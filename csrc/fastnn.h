@@ -108,7 +108,7 @@ FNN_API int  fnn_has_openmp(void);
 FNN_API void fnn_set_num_threads(int n); /* n < 1 means the OpenMP default; above fnn_max_threads(), that */
 FNN_API int  fnn_get_num_threads(void); /* the count, or fewer when this thread cannot start that many */
 FNN_API int  fnn_max_threads(void);     /* the bound: 4 per processor available, at most 1024 */
-/* Training steps (fnn_model_fit, and Python's fit and train_on_batch, predict and evaluate) run on the
+/* Training steps (fnn_model_fit; Python's fit, train_on_batch, compute_gradients, predict, evaluate) run on the
  * count above or, while that is measured to be faster, on fewer (half, a quarter, ... down to 1): a
  * machine whose other processes take a core makes a thread wait for it at every step.  The results
  * are the same bits either way.  On (1) by default; 0 keeps every step at the count above.

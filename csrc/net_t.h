@@ -511,9 +511,11 @@ static int FNN_FN(net_gradient_)(struct NET *net, const fnn_rows *x, const int64
     for (size_t start = 0; start < n; start += batch) {
         const size_t r = n - start < batch ? n - start : batch;
         double l;
-        rc = FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, start, r, nt), labels ? labels + start : NULL,
+        const int ntb = fnn_gov_begin(&net->gov, nt, fnn_now());
+        rc = FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, start, r, ntb), labels ? labels + start : NULL,
                                target ? target + start * no : NULL, sample_w ? sample_w + start : NULL, r, 0, 0,
-                               pen_frozen, nt, &l, NULL);
+                               pen_frozen, ntb, &l, NULL);
+        fnn_gov_end(&net->gov, (double)r, fnn_now());
         if (rc) {
             *loss = l;
             return rc;

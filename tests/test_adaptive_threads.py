@@ -142,6 +142,30 @@ def test_governed_fits_give_the_bits_of_fixed_ones(adaptive, dtype):
     assert fit(2, False) == ref
 
 
+
+def test_governed_sparse_gradients_give_the_bits_of_fixed_ones(adaptive):
+    """compute_gradients on sparse rows runs in blocks of rows (4 Mi values each), each block a governed step."""
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.random(1000, 20000, density=0.01, format="csr", dtype=np.float32, random_state=4)  # blocks of 209 rows
+    y = np.random.default_rng(4).integers(0, 3, 1000)
+
+    def grads(threads, on):
+        before = fnn.get_num_threads()
+        fnn.set_num_threads(threads)
+        fnn.set_adaptive_threads(on)
+        try:
+            m = fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dense(3)], input_dim=20000, seed=5)
+            m.compile("cross_entropy")
+            loss = m.compute_gradients(X, y)
+            return [loss] + [layer.weight_grad.tobytes() for layer in m.layers]
+        finally:
+            fnn.set_num_threads(before)
+
+    ref = grads(1, False)
+    assert grads(2, True) == ref
+    assert grads(3, True) == ref
+
+
 C_FIT = r"""
 #include <stdio.h>
 #include <stdlib.h>
