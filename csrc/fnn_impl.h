@@ -93,10 +93,11 @@ int   fnn_threads_for(size_t work, size_t grain, int nt);
  * steps (the time inside the steps alone, per unit of work), and now and then tries the next count
  * down (half, rounded up) or up for one short window, moving there when that is clearly faster.  A
  * probe that loses doubles the wait before the next, so on a steady machine probes cost about 1% of
- * the time; a window much slower or faster than the last brings the next probe forward.  A thread
- * that keeps losing its core to another process therefore costs a few probes, not every step.
- * Zero-initialise; fnn_gov_begin before each step, fnn_gov_end after it with the step's work
- * (rows), both with the time from fnn_now() (tests pass their own). */
+ * the time; a window much slower than the last brings the next probe forward.  A thread that keeps
+ * losing its core to another process therefore costs a few probes, not every step.
+ * Zero-initialise; fnn_gov_begin before each step, fnn_gov_end after it with the step's work (rows).
+ * They read the clock only while they govern (max > 1 and set_adaptive_threads on), so one-row
+ * predicts pay nothing; the _at forms take the time instead (tests drive them with their own). */
 #define FNN_GOV_LEVELS 12 /* counts max, ceil(max/2), ceil(max/4), ..., 1: 11 halvings cover 1024 */
 typedef struct {
     int max, levels;            /* the count asked for (0: none yet) and how many counts it tries */
@@ -106,10 +107,11 @@ typedef struct {
     double spent, work, start;  /* the window so far: seconds inside steps and units of work; step start */
     double est[FNN_GOV_LEVELS]; /* seconds per unit of work at each level, 0 = not measured */
 } fnn_governor;
-double fnn_now(void);                                 /* a monotonic clock, seconds */
-int    fnn_gov_begin(fnn_governor *g, int max, double now); /* the count this step runs on */
-void   fnn_gov_end(fnn_governor *g, double work, double now);
-int    fnn_gov_count(const fnn_governor *g, int level); /* the thread count of a level */
+int  fnn_gov_begin(fnn_governor *g, int max); /* the count this step runs on */
+void fnn_gov_end(fnn_governor *g, double work);
+int  fnn_gov_begin_at(fnn_governor *g, int max, double now);
+void fnn_gov_end_at(fnn_governor *g, double work, double now);
+int  fnn_gov_levels(int max);                 /* the counts it tries: max halved (rounded up) down to 1 */
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
 void  fnn_aligned_free(void *p);
 /* A buffer of at least `bytes` (FNN_ALIGN-aligned) owned by the calling thread, one per slot; it only

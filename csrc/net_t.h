@@ -443,10 +443,10 @@ static int FNN_FN(net_train_step_)(struct NET *net, const fnn_rows *x, const int
     size_t batch = rows;
     int nt, rc = FNN_FN(net_begin_)(net, x, labels, &target, 1, rows, &batch, &nt);
     if (rc) return rc;
-    nt = fnn_gov_begin(&net->gov, nt, fnn_now());
+    nt = fnn_gov_begin(&net->gov, nt);
     rc = FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, 0, rows, nt), labels, target, sample_w, rows, update, 0,
                            FNN_FN(penalty)(&net->plan, net->params, 0), nt, loss, NULL);
-    fnn_gov_end(&net->gov, (double)rows, fnn_now());
+    fnn_gov_end(&net->gov, (double)rows);
     return rc;
 }
 
@@ -471,7 +471,7 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
             continue;
         }
         size_t r = n - start < batch ? n - start : batch;
-        const int ntb = fnn_gov_begin(&net->gov, nt, fnn_now());
+        const int ntb = fnn_gov_begin(&net->gov, nt);
         const T *xb, *tb = target ? target + start * no : NULL, *wb = sample_w ? sample_w + start : NULL;
         const int64_t *lb = labels ? labels + start : NULL;
         if (perm) {
@@ -485,7 +485,7 @@ static int FNN_FN(net_fit_chunk_)(struct NET *net, const fnn_rows *x, const int6
         }
         const T *y;
         rc = FNN_FN(net_step_)(net, xb, lb, tb, wb, r, 1, 1, pen_frozen, ntb, &losses[b - first], &y);
-        fnn_gov_end(&net->gov, (double)r, fnn_now());
+        fnn_gov_end(&net->gov, (double)r);
         if (rc) {
             if (bad) *bad = b;
             return rc;
@@ -511,11 +511,11 @@ static int FNN_FN(net_gradient_)(struct NET *net, const fnn_rows *x, const int64
     for (size_t start = 0; start < n; start += batch) {
         const size_t r = n - start < batch ? n - start : batch;
         double l;
-        const int ntb = fnn_gov_begin(&net->gov, nt, fnn_now());
+        const int ntb = fnn_gov_begin(&net->gov, nt);
         rc = FNN_FN(net_step_)(net, FNN_FN(net_rows_)(net, x, start, r, ntb), labels ? labels + start : NULL,
                                target ? target + start * no : NULL, sample_w ? sample_w + start : NULL, r, 0, 0,
                                pen_frozen, ntb, &l, NULL);
-        fnn_gov_end(&net->gov, (double)r, fnn_now());
+        fnn_gov_end(&net->gov, (double)r);
         if (rc) {
             *loss = l;
             return rc;
@@ -549,13 +549,13 @@ static int FNN_FN(net_forward_)(struct NET *net, const fnn_rows *x, size_t rows,
     for (size_t start = 0; start < rows; start += batch) {
         size_t r = rows - start < batch ? rows - start : batch;
         if (training && p->batch_stats && r < 2) return FNN_ERR_ARG;
-        const int ntb = nt > 1 ? fnn_gov_begin(&net->gov_infer, nt, fnn_now()) : 1; /* one-row predicts: no clock */
+        const int ntb = fnn_gov_begin(&net->gov_infer, nt);
         const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, ntb), r, net->lay, net->cap,
                                      training ? &net->drop : NULL, NULL, ntb);
-        if (nt > 1) fnn_gov_end(&net->gov_infer, (double)r, fnn_now());
+        fnn_gov_end(&net->gov_infer, (double)r);
         T *dst = out + start * p->n_out;
         memcpy(dst, y, r * p->n_out * sizeof(T));
-        if (link && p->link != FNN_ACT_LINEAR) FNN_FN(act_forward)(p->link, 0, dst, dst, r, p->n_out, nt);
+        if (link && p->link != FNN_ACT_LINEAR) FNN_FN(act_forward)(p->link, 0, dst, dst, r, p->n_out, ntb);
     }
     return FNN_OK;
 }
@@ -570,10 +570,10 @@ static int FNN_FN(net_evaluate_)(struct NET *net, const fnn_rows *x, const int64
     double sum = 0;
     for (size_t start = 0; start < n; start += batch) {
         size_t r = n - start < batch ? n - start : batch;
-        const int ntb = nt > 1 ? fnn_gov_begin(&net->gov_infer, nt, fnn_now()) : 1; /* one-row predicts: no clock */
+        const int ntb = fnn_gov_begin(&net->gov_infer, nt);
         const T *y = FNN_FN(forward)(p, net->params, FNN_FN(net_rows_)(net, x, start, r, ntb), r, net->lay, net->cap,
                                      NULL, NULL, ntb);
-        if (nt > 1) fnn_gov_end(&net->gov_infer, (double)r, fnn_now());
+        fnn_gov_end(&net->gov_infer, (double)r);
         sum += FNN_FN(loss)(p->loss, y, labels ? labels + start : NULL, target ? target + start * no : NULL,
                             sample_w ? sample_w + start : NULL, r, no, (T)p->loss_param, 0, NULL);
         if (pred) FNN_FN(net_scatter_pred_)(net, y, NULL, start, r, pred);

@@ -277,7 +277,7 @@ static atomic_int g_adaptive = 1;
 void fnn_set_adaptive_threads(int on) { atomic_store(&g_adaptive, on != 0); }
 int  fnn_get_adaptive_threads(void) { return atomic_load(&g_adaptive); }
 
-double fnn_now(void) {
+static double now_(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -293,13 +293,27 @@ double fnn_now(void) {
 #define FNN_GOV_MARGIN 0.9   /* a probe must take at most this fraction of the home level's time */
 #define FNN_GOV_SHIFT 1.5    /* a home window this many times the estimate brings the next probe forward */
 
-int fnn_gov_count(const fnn_governor *g, int level) {
-    int c = g->max;
+static int count_(int max, int level) { /* the thread count of a level */
+    int c = max;
     for (int i = 0; i < level && c > 1; i++) c = (c + 1) / 2;
     return c;
 }
 
-int fnn_gov_begin(fnn_governor *g, int max, double now) {
+int fnn_gov_levels(int max) {
+    int n = 1;
+    while (count_(max, n - 1) > 1 && n < FNN_GOV_LEVELS) n++;
+    return n;
+}
+
+int fnn_gov_begin(fnn_governor *g, int max) {
+    return fnn_gov_begin_at(g, max, max > 1 && atomic_load(&g_adaptive) ? now_() : 0);
+}
+
+void fnn_gov_end(fnn_governor *g, double work) {
+    if (g->max > 1) fnn_gov_end_at(g, work, now_());
+}
+
+int fnn_gov_begin_at(fnn_governor *g, int max, double now) {
     if (max <= 1 || !atomic_load(&g_adaptive)) {
         g->max = 0; /* start afresh when it is next asked for more than one thread */
         return max < 1 ? 1 : max;
@@ -307,18 +321,17 @@ int fnn_gov_begin(fnn_governor *g, int max, double now) {
     if (g->max != max) {
         memset(g, 0, sizeof *g);
         g->max = max;
-        g->levels = 1;
-        while (fnn_gov_count(g, g->levels - 1) > 1 && g->levels < FNN_GOV_LEVELS) g->levels++;
+        g->levels = fnn_gov_levels(max);
         g->wait = FNN_GOV_FIRST;
         g->gap = FNN_GOV_GAP0;
         g->down = 1;
         g->cold = 1;
     }
     g->start = now;
-    return fnn_gov_count(g, g->cur);
+    return count_(max, g->cur);
 }
 
-void fnn_gov_end(fnn_governor *g, double work, double now) {
+void fnn_gov_end_at(fnn_governor *g, double work, double now) {
     if (g->max <= 1 || !(work > 0)) return;
     if (g->cold) { /* the first step pays for first touches of memory: not a measure of anything */
         g->cold = 0;

@@ -48,9 +48,10 @@ def get_adaptive_threads():
 
 cdef extern from "fnn_impl.h" nogil:
     ctypedef struct fnn_governor:
-        int max
-    int fnn_gov_begin(fnn_governor *g, int max, double now)
-    void fnn_gov_end(fnn_governor *g, double work, double now)
+        int cur
+    int fnn_gov_begin_at(fnn_governor *g, int max, double now)
+    void fnn_gov_end_at(fnn_governor *g, double work, double now)
+    int fnn_gov_levels(int max)
 
 
 def _gov_sim(int max, step_seconds, double work=1.0):
@@ -59,24 +60,16 @@ def _gov_sim(int max, step_seconds, double work=1.0):
     cdef fnn_governor g
     memset(&g, 0, sizeof(g))
     cdef double now = 0
-    cdef int s, c, i
+    cdef int s
     t = _np.ascontiguousarray(step_seconds, dtype=_np.float64)
-    levels, k = 1, max
-    while k > 1:
-        k, levels = (k + 1) // 2, levels + 1
+    levels = fnn_gov_levels(max)
     if t.ndim != 2 or t.shape[1] != levels:
         raise ValueError(f"step_seconds: expected {levels} columns (max={max} halved to 1), got shape {t.shape}")
     out = _np.empty(t.shape[0], dtype=_np.int32)
     for s in range(t.shape[0]):
-        c = fnn_gov_begin(&g, max, now)
-        i, k = 0, max
-        while k > c:
-            k, i = (k + 1) // 2, i + 1
-        if k != c:
-            raise AssertionError(f"count {c} is not max={max} halved")
-        now += t[s, i]
-        fnn_gov_end(&g, work, now)
-        out[s] = c
+        out[s] = fnn_gov_begin_at(&g, max, now)
+        now += t[s, g.cur]  # the level the step runs on (0 while the governor is off)
+        fnn_gov_end_at(&g, work, now)
     return out
 
 
