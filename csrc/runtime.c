@@ -305,16 +305,9 @@ int fnn_gov_levels(int max) {
     return n;
 }
 
-int fnn_gov_begin(fnn_governor *g, int max) {
-    return fnn_gov_begin_at(g, max, max > 1 && atomic_load(&g_adaptive) ? now_() : 0);
-}
-
-void fnn_gov_end(fnn_governor *g, double work) {
-    if (g->max > 1) fnn_gov_end_at(g, work, now_());
-}
-
-int fnn_gov_begin_at(fnn_governor *g, int max, double now) {
-    if (max <= 1 || !atomic_load(&g_adaptive)) {
+/* `on`: the switch, read once by the caller, so that a step never starts governed without a time */
+static int begin_(fnn_governor *g, int max, int on, double now) {
+    if (max <= 1 || !on) {
         g->max = 0; /* start afresh when it is next asked for more than one thread */
         return max < 1 ? 1 : max;
     }
@@ -329,6 +322,17 @@ int fnn_gov_begin_at(fnn_governor *g, int max, double now) {
     }
     g->start = now;
     return count_(max, g->cur);
+}
+
+int fnn_gov_begin(fnn_governor *g, int max) {
+    const int on = max > 1 && atomic_load(&g_adaptive);
+    return begin_(g, max, on, on ? now_() : 0);
+}
+
+int fnn_gov_begin_at(fnn_governor *g, int max, double now) { return begin_(g, max, atomic_load(&g_adaptive), now); }
+
+void fnn_gov_end(fnn_governor *g, double work) {
+    if (g->max > 1) fnn_gov_end_at(g, work, now_());
 }
 
 void fnn_gov_end_at(fnn_governor *g, double work, double now) {
