@@ -294,15 +294,16 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
      * runs the whole loop nest with its thread's own packing buffers, so each packs its own rows of
      * A and columns of B.  The grid minimises an estimate of the slowest thread's time: per
      * rectangle, its multiply-adds (32 per cycle) plus its packing (a strided copy of A as stored
-     * costs about a cycle per value, a contiguous one a quarter; B read in place costs nothing),
-     * times the rounds of rectangles a thread takes.  More rectangles than threads balance a
+     * costs about a cycle per value, a contiguous one a quarter; B read in place as much as a
+     * contiguous copy: in a training step the weights come from memory, not from the cache, and two
+     * threads that each read all of them take twice the traffic of one), times the rounds of
+     * rectangles a thread takes.  More rectangles than threads balance a
      * thread that the OS starves, but only pay off where packing is cheap next to the arithmetic.
      * Tile-aligned cuts keep every element's arithmetic the same as in the serial product, so
      * results do not depend on nt. */
     size_t pm = 1, pn = 1;
     if (nt > 1) {
-        const int direct_b = FNN_FN(direct_b_)(tb, m, b, ldb);
-        const double pack_a = ta ? 0.25 : 1.0, pack_b = direct_b ? 0.0 : (tb ? 1.0 : 0.25);
+        const double pack_a = ta ? 0.25 : 1.0, pack_b = tb ? 1.0 : 0.25;
         double best = -1;
         for (size_t per = 1; per <= 4; per *= 2) {
             size_t want = per * (size_t)nt;
