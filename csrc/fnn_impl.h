@@ -259,7 +259,10 @@ typedef void (*fnn_sgemm_ukr_fn)(size_t k, const float *a, const float *b, size_
 typedef void (*fnn_dgemm_ukr_fn)(size_t k, const double *a, const double *b, size_t ldb, double *c,
                                  size_t ldc, double beta);
 /* mr2/ukr2: an optional narrower tile (same nr) for products whose M is a poor multiple of mr
- * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none. */
+ * (e.g. a batch of 32 rows with mr = 14); mr2 = 0 when there is none.
+ * nrn/ukrn/ukrn2: optional tiles of nrn columns (one vector; mr and mr2 rows) for products of at most
+ * nrn columns, where an nr-wide tile would be mostly padding (a 10-class output layer: 10 of 32
+ * columns); nrn = 0 when there are none. */
 /* gemv: the small-M kernel (kernels/gemv_t.h) for m <= FNN_GEMV_MAX_M rows, A and B at any strides
  * (op(A)[i][p] = a[i*rsa + p*csa], op(B)[p][j] = b[p*rsb + j*csb]), alpha applied to each value of A
  * as packing applies it, K in blocks of kc summed as the micro-kernels sum them; beta 0 or 1.  It
@@ -278,6 +281,8 @@ typedef struct {
     fnn_sgemm_ukr_fn ukr;
     int mr2;
     fnn_sgemm_ukr_fn ukr2;
+    int nrn;
+    fnn_sgemm_ukr_fn ukrn, ukrn2;
     fnn_sgemv_fn gemv;
     fnn_spackt_fn packt;
 } fnn_sgemm_kernel;
@@ -286,12 +291,14 @@ typedef struct {
     fnn_dgemm_ukr_fn ukr;
     int mr2;
     fnn_dgemm_ukr_fn ukr2;
+    int nrn;
+    fnn_dgemm_ukr_fn ukrn, ukrn2;
     fnn_dgemv_fn gemv;
     fnn_dpackt_fn packt;
 } fnn_dgemm_kernel;
 
 extern size_t fnn_gemm_blocks[6]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,
-                                    * 2 narrow), the rows up to which B is read in place plus one (any
+                                    * 2 narrow rows, 3 narrow columns, 4 both narrow), the rows up to which B is read in place plus one (any
                                     * value also turns off the small-M kernel), and (a test hook) 1 to
                                     * run every product as if its packing buffers could not be had */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;

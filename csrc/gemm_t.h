@@ -149,14 +149,19 @@ static size_t FNN_FN(gemm_kc)(const KERNEL *kr, size_t k) {
     return ((k + nkb - 1) / nkb + 3) & ~(size_t)3;
 }
 
-static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t k) {
+static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t n, size_t k) {
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
     FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt, kr->gemv};
+    const size_t tile = fnn_gemm_blocks[3];
+    int narrow = 0, thin = 0; /* the tile of mr2 rows; of nrn columns */
     if (kr->mr2) {
         size_t mr2 = (size_t)kr->mr2;
-        int narrow = (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
-        if (fnn_gemm_blocks[3]) narrow = fnn_gemm_blocks[3] == 2;
+        narrow = tile ? tile == 2 || tile == 4 : (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
         if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; }
+    }
+    if (kr->nrn) {
+        thin = tile ? tile == 3 || tile == 4 : n <= (size_t)kr->nrn;
+        if (thin) { p.nr = (size_t)kr->nrn; p.ukr = narrow ? kr->ukrn2 : kr->ukrn; }
     }
     size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
     size_t NC = fnn_gemm_blocks[2] ? fnn_gemm_blocks[2] : (size_t)kr->nc;
@@ -281,7 +286,7 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         FNN_FN(gemm_rows)(&small, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
         return;
     }
-    const FNN_FN(gemm_plan) pl = FNN_FN(gemm_plan_for)(m, k);
+    const FNN_FN(gemm_plan) pl = FNN_FN(gemm_plan_for)(m, n, k);
     const size_t mt = (m + pl.mr - 1) / pl.mr, ntl = (n + pl.nr - 1) / pl.nr; /* tiles along M, N */
 
     /* about 20 microseconds of work per thread at least, and no more threads than tiles */

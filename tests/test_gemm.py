@@ -12,9 +12,11 @@ from fastnn import _core
 from conftest import TOL, with_threads
 
 # (m, n, k): ones, odd and prime sizes, edge tiles in every dimension, K split into several blocks,
-# M larger than one MC block, N larger than one NC block.
+# M larger than one MC block, N larger than one NC block; N at and below the thin tiles' one vector
+# (16, 8 or 4 columns by kernel) with M past the small-M kernel.
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 2), (3, 5, 7), (13, 17, 19), (31, 37, 41), (64, 32, 16),
-          (97, 61, 300), (15, 33, 1), (300, 40, 9), (40, 2100, 6)]
+          (97, 61, 300), (15, 33, 1), (300, 40, 9), (40, 2100, 6), (29, 10, 300), (45, 3, 50),
+          (200, 16, 40), (21, 8, 77)]
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
 
 

@@ -90,17 +90,21 @@ def test_gemm_rows_with_alpha_beta_and_transposes(simd, threads, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_rows_with_the_tiles_forced(simd, dtype):
-    """The narrow and the wide register tile, B packed for every batch, small cache blocks (several
-    MC and NC blocks, a K block of 64): none changes a row's bits."""
+    """The narrow and the wide register tile, the thin ones (one vector of columns: the default for
+    10 columns), B packed for every batch, small cache blocks (several MC and NC blocks, a K block of
+    64): none changes a row's bits."""
     rng = np.random.default_rng(5)
     a = rng.standard_normal((ROWS, 300)).astype(dtype)
     w = rng.standard_normal((300, 70)).astype(dtype)
-    want = fnn.ops.gemm(a, w)
+    w10 = rng.standard_normal((300, 10)).astype(dtype)
+    want, want10 = fnn.ops.gemm(a, w), fnn.ops.gemm(a, w10)
     try:
-        for blocks in [dict(tile=1), dict(tile=2), dict(direct_b=1), dict(mc=24, nc=32), dict(tile=2, mc=8)]:
+        for blocks in [dict(tile=1), dict(tile=2), dict(tile=3), dict(tile=4), dict(direct_b=1),
+                       dict(mc=24, nc=32), dict(tile=2, mc=8)]:
             _core._set_gemm_blocks(**blocks)
             for m in (1, 2, 3, 4, 5, 7, 13, 64, 65, ROWS):
                 _assert_rows(want, fnn.ops.gemm(a[:m], w), 0, f"blocks {blocks}, rows [0, {m})")
+                _assert_rows(want10, fnn.ops.gemm(a[:m], w10), 0, f"blocks {blocks}, 10 columns, rows [0, {m})")
         # a K block of 64 changes the order of the sums (as intended): the same for every batch
         _core._set_gemm_blocks(kc=64)
         want64 = fnn.ops.gemm(a, w)

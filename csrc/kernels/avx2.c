@@ -1,7 +1,8 @@
 /* avx2.c - GEMM micro-kernels and the transposing pack for AVX2 + FMA (256-bit, 16 registers), and
  * the int8 micro-kernels.  Compiled with a target attribute only; chosen at run time when the CPU has
  * AVX2 and FMA.  Empty on other architectures.
- * float: 6 rows x 2 vectors (12 accumulators), or 4 rows when M is a multiple of 4 that 6 would pad.
+ * float: 6 rows x 2 vectors (12 accumulators), or 4 rows when M is a multiple of 4 that 6 would pad;
+ * 6 or 4 rows x 1 vector for products of at most 8 columns.
  * int8: rows x 16 columns (two vectors); two groups of four products as two vpmaddubsw (u8 x s8 pairs
  * into int16), their sum in int16 and one vpmaddwd by ones (pairs of those into int32): exact for
  * 7-bit inputs and weights (lowp.h). */
@@ -39,6 +40,33 @@
 
 #define UKR_MR 4
 #define UKR_NAME fnn_dgemm_ukr_avx2_4x8
+#include "ukr_t.h"
+#undef UKR_T
+#undef UKR_MR
+#undef UKR_NAME
+#undef UKR_NV
+
+#define UKR_NV 1 /* the thin tiles: one vector of columns */
+#define UKR_T float
+#define UKR_MR 6
+#define UKR_NAME fnn_sgemm_ukr_avx2_6x8
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+#define UKR_MR 4
+#define UKR_NAME fnn_sgemm_ukr_avx2_4x8
+#include "ukr_t.h"
+#undef UKR_T
+#undef UKR_MR
+#undef UKR_NAME
+#define UKR_T double
+#define UKR_MR 6
+#define UKR_NAME fnn_dgemm_ukr_avx2_6x4
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+#define UKR_MR 4
+#define UKR_NAME fnn_dgemm_ukr_avx2_4x4
 #include "ukr_t.h"
 
 
@@ -222,10 +250,12 @@ __attribute__((target("avx2,fma"))) FNN_EXACT void fnn_qout_avx2(const fnn_qout 
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx2 = {
     .mr = 6, .nr = 16, .mc = 144, .kc = 256, .nc = 2048, .ukr = fnn_sgemm_ukr_avx2_6x16,
-    .mr2 = 4, .ukr2 = fnn_sgemm_ukr_avx2_4x16, .gemv = fnn_sgemv_avx2, .packt = fnn_spackt_avx2};
+    .mr2 = 4, .ukr2 = fnn_sgemm_ukr_avx2_4x16, .nrn = 8, .ukrn = fnn_sgemm_ukr_avx2_6x8,
+    .ukrn2 = fnn_sgemm_ukr_avx2_4x8, .gemv = fnn_sgemv_avx2, .packt = fnn_spackt_avx2};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx2 = {
     .mr = 6, .nr = 8, .mc = 96, .kc = 256, .nc = 2048, .ukr = fnn_dgemm_ukr_avx2_6x8,
-    .mr2 = 4, .ukr2 = fnn_dgemm_ukr_avx2_4x8, .gemv = fnn_dgemv_avx2, .packt = fnn_dpackt_avx2};
+    .mr2 = 4, .ukr2 = fnn_dgemm_ukr_avx2_4x8, .nrn = 4, .ukrn = fnn_dgemm_ukr_avx2_6x4,
+    .ukrn2 = fnn_dgemm_ukr_avx2_4x4, .gemv = fnn_dgemv_avx2, .packt = fnn_dpackt_avx2};
 const fnn_qgemm_kernel fnn_qgemm_kernel_avx2 = {
     .name = "avx2", .mc = 256, .ukr = {[1] = fnn_qgemm_ukr_avx2_1x16, [2] = fnn_qgemm_ukr_avx2_2x16,
                                        [3] = fnn_qgemm_ukr_avx2_3x16, [4] = fnn_qgemm_ukr_avx2_4x16},

@@ -1,7 +1,8 @@
 /* avx512.c - GEMM micro-kernels and the transposing pack for AVX-512 F/BW/DQ/VL (512-bit, 32
  * registers).  Compiled with a target attribute only; chosen at run time when the CPU has AVX-512.
  * Empty on other architectures.
- * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad.
+ * float: 14x32 (28 accumulators) for large M, 8x32 when M is a multiple of 8 that 14 would pad;
+ * 14x16 and 8x16 for products of at most 16 columns.
  * Also the vector math (vmath_t.h) at 512 bits. */
 #include "../fnn_impl.h"
 #include "../net.h"
@@ -27,6 +28,35 @@
 #undef UKR_T
 #undef UKR_MR
 #undef UKR_NAME
+#undef UKR_NV
+
+#define UKR_NV 1 /* the thin tiles: one vector of columns */
+#define UKR_T float
+#define UKR_MR 14
+#define UKR_NAME fnn_sgemm_ukr_avx512_14x16
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+#define UKR_MR 8
+#define UKR_NAME fnn_sgemm_ukr_avx512_8x16
+#include "ukr_t.h"
+#undef UKR_T
+#undef UKR_MR
+#undef UKR_NAME
+#define UKR_T double
+#define UKR_MR 14
+#define UKR_NAME fnn_dgemm_ukr_avx512_14x8
+#include "ukr_t.h"
+#undef UKR_MR
+#undef UKR_NAME
+#define UKR_MR 8
+#define UKR_NAME fnn_dgemm_ukr_avx512_8x8
+#include "ukr_t.h"
+#undef UKR_T
+#undef UKR_MR
+#undef UKR_NAME
+#undef UKR_NV
+#define UKR_NV 2
 
 #define UKR_T double
 #define UKR_MR 14
@@ -72,10 +102,12 @@
 /* Block sizes beside the kernels they are tuned for. */
 const fnn_sgemm_kernel fnn_sgemm_kernel_avx512 = {
     .mr = 14, .nr = 32, .mc = 252, .kc = 384, .nc = 4096, .ukr = fnn_sgemm_ukr_avx512_14x32,
-    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512};
+    .mr2 = 8, .ukr2 = fnn_sgemm_ukr_avx512_8x32, .nrn = 16, .ukrn = fnn_sgemm_ukr_avx512_14x16,
+    .ukrn2 = fnn_sgemm_ukr_avx512_8x16, .gemv = fnn_sgemv_avx512, .packt = fnn_spackt_avx512};
 const fnn_dgemm_kernel fnn_dgemm_kernel_avx512 = {
     .mr = 14, .nr = 16, .mc = 126, .kc = 384, .nc = 2048, .ukr = fnn_dgemm_ukr_avx512_14x16,
-    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512};
+    .mr2 = 8, .ukr2 = fnn_dgemm_ukr_avx512_8x16, .nrn = 8, .ukrn = fnn_dgemm_ukr_avx512_14x8,
+    .ukrn2 = fnn_dgemm_ukr_avx512_8x8, .gemv = fnn_dgemv_avx512, .packt = fnn_dpackt_avx512};
 
 /* exp and the finiteness scan (vmath_t.h) */
 #define VM_VBYTES 64
