@@ -298,9 +298,10 @@ typedef struct {
 } fnn_dgemm_kernel;
 
 extern size_t fnn_gemm_blocks[6]; /* tuning overrides, 0 = the default: mc, kc, nc, the tile (1 wide,
-                                    * 2 narrow rows, 3 narrow columns, 4 both narrow), the rows up to which B is read in place plus one (any
-                                    * value also turns off the small-M kernel), and (a test hook) 1 to
-                                    * run every product as if its packing buffers could not be had */
+                                    * 2 narrow rows, 3 thin columns, 4 both), the rows up to which B is
+                                    * read in place plus one (any value also turns off the small-M
+                                    * kernel), and (a test hook) 1 to run every product as if its
+                                    * packing buffers could not be had */
 extern const fnn_sgemm_kernel fnn_sgemm_kernel_ref, fnn_sgemm_kernel_avx2, fnn_sgemm_kernel_avx512;
 extern const fnn_dgemm_kernel fnn_dgemm_kernel_ref, fnn_dgemm_kernel_avx2, fnn_dgemm_kernel_avx512;
 const fnn_sgemm_kernel *fnn_sgemm_kernel_active(void);

@@ -24,7 +24,8 @@
 #define FNN_MAX_TILE (16 * 32) /* >= mr * nr of every registered kernel */
 
 /* Block sizes (mc, kc, nc) that override the kernel's table when non-zero: for tuning runs only. */
-size_t fnn_gemm_blocks[6]; /* mc, kc, nc, tile (1 wide, 2 narrow), direct-B rows + 1, no workspace */
+size_t fnn_gemm_blocks[6]; /* mc, kc, nc, tile (1 wide, 2 narrow, 3 thin, 4 both), direct-B rows + 1,
+                            * no workspace */
 
 /* ---- per-thread packing workspace (repeated shapes allocate nothing) ---------------- */
 static float *fnn_sgemm_workspace(size_t n) {

@@ -153,15 +153,15 @@ static FNN_FN(gemm_plan) FNN_FN(gemm_plan_for)(size_t m, size_t n, size_t k) {
     const KERNEL *kr = FNN_FN(gemm_kernel_active)();
     FNN_FN(gemm_plan) p = {(size_t)kr->mr, (size_t)kr->nr, 0, 0, 0, kr->ukr, kr->packt, kr->gemv};
     const size_t tile = fnn_gemm_blocks[3];
-    int narrow = 0, thin = 0; /* the tile of mr2 rows; of nrn columns */
+    int narrow = 0; /* the tile of mr2 rows */
     if (kr->mr2) {
         size_t mr2 = (size_t)kr->mr2;
         narrow = tile ? tile == 2 || tile == 4 : (m + mr2 - 1) / mr2 * mr2 <= (m + p.mr - 1) / p.mr * p.mr;
         if (narrow) { p.mr = mr2; p.ukr = kr->ukr2; }
     }
-    if (kr->nrn) {
-        thin = tile ? tile == 3 || tile == 4 : n <= (size_t)kr->nrn;
-        if (thin) { p.nr = (size_t)kr->nrn; p.ukr = narrow ? kr->ukrn2 : kr->ukrn; }
+    if (kr->nrn && (tile ? tile == 3 || tile == 4 : n <= (size_t)kr->nrn)) { /* the tile of nrn columns */
+        p.nr = (size_t)kr->nrn;
+        p.ukr = narrow ? kr->ukrn2 : kr->ukrn;
     }
     size_t MC = fnn_gemm_blocks[0] ? fnn_gemm_blocks[0] : (size_t)kr->mc;
     size_t NC = fnn_gemm_blocks[2] ? fnn_gemm_blocks[2] : (size_t)kr->nc;

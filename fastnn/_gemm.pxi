@@ -43,7 +43,9 @@ def gemm(bint ta, bint tb, size_t m, size_t n, size_t k, double alpha,
 def _set_gemm_blocks(size_t mc=0, size_t kc=0, size_t nc=0, size_t tile=0, size_t direct_b=0,
                      size_t no_workspace=0):
     """Override the GEMM cache blocks (0 = the kernel's own); for tuning runs and tests, not thread-safe.
-    no_workspace=1 runs every product as if its packing buffers could not be allocated."""
+    tile: 1 the wide register tile, 2 its narrow rows, 3 its thin columns (one vector), 4 both narrow
+    and thin (where the kernel has them).  no_workspace=1 runs every product as if its packing buffers
+    could not be allocated."""
     fnn_gemm_blocks[0] = mc
     fnn_gemm_blocks[1] = kc
     fnn_gemm_blocks[2] = nc

@@ -104,7 +104,8 @@ def test_gemm_rows_with_the_tiles_forced(simd, dtype):
             _core._set_gemm_blocks(**blocks)
             for m in (1, 2, 3, 4, 5, 7, 13, 64, 65, ROWS):
                 _assert_rows(want, fnn.ops.gemm(a[:m], w), 0, f"blocks {blocks}, rows [0, {m})")
-                _assert_rows(want10, fnn.ops.gemm(a[:m], w10), 0, f"blocks {blocks}, 10 columns, rows [0, {m})")
+                _assert_rows(want10, fnn.ops.gemm(a[:m], w10), 0,
+                             f"blocks {blocks}, 10 columns, rows [0, {m})")
         # a K block of 64 changes the order of the sums (as intended): the same for every batch
         _core._set_gemm_blocks(kc=64)
         want64 = fnn.ops.gemm(a, w)

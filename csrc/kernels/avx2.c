@@ -15,60 +15,44 @@
 #include <string.h>
 #define UKR_VBYTES 32
 #define UKR_ATTR __attribute__((target("avx2,fma")))
-#define UKR_NV 2
 
 #define UKR_T float
+#define UKR_NV 2
 #define UKR_MR 6
 #define UKR_NAME fnn_sgemm_ukr_avx2_6x16
 #include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
-
 #define UKR_MR 4
 #define UKR_NAME fnn_sgemm_ukr_avx2_4x16
 #include "ukr_t.h"
-#undef UKR_T
-#undef UKR_MR
-#undef UKR_NAME
-
-#define UKR_T double
-#define UKR_MR 6
-#define UKR_NAME fnn_dgemm_ukr_avx2_6x8
-#include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
-
-#define UKR_MR 4
-#define UKR_NAME fnn_dgemm_ukr_avx2_4x8
-#include "ukr_t.h"
-#undef UKR_T
-#undef UKR_MR
-#undef UKR_NAME
 #undef UKR_NV
-
 #define UKR_NV 1 /* the thin tiles: one vector of columns */
-#define UKR_T float
 #define UKR_MR 6
 #define UKR_NAME fnn_sgemm_ukr_avx2_6x8
 #include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
 #define UKR_MR 4
 #define UKR_NAME fnn_sgemm_ukr_avx2_4x8
 #include "ukr_t.h"
 #undef UKR_T
-#undef UKR_MR
-#undef UKR_NAME
+#undef UKR_NV
+
 #define UKR_T double
+#define UKR_NV 2
+#define UKR_MR 6
+#define UKR_NAME fnn_dgemm_ukr_avx2_6x8
+#include "ukr_t.h"
+#define UKR_MR 4
+#define UKR_NAME fnn_dgemm_ukr_avx2_4x8
+#include "ukr_t.h"
+#undef UKR_NV
+#define UKR_NV 1 /* the thin tiles: one vector of columns */
 #define UKR_MR 6
 #define UKR_NAME fnn_dgemm_ukr_avx2_6x4
 #include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
 #define UKR_MR 4
 #define UKR_NAME fnn_dgemm_ukr_avx2_4x4
 #include "ukr_t.h"
-
+#undef UKR_T
+#undef UKR_NV
 
 #define GEMV_VBYTES 32
 #define GEMV_ATTR __attribute__((target("avx2,fma")))

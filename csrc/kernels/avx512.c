@@ -13,62 +13,44 @@
 #if defined(__x86_64__)
 #define UKR_VBYTES 64
 #define UKR_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
-#define UKR_NV 2
 
 #define UKR_T float
+#define UKR_NV 2
 #define UKR_MR 14
 #define UKR_NAME fnn_sgemm_ukr_avx512_14x32
 #include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
-
 #define UKR_MR 8
 #define UKR_NAME fnn_sgemm_ukr_avx512_8x32
 #include "ukr_t.h"
-#undef UKR_T
-#undef UKR_MR
-#undef UKR_NAME
 #undef UKR_NV
-
 #define UKR_NV 1 /* the thin tiles: one vector of columns */
-#define UKR_T float
 #define UKR_MR 14
 #define UKR_NAME fnn_sgemm_ukr_avx512_14x16
 #include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
 #define UKR_MR 8
 #define UKR_NAME fnn_sgemm_ukr_avx512_8x16
 #include "ukr_t.h"
 #undef UKR_T
-#undef UKR_MR
-#undef UKR_NAME
+#undef UKR_NV
+
 #define UKR_T double
+#define UKR_NV 2
+#define UKR_MR 14
+#define UKR_NAME fnn_dgemm_ukr_avx512_14x16
+#include "ukr_t.h"
+#define UKR_MR 8
+#define UKR_NAME fnn_dgemm_ukr_avx512_8x16
+#include "ukr_t.h"
+#undef UKR_NV
+#define UKR_NV 1 /* the thin tiles: one vector of columns */
 #define UKR_MR 14
 #define UKR_NAME fnn_dgemm_ukr_avx512_14x8
 #include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
 #define UKR_MR 8
 #define UKR_NAME fnn_dgemm_ukr_avx512_8x8
 #include "ukr_t.h"
 #undef UKR_T
-#undef UKR_MR
-#undef UKR_NAME
 #undef UKR_NV
-#define UKR_NV 2
-
-#define UKR_T double
-#define UKR_MR 14
-#define UKR_NAME fnn_dgemm_ukr_avx512_14x16
-#include "ukr_t.h"
-#undef UKR_MR
-#undef UKR_NAME
-
-#define UKR_MR 8
-#define UKR_NAME fnn_dgemm_ukr_avx512_8x16
-#include "ukr_t.h"
-
 
 #define GEMV_VBYTES 64
 #define GEMV_ATTR __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))

@@ -16,9 +16,7 @@
 #define UKR_NAME fnn_sgemm_ukr_ref_4x8
 #include "ukr_t.h"
 #undef UKR_T
-#undef UKR_MR
 #undef UKR_NV
-#undef UKR_NAME
 
 #define UKR_T double
 #define UKR_MR 4

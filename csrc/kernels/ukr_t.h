@@ -7,6 +7,7 @@
  *   UKR_VBYTES bytes in one vector register (16, 32 or 64)
  *   UKR_NAME   the function's name, e.g. fnn_sgemm_ukr_avx512_8x32
  *   UKR_ATTR   function attributes (the target ISA), may be empty
+ * UKR_MR and UKR_NAME are undefined at the end: the next inclusion defines its own.
  *
  * C[MR x NR] = A * B (+ C when beta == 1; beta is 0 or 1), where A is packed k-major (MR values per
  * k, alpha already applied by the packing) and row p of B starts at b + p*ldb (a packed panel has
@@ -74,3 +75,5 @@ UKR_ATTR void UKR_NAME(size_t k, const UKR_T *FNN_RESTRICT a, const UKR_T *FNN_R
 #undef UKR_NR
 #undef UKR_V
 #undef UKR_VU
+#undef UKR_MR   /* each inclusion names its own tile */
+#undef UKR_NAME
