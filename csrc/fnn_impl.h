@@ -200,6 +200,41 @@ void fnn_sgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, float alpha, con
 void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
                   const double *b, size_t ldb, double beta, double *c, size_t ldc, const double *bias, int act,
                   double act_alpha, int nt);
+/* One product C = alpha*op(A)*op(B) + beta*C, as fnn_*gemm_ex takes it, for fnn_*gemm_set. */
+typedef struct {
+    int ta, tb;
+    size_t m, n, k;
+    float alpha;
+    const float *a;
+    size_t lda;
+    const float *b;
+    size_t ldb;
+    float beta;
+    float *c;
+    size_t ldc;
+} fnn_sgemm_args;
+typedef struct {
+    int ta, tb;
+    size_t m, n, k;
+    double alpha;
+    const double *a;
+    size_t lda;
+    const double *b;
+    size_t ldb;
+    double beta;
+    double *c;
+    size_t ldc;
+} fnn_dgemm_args;
+/* Side task i of fnn_*gemm_set. */
+typedef void (*fnn_task_fn)(void *ctx, size_t i);
+#define FNN_GEMM_SET_MAX 4
+/* Up to FNN_GEMM_SET_MAX independent products (outputs disjoint from each other and from every
+ * input) and ntasks side tasks (task(ctx, i), about task_flops of work in all) in one parallel region,
+ * taken from one shared counter by nt threads.  Each product's bits are those of fnn_*gemm_ex. */
+void fnn_sgemm_set(const fnn_sgemm_args *ops, int nops, fnn_task_fn task, void *ctx, size_t ntasks,
+                   double task_flops, int nt);
+void fnn_dgemm_set(const fnn_dgemm_args *ops, int nops, fnn_task_fn task, void *ctx, size_t ntasks,
+                   double task_flops, int nt);
 /* The naive triple loop: the test oracle. */
 void fnn_sgemm_ref(int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                    const float *b, size_t ldb, float beta, float *c, size_t ldc);

@@ -265,28 +265,50 @@ static void FNN_FN(gemm_rect)(const FNN_FN(gemm_plan) *pl, int ta, int tb, size_
         FNN_FN(gemm_rows)(pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
 }
 
-void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
-                     const T *b, size_t ldb, T beta, T *c, size_t ldc, const T *bias, int act,
-                     T act_alpha, int nt) {
-    if (m == 0 || n == 0) return;
+/* A product prepared for its rectangles: the arguments, the plan and the grid of rectangles. */
+typedef struct {
+    FNN_FN(gemm_plan) pl;
+    FNN_FN(gemm_args) op;
+    const T *bias;
+    int act;
+    T act_alpha;
+    size_t mt, ntl, pm, pn; /* tiles along M and N; the grid */
+} FNN_FN(gemm_job);
+
+/* Prepares the product C = act(alpha*op(A)*op(B) + beta*C + bias) to run as rectangles on up to nt
+ * threads and returns how many there are; 0 when nothing is left (the product was empty, or trivial,
+ * or few enough rows for the small-M kernel, and was done here, serially). */
+static size_t FNN_FN(gemm_job_)(FNN_FN(gemm_job) *j, const FNN_FN(gemm_args) *op, const T *bias, int act,
+                                T act_alpha, int nt) {
+    const int ta = op->ta, tb = op->tb;
+    const size_t m = op->m, n = op->n, k = op->k;
+    T alpha = op->alpha, beta = op->beta;
+    if (m == 0 || n == 0) return 0;
     const int fused = bias != NULL || act != FNN_ACT_LINEAR;
     if (k == 0 || alpha == 0) {
-        FNN_FN(scale_c)(m, n, beta, c, ldc);
-        if (fused) FNN_FN(epilogue)(c, ldc, m, n, bias, act, act_alpha);
-        return;
+        FNN_FN(scale_c)(m, n, beta, op->c, op->ldc);
+        if (fused) FNN_FN(epilogue)(op->c, op->ldc, m, n, bias, act, act_alpha);
+        return 0;
     }
     if (beta != 0 && beta != 1) { /* the kernels add C with one rounding: beta is 0 or 1 for them */
-        FNN_FN(scale_c)(m, n, beta, c, ldc);
+        FNN_FN(scale_c)(m, n, beta, op->c, op->ldc);
         beta = 1;
     }
     /* A few rows (one-row predictions): stream B once instead of padding A to a register tile. */
     if (m <= FNN_GEMV_MAX_M && !ta && !tb && !fnn_gemm_blocks[4]) {
         const KERNEL *kr = FNN_FN(gemm_kernel_active)();
         const FNN_FN(gemm_plan) small = {.kc = FNN_FN(gemm_kc)(kr, k), .gemv = kr->gemv};
-        FNN_FN(gemm_rows)(&small, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
-        return;
+        FNN_FN(gemm_rows)(&small, 0, 0, m, n, k, alpha, op->a, op->lda, op->b, op->ldb, beta, op->c, op->ldc, bias,
+                          act, act_alpha);
+        return 0;
     }
-    const FNN_FN(gemm_plan) pl = FNN_FN(gemm_plan_for)(m, n, k);
+    j->op = *op;
+    j->op.beta = beta;
+    j->bias = bias;
+    j->act = act;
+    j->act_alpha = act_alpha;
+    j->pl = FNN_FN(gemm_plan_for)(m, n, k);
+    const FNN_FN(gemm_plan) pl = j->pl;
     const size_t mt = (m + pl.mr - 1) / pl.mr, ntl = (n + pl.nr - 1) / pl.nr; /* tiles along M, N */
 
     /* about 20 microseconds of work per thread at least, and no more threads than tiles */
@@ -322,24 +344,85 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
                 if (best < 0 || cost < best * 0.999) { best = cost; pm = dm; pn = dn; }
             }
         }
-        if (best < 0) nt = 1;
     }
-    if (nt <= 1) {
-        FNN_FN(gemm_rect)(&pl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, act, act_alpha);
-    } else {
-        const long nrect = (long)(pm * pn);
+    j->mt = mt;
+    j->ntl = ntl;
+    j->pm = pm;
+    j->pn = pn;
+    return pm * pn;
+}
+
+/* Rectangle r of a prepared product's grid: the same arithmetic for every element whoever runs it. */
+static void FNN_FN(gemm_job_rect_)(const FNN_FN(gemm_job) *j, size_t r) {
+    const FNN_FN(gemm_args) *o = &j->op;
+    const size_t mr = j->pl.mr, nr = j->pl.nr;
+    size_t tm = r / j->pn, tn = r % j->pn;
+    size_t i0 = j->mt * tm / j->pm * mr, i1 = j->mt * (tm + 1) / j->pm * mr;
+    size_t j0 = j->ntl * tn / j->pn * nr, j1 = j->ntl * (tn + 1) / j->pn * nr;
+    if (i1 > o->m) i1 = o->m;
+    if (j1 > o->n) j1 = o->n;
+    if (i0 < i1 && j0 < j1)
+        FNN_FN(gemm_rect)(&j->pl, o->ta, o->tb, i1 - i0, j1 - j0, o->k, o->alpha, o->ta ? o->a + i0 : o->a + i0 * o->lda,
+                          o->lda, o->tb ? o->b + j0 * o->ldb : o->b + j0, o->ldb, o->beta, o->c + i0 * o->ldc + j0,
+                          o->ldc, j->bias ? j->bias + j0 : NULL, j->act, j->act_alpha);
+}
+
+void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
+                     const T *b, size_t ldb, T beta, T *c, size_t ldc, const T *bias, int act,
+                     T act_alpha, int nt) {
+    const FNN_FN(gemm_args) op = {ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+    FNN_FN(gemm_job) j;
+    const long nrect = (long)FNN_FN(gemm_job_)(&j, &op, bias, act, act_alpha, nt);
+    if (nrect == 1) {
+        FNN_FN(gemm_job_rect_)(&j, 0);
+    } else if (nrect > 1) {
+        nt = nt < nrect ? nt : (int)nrect;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (long r = 0; r < nrect; r++) {
-            size_t tm = (size_t)r / pn, tn = (size_t)r % pn;
-            size_t i0 = mt * tm / pm * pl.mr, i1 = mt * (tm + 1) / pm * pl.mr;
-            size_t j0 = ntl * tn / pn * pl.nr, j1 = ntl * (tn + 1) / pn * pl.nr;
-            if (i1 > m) i1 = m;
-            if (j1 > n) j1 = n;
-            if (i0 < i1 && j0 < j1)
-                FNN_FN(gemm_rect)(&pl, ta, tb, i1 - i0, j1 - j0, k, alpha, ta ? a + i0 : a + i0 * lda, lda,
-                                  tb ? b + j0 * ldb : b + j0, ldb, beta, c + i0 * ldc + j0, ldc,
-                                  bias ? bias + j0 : NULL, act, act_alpha);
-        }
+        for (long r = 0; r < nrect; r++) FNN_FN(gemm_job_rect_)(&j, (size_t)r);
+    }
+}
+
+/* Piece r of a gemm_set: a rectangle of one of the products (the first `total`), or a side task. */
+static void FNN_FN(gemm_set_run_)(const FNN_FN(gemm_job) *jobs, const size_t *first, size_t total, fnn_task_fn task,
+                                  void *ctx, size_t r) {
+    if (r >= total) {
+        task(ctx, r - total);
+        return;
+    }
+    int i = 0;
+    while (r >= first[i + 1]) i++;
+    FNN_FN(gemm_job_rect_)(&jobs[i], r - first[i]);
+}
+
+/* Several independent products (disjoint outputs) and `ntasks` side tasks, all handed out from one
+ * counter in one parallel region: one join instead of one per product, the end of one product
+ * filled with the others' work, and products too small to split (gemm_ex would run them serially)
+ * side by side.  Each product is cut into the rectangles gemm_ex would run on nt threads, so every
+ * element's bits are the same, and a thread that loses its core holds no more than one rectangle.
+ * (Cutting each for nt / nops threads instead, whole products on threads of their own with 2
+ * threads and 2 products, packs nothing twice but measured the same on 2 cores.) */
+void FNN_FN(gemm_set)(const FNN_FN(gemm_args) *ops, int nops, fnn_task_fn task, void *ctx, size_t ntasks,
+                      double task_flops, int nt) {
+    FNN_FN(gemm_job) jobs[FNN_GEMM_SET_MAX];
+    size_t first[FNN_GEMM_SET_MAX + 1];
+    double flops = task_flops;
+    if (nops > FNN_GEMM_SET_MAX) nops = FNN_GEMM_SET_MAX; /* the callers pass at most that many */
+    size_t total = 0;
+    for (int i = 0; i < nops; i++) {
+        first[i] = total;
+        total += FNN_FN(gemm_job_)(&jobs[i], &ops[i], NULL, FNN_ACT_LINEAR, 0, nt);
+        if (first[i] < total) flops += 2.0 * (double)ops[i].m * (double)ops[i].n * (double)ops[i].k;
+    }
+    first[nops] = total;
+    const long all = (long)(total + ntasks);
+    /* about 10 microseconds of work per thread at least, and no more threads than pieces */
+    if (flops < 1e6 * nt) nt = (int)(flops / 1e6);
+    if (nt > all) nt = (int)all;
+    if (nt <= 1) {
+        for (long r = 0; r < all; r++) FNN_FN(gemm_set_run_)(jobs, first, total, task, ctx, (size_t)r);
+    } else {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+        for (long r = 0; r < all; r++) FNN_FN(gemm_set_run_)(jobs, first, total, task, ctx, (size_t)r);
     }
 }
 

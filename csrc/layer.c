@@ -14,6 +14,7 @@
 #include <math.h>
 
 #define FNN_LAYER_GRAIN 32768 /* elements per thread, at least, in the elementwise passes */
+#define FNN_DENSE_DB_BLOCK 256 /* columns per task of a Dense layer's bias gradient */
 
 /* Low precision (lowp.h) is for float models; a double net refuses it (net_t.h), so the double
  * layer steps get stand-ins that the plan never reaches. */

@@ -63,6 +63,20 @@ static void FNN_FN(dense_forward)(T *y, T *z, const fnn_layer_desc *d, int act, 
     }
 }
 
+/* The bias gradient as side tasks of the backward pass's products: column block i of out[j] = sum_i
+ * g[i][j], each column summed in row order (colsum's order, so the bits are colsum's). */
+typedef struct {
+    const T *g;
+    size_t rows, cols;
+    T *out;
+} FNN_FN(colsum_job_);
+
+static void FNN_FN(colsum_task_)(void *ctx, size_t i) {
+    const FNN_FN(colsum_job_) *c = ctx;
+    const size_t j0 = i * FNN_DENSE_DB_BLOCK, w = c->cols - j0 < FNN_DENSE_DB_BLOCK ? c->cols - j0 : FNN_DENSE_DB_BLOCK;
+    FNN_FN(colsum_scaled)(c->g + j0, c->rows, w, c->cols, NULL, c->out + j0, 1);
+}
+
 /* g (B x out, dL/dy) becomes dL/dz in place; then dW = x^T dZ, db = column sums of dZ (when the layer
  * trains) and, when gx != NULL, dL/dx = dZ W^T into gx.  Returns the layer's penalty (added to dW). */
 static double FNN_FN(dense_backward)(T *gx, T *grads, T *g, const fnn_layer_desc *d, int act, T alpha,
@@ -72,14 +86,28 @@ static double FNN_FN(dense_backward)(T *gx, T *grads, T *g, const fnn_layer_desc
     double pen = 0;
     if (z) FNN_FN(act_backward)(act, alpha, z, y, g, g, rows, d->out, nt);
     else FNN_FN(act_backward_from_output)(act, alpha, y, g, rows * d->out, nt);
-    if (d->trainable) {
-        T *gw = grads + d->w_off;
-        FNN_FN(dense_gemm_)(bf16, 1, 0, d->in, d->out, rows, x, d->in, g, d->out, gw, d->out, NULL, FNN_ACT_LINEAR, 0, nt);
-        if (d->use_bias) FNN_FN(colsum)(g, rows, d->out, 0, grads + d->b_off, nt);
-        if (d->l1 > 0 || d->l2 > 0) pen = FNN_FN(penalty_)(w, gw, d->in * d->out, d->l1, d->l2);
+    T *gw = d->trainable ? grads + d->w_off : NULL;
+    if (!bf16) { /* dW, dX and db from one parallel region */
+        const FNN_FN(gemm_args) dw = {1, 0, d->in, d->out, rows, 1, x, d->in, g, d->out, 0, gw, d->out};
+        const FNN_FN(gemm_args) dx = {0, 1, rows, d->in, d->out, 1, g, d->out, w, d->out, 0, gx, d->in};
+        FNN_FN(gemm_args) ops[2];
+        int nops = 0;
+        if (gw) ops[nops++] = dw;
+        if (gx) ops[nops++] = dx;
+        FNN_FN(colsum_job_) cs = {g, rows, d->out, gw && d->use_bias ? grads + d->b_off : NULL};
+        const size_t ncs = cs.out ? (d->out + FNN_DENSE_DB_BLOCK - 1) / FNN_DENSE_DB_BLOCK : 0;
+        FNN_FN(gemm_set)(ops, nops, FNN_FN(colsum_task_), &cs, ncs, (double)(rows * d->out), nt);
+    } else {
+        if (gw) {
+            FNN_FN(dense_gemm_)(bf16, 1, 0, d->in, d->out, rows, x, d->in, g, d->out, gw, d->out, NULL, FNN_ACT_LINEAR, 0,
+                                nt);
+            if (d->use_bias) FNN_FN(colsum)(g, rows, d->out, 0, grads + d->b_off, nt);
+        }
+        if (gx)
+            FNN_FN(dense_gemm_)(bf16, 0, 1, rows, d->in, d->out, g, d->out, w, d->out, gx, d->in, NULL, FNN_ACT_LINEAR, 0,
+                                nt);
     }
-    if (gx)
-        FNN_FN(dense_gemm_)(bf16, 0, 1, rows, d->in, d->out, g, d->out, w, d->out, gx, d->in, NULL, FNN_ACT_LINEAR, 0, nt);
+    if (gw && (d->l1 > 0 || d->l2 > 0)) pen = FNN_FN(penalty_)(w, gw, d->in * d->out, d->l1, d->l2);
     return pen;
 }
 

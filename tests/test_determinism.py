@@ -50,3 +50,30 @@ def test_small_net_runs_single_threaded():
     if fnn.build_info()["openmp"]:
         assert with_threads(2, big._step_threads, 32) == 2
         assert with_threads(2, big._step_threads, 128) == 2
+
+
+@pytest.mark.parametrize("threads", [3, 4])
+@pytest.mark.parametrize("batch", [8, 96])
+def test_backward_region_same_bits_for_any_thread_count(threads, batch):
+    # A Dense layer's weight-gradient and input-gradient products and its bias gradient are handed out
+    # from one counter in one parallel region: products too small to split run side by side, a frozen
+    # layer has the input-gradient product alone, a layer without bias has no bias tasks.  Which thread
+    # takes which piece must not change a bit.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 96)).astype(np.float32)
+    y = rng.integers(0, 5, 400)
+
+    def run():
+        m = fnn.Sequential([fnn.Dense(300, "relu"), fnn.Dense(260, "tanh", trainable=False),
+                            fnn.Dense(600, "relu", l2=1e-4, use_bias=False), fnn.Dense(5)], input_dim=96, seed=3)
+        m.compile("cross_entropy", fnn.SGD(lr=0.05, momentum=0.9))
+        m.fit(X, y, epochs=2, batch_size=batch, verbose=0)
+        loss = m.compute_gradients(X[:batch], y[:batch])
+        grads = [np.asarray(g).tobytes() for layer in m.layers if layer.trainable
+                 for g in (layer.weight_grad, layer.bias_grad) if g is not None]
+        return m._params.tobytes(), loss, grads
+
+    serial = with_threads(1, run)
+    parallel = with_threads(threads, run)
+    assert len(serial[2]) == 5  # two trainable layers with bias, one without
+    assert serial == parallel
