@@ -94,7 +94,9 @@ int   fnn_threads_for(size_t work, size_t grain, int nt);
  * down (half, rounded up) or up for one short window, moving there when that is clearly faster.  A
  * probe that loses doubles the wait before the next, so on a steady machine probes cost about 1% of
  * the time; a window much slower than the last brings the next probe forward.  A thread that keeps
- * losing its core to another process therefore costs a few probes, not every step.
+ * losing its core to another process therefore costs a few probes, not every step.  Steps on a count
+ * larger than the last, and after a pause between steps, are measured only after a warm-up: threads
+ * that slept come back slowly, and judged by those steps a quiet machine looked busy.
  * Zero-initialise; fnn_gov_begin before each step, fnn_gov_end after it with the step's work (rows).
  * They read the clock only while they govern (max > 1 and set_adaptive_threads on), so one-row
  * predicts pay nothing; the _at forms take the time instead (tests drive them with their own). */
@@ -103,7 +105,8 @@ typedef struct {
     int max, levels;            /* the count asked for (0: none yet) and how many counts it tries */
     int home, cur;              /* the level run between probes, and the level of the window under way */
     int wait, gap, down;        /* windows to the next probe, windows between probes, next probe's way */
-    int cold;                   /* the first step is yet to end */
+    double warm;                /* > 0: seconds of steps on a new count still to run unmeasured */
+    double last;                /* when the last step ended */
     double spent, work, start;  /* the window so far: seconds inside steps and units of work; step start */
     double est[FNN_GOV_LEVELS]; /* seconds per unit of work at each level, 0 = not measured */
 } fnn_governor;

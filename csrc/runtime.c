@@ -292,6 +292,8 @@ static double now_(void) {
 #define FNN_GOV_GAPMAX 64    /* ... doubling up to this (about 0.64 s) while probes lose */
 #define FNN_GOV_MARGIN 0.9   /* a probe must take at most this fraction of the home level's time */
 #define FNN_GOV_SHIFT 1.5    /* a home window this many times the estimate brings the next probe forward */
+#define FNN_GOV_WARM 0.02    /* seconds on a larger count before its steps are measured (its threads wake) */
+#define FNN_GOV_PAUSE 0.05   /* a gap between steps this long lets the threads sleep as well */
 
 static int count_(int max, int level) { /* the thread count of a level */
     int c = max;
@@ -318,8 +320,9 @@ static int begin_(fnn_governor *g, int max, int on, double now) {
         g->wait = FNN_GOV_FIRST;
         g->gap = FNN_GOV_GAP0;
         g->down = 1;
-        g->cold = 1;
-    }
+        g->warm = FNN_GOV_WARM; /* first touches of memory, threads starting: see set_count_ */
+    } else if (g->cur + 1 < g->levels && now - g->last > FNN_GOV_PAUSE && g->warm <= 0)
+        g->warm = FNN_GOV_WARM; /* steps resume after a pause (another fit, a callback): see set_count_ */
     g->start = now;
     return count_(max, g->cur);
 }
@@ -335,13 +338,24 @@ void fnn_gov_end(fnn_governor *g, double work) {
     if (g->max > 1) fnn_gov_end_at(g, work, now_());
 }
 
+/* Runs the next steps on `level`.  Their first step is not measured, and on a larger count neither are
+ * those of its first FNN_GOV_WARM seconds: threads that slept while fewer ran take a while to come back
+ * up to speed (measured on a 2-vCPU VM: after a second on one thread, the first 20 ms or so of 2-thread
+ * steps ran at a half to a third of their rate, slower than one thread), and a probe or a home window
+ * that counted them would judge the larger count by its wake-up. */
+static void set_count_(fnn_governor *g, int level) {
+    if (level != g->cur) g->warm = level < g->cur ? FNN_GOV_WARM : 1e-9;
+    g->cur = level;
+}
+
 void fnn_gov_end_at(fnn_governor *g, double work, double now) {
     if (g->max <= 1 || !(work > 0)) return;
-    if (g->cold) { /* the first step pays for first touches of memory: not a measure of anything */
-        g->cold = 0;
+    double dt = now - g->start;
+    g->last = now;
+    if (g->warm > 0) { /* the first steps, or the count just changed: see set_count_ */
+        g->warm -= dt > 0 ? dt : 0;
         return;
     }
-    double dt = now - g->start;
     g->spent += dt > 0 ? dt : 0;
     g->work += work;
     const int probing = g->cur != g->home;
@@ -357,7 +371,7 @@ void fnn_gov_end_at(fnn_governor *g, double work, double now) {
             const int grow = rate > FNN_GOV_SHIFT * g->est[g->home] ? 4 : 2;
             g->gap = g->gap * grow > FNN_GOV_GAPMAX ? FNN_GOV_GAPMAX : g->gap * grow;
         }
-        g->cur = g->home;
+        set_count_(g, g->home);
         g->wait = g->gap;
         return;
     }
@@ -372,7 +386,7 @@ void fnn_gov_end_at(fnn_governor *g, double work, double now) {
     }
     int down = lower && (g->down || !higher);
     g->down = !g->down;
-    g->cur = down ? g->home + 1 : g->home - 1;
+    set_count_(g, down ? g->home + 1 : g->home - 1);
 }
 
 /* ---- aligned memory ----------------------------------------------------------- */

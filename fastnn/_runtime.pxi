@@ -54,21 +54,35 @@ cdef extern from "fnn_impl.h" nogil:
     int fnn_gov_levels(int max)
 
 
-def _gov_sim(int max, step_seconds, double work=1.0):
+def _gov_sim(int max, step_seconds, double work=1.0, double wake=0.0, double wake_factor=1.0,
+             int pause_every=0, double pause=0.0):
     """The governor's choices over a simulated run (a test hook): step s, run on c threads, takes
-    step_seconds[s, i] seconds, where c is max halved (rounded up) i times.  Returns the counts."""
+    step_seconds[s, i] seconds, where c is max halved (rounded up) i times.  Threads that slept take
+    a while to come back: the steps of the first `wake` seconds on a count larger than the one before
+    (or, on more than one thread, after a pause) take wake_factor times as long.  Every pause_every
+    steps (0: never) the clock moves on by `pause` seconds between two steps.  Returns the counts."""
     cdef fnn_governor g
     memset(&g, 0, sizeof(g))
-    cdef double now = 0
-    cdef int s
+    cdef double now = 0, woke = -1e300, dt
+    cdef int s, c, prev = 0
     t = _np.ascontiguousarray(step_seconds, dtype=_np.float64)
     levels = fnn_gov_levels(max)
     if t.ndim != 2 or t.shape[1] != levels:
         raise ValueError(f"step_seconds: expected {levels} columns (max={max} halved to 1), got shape {t.shape}")
     out = _np.empty(t.shape[0], dtype=_np.int32)
     for s in range(t.shape[0]):
-        out[s] = fnn_gov_begin_at(&g, max, now)
-        now += t[s, g.cur]  # the level the step runs on (0 while the governor is off)
+        if pause_every > 0 and s > 0 and s % pause_every == 0:
+            now += pause
+            prev = 1  # every thread but the caller's slept
+        c = fnn_gov_begin_at(&g, max, now)
+        out[s] = c
+        if c > prev:
+            woke = now
+        prev = c
+        dt = t[s, g.cur]  # the level the step runs on (0 while the governor is off)
+        if now - woke < wake:
+            dt *= wake_factor
+        now += dt
         fnn_gov_end_at(&g, work, now)
     return out
 

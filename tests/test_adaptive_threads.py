@@ -58,7 +58,7 @@ def test_a_busy_core_moves_training_to_one_thread(adaptive):
     chosen, total, best, _ = run(2, lambda s, c: 2.5e-3 if c == 2 else 1e-3, 5000)
     assert chosen[-1] == 1
     assert np.mean(chosen[20:] == 2) < 0.02
-    assert total <= 1.02 * best
+    assert total <= 1.035 * best  # a probe up runs 20 ms before it is measured (waking threads)
 
 
 def test_the_governor_follows_the_machine_when_it_changes(adaptive):
@@ -77,9 +77,9 @@ def test_many_threads_settle_on_the_fastest_count(adaptive):
     # 16 threads of which some wait on busy cores: 4 is fastest, 8 close, 16 and 1 slow
     speed = {16: 2.0e-3, 8: 0.9e-3, 4: 0.7e-3, 2: 1.1e-3, 1: 2.0e-3}
     chosen, total, best, _ = run(16, lambda s, c: speed[c], 5000)
-    assert chosen[-1] == 4
+    assert np.bincount(chosen[-1000:]).argmax() == 4  # the last steps may be a probe's
     assert np.mean(chosen[500:] == 4) > 0.97
-    assert total <= 1.03 * best
+    assert total <= 1.035 * best
 
 
 def test_noise_does_not_move_it_off_a_clear_winner(adaptive):
@@ -88,6 +88,37 @@ def test_noise_does_not_move_it_off_a_clear_winner(adaptive):
     chosen, total, best, _ = run(2, lambda s, c: (0.6e-3 if c == 2 else 1e-3) * noise[s, c - 1], 6000)
     assert np.mean(chosen == 2) > 0.95
     assert total <= 1.03 * best
+
+
+def wake_sim(max_threads, seconds_by_count, steps, **wake):
+    levels = counts_of(max_threads)
+    table = np.array([[seconds_by_count(s, c) for c in levels] for s in range(steps)])
+    return _core._gov_sim(max_threads, table, **wake)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_threads_waking_up_do_not_drive_it_to_one_thread(adaptive, noise):
+    # Threads that slept while one ran come back slowly.  Seen on a 2-vCPU VM at batch 128: 2-thread
+    # steps of 4 ms, 1-thread steps of 6 ms, and the first 20 ms or so of 2-thread steps after a
+    # stretch on one thread (or after any pause) 2-3 times as long.  Judged by those steps, a return
+    # from a probe on one thread looked like a slower machine and a probe back up like a loss, and a
+    # quiet machine trained on one thread from then on.
+    rng = np.random.default_rng(0)
+    jitter = rng.lognormal(0, noise, size=(3000, 2)) if noise else np.ones((3000, 2))
+    quiet = lambda s, c: (4e-3 if c == 2 else 6e-3) * jitter[s, 2 - c]  # noqa: E731
+    chosen = wake_sim(2, quiet, 3000, wake=0.015, wake_factor=2.5)
+    assert np.mean(chosen[100:] == 2) > 0.95
+    # the same with pauses between fits (the second thread sleeps through each)
+    chosen = wake_sim(2, quiet, 3000, wake=0.015, wake_factor=2.5, pause_every=150, pause=0.9)
+    assert np.mean(chosen[100:] == 2) > 0.95
+
+
+def test_waking_threads_still_leave_a_busy_core(adaptive):
+    busy = lambda s, c: 10e-3 if c == 2 else 6e-3  # noqa: E731
+    chosen = wake_sim(2, busy, 3000, wake=0.015, wake_factor=2.5, pause_every=150, pause=0.9)
+    assert chosen[-1] == 1 and np.mean(chosen[100:] == 1) > 0.95
+    total = sum(10e-3 if c == 2 else 6e-3 for c in chosen)
+    assert total <= 1.03 * 3000 * 6e-3
 
 
 def test_switched_off_it_runs_the_count_asked(adaptive):
