@@ -204,30 +204,21 @@ void fnn_dgemm_ex(int ta, int tb, size_t m, size_t n, size_t k, double alpha, co
                   const double *b, size_t ldb, double beta, double *c, size_t ldc, const double *bias, int act,
                   double act_alpha, int nt);
 /* One product C = alpha*op(A)*op(B) + beta*C, as fnn_*gemm_ex takes it, for fnn_*gemm_set. */
-typedef struct {
-    int ta, tb;
-    size_t m, n, k;
-    float alpha;
-    const float *a;
-    size_t lda;
-    const float *b;
-    size_t ldb;
-    float beta;
-    float *c;
-    size_t ldc;
-} fnn_sgemm_args;
-typedef struct {
-    int ta, tb;
-    size_t m, n, k;
-    double alpha;
-    const double *a;
-    size_t lda;
-    const double *b;
-    size_t ldb;
-    double beta;
-    double *c;
-    size_t ldc;
-} fnn_dgemm_args;
+#define FNN_GEMM_ARGS_(T)                                                                          \
+    struct {                                                                                       \
+        int ta, tb;                                                                                \
+        size_t m, n, k;                                                                            \
+        T alpha;                                                                                   \
+        const T *a;                                                                                \
+        size_t lda;                                                                                \
+        const T *b;                                                                                \
+        size_t ldb;                                                                                \
+        T beta;                                                                                    \
+        T *c;                                                                                      \
+        size_t ldc;                                                                                \
+    }
+typedef FNN_GEMM_ARGS_(float) fnn_sgemm_args;
+typedef FNN_GEMM_ARGS_(double) fnn_dgemm_args;
 /* Side task i of fnn_*gemm_set. */
 typedef void (*fnn_task_fn)(void *ctx, size_t i);
 #define FNN_GEMM_SET_MAX 4
