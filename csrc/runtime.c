@@ -290,6 +290,9 @@ static double now_(void) {
 #define FNN_GOV_FIRST 1      /* windows at the full count before the first probe */
 #define FNN_GOV_GAP0 4       /* windows between probes after a change */
 #define FNN_GOV_GAPMAX 64    /* ... doubling up to this (about 0.64 s) while probes lose */
+#define FNN_GOV_GAPMAX_DOWN 256 /* ... or this (2.56 s) for probes on fewer threads, which a neighbour's
+                                 * arrival brings forward anyway (FNN_GOV_SHIFT): each costs its threads'
+                                 * wake-up on the way back (FNN_GOV_WARM) */
 #define FNN_GOV_MARGIN 0.9   /* a probe must take at most this fraction of the home level's time */
 #define FNN_GOV_SHIFT 1.5    /* a home window this many times the estimate brings the next probe forward */
 #define FNN_GOV_WARM 0.02    /* seconds on a larger count before its steps are measured (its threads wake) */
@@ -369,7 +372,8 @@ void fnn_gov_end_at(fnn_governor *g, double work, double now) {
             g->gap = FNN_GOV_GAP0;
         } else { /* back off: twice as long, four times after a clear loss */
             const int grow = rate > FNN_GOV_SHIFT * g->est[g->home] ? 4 : 2;
-            g->gap = g->gap * grow > FNN_GOV_GAPMAX ? FNN_GOV_GAPMAX : g->gap * grow;
+            const int cap = g->cur > g->home ? FNN_GOV_GAPMAX_DOWN : FNN_GOV_GAPMAX;
+            g->gap = g->gap * grow > cap ? cap : g->gap * grow;
         }
         set_count_(g, g->home);
         g->wait = g->gap;

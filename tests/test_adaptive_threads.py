@@ -113,6 +113,25 @@ def test_threads_waking_up_do_not_drive_it_to_one_thread(adaptive, noise):
     assert np.mean(chosen[100:] == 2) > 0.95
 
 
+def wake_time(chosen, seconds_by_count, wake, wake_factor):
+    """The run's time with the wake-up the simulation charged (steps on a count larger than the last)."""
+    now, prev, woke = 0.0, 0, -1e9
+    for s, c in enumerate(chosen):
+        woke = now if c > prev else woke
+        prev = c
+        now += seconds_by_count(s, c) * (wake_factor if now - woke < wake else 1.0)
+    return now
+
+
+def test_probes_on_fewer_threads_are_rare_on_a_quiet_machine(adaptive):
+    # Each probe on one thread costs its own steps and the second thread's wake-up after it, while a
+    # neighbour's arrival brings the next probe forward anyway: they back off further than probes up.
+    quiet = lambda s, c: 4e-3 if c == 2 else 6e-3  # noqa: E731
+    chosen = wake_sim(2, quiet, 5000, wake=0.015, wake_factor=2.5)
+    fixed = wake_time(np.full(5000, 2), quiet, 0.015, 2.5)
+    assert wake_time(chosen, quiet, 0.015, 2.5) <= 1.015 * fixed
+
+
 def test_waking_threads_still_leave_a_busy_core(adaptive):
     busy = lambda s, c: 10e-3 if c == 2 else 6e-3  # noqa: E731
     chosen = wake_sim(2, busy, 3000, wake=0.015, wake_factor=2.5, pause_every=150, pause=0.9)
