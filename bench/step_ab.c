@@ -17,27 +17,11 @@
 #include <time.h>
 
 #include "fastnn.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "timer_util.h"
 
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-static void *slurp(const char *path, size_t bytes) {
-    FILE *fp = fopen(path, "rb");
-    void *p = fp ? malloc(bytes) : NULL;
-    if (p && fread(p, 1, bytes, fp) != bytes) {
-        free(p);
-        p = NULL;
-    }
-    if (fp) fclose(fp);
-    return p;
 }
 
 int main(int argc, char **argv) {
@@ -75,9 +59,9 @@ int main(int argc, char **argv) {
             fnn_set_num_threads(threads[s]);
             fnn_set_adaptive_threads(adaptive[s]);
             if (off + slice > rows) off = 0;
-            double loss, t0 = now();
+            double loss, t0 = now(CLOCK_MONOTONIC);
             rc = fnn_model_fit(m, x + off * ni, y + off, NULL, slice, 1, &o, &loss);
-            if (r >= 2) t[s * reps + r - 2] = (now() - t0) / ((double)slice / (double)batch) * 1e6;
+            if (r >= 2) t[s * reps + r - 2] = (now(CLOCK_MONOTONIC) - t0) / ((double)slice / (double)batch) * 1e6;
             off += slice;
         }
     if (rc) {

@@ -10,23 +10,7 @@
 #include <time.h>
 
 #include "fastnn.h"
-
-static double now(clockid_t clock) {
-    struct timespec t;
-    clock_gettime(clock, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void *slurp(const char *path, size_t bytes) {
-    FILE *fp = fopen(path, "rb");
-    void *p = fp ? malloc(bytes) : NULL;
-    if (p && fread(p, 1, bytes, fp) != bytes) {
-        free(p);
-        p = NULL;
-    }
-    if (fp) fclose(fp);
-    return p;
-}
+#include "timer_util.h"
 
 int main(int argc, char **argv) {
     if (argc != 9) {
