@@ -46,11 +46,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot read the data, or BATCH <= SLICE <= ROWS and REPS > 0 do not hold\n");
         return 1;
     }
-    fnn_train_options o;
-    fnn_train_options_init(&o);
-    o.lr = 0.01;
-    o.momentum = 0.9;
-    o.batch_size = batch;
+    fnn_train_options o = bench_sgd(batch);
     size_t off = 0;
     int rc = 0;
     for (size_t r = 0; r < reps + 2 && !rc; r++)

@@ -1,11 +1,14 @@
-/* timer_util.h - what the C timers of bench/ share: a clock in seconds and a whole file read into
- * memory.  Included by train_timer.c and step_ab.c, each built as one file. */
+/* timer_util.h - what the C timers of bench/ share: a clock in seconds, a whole file read into memory
+ * and the training benchmark's optimizer.  Included by train_timer.c and step_ab.c, each built as one
+ * file. */
 #ifndef FNN_BENCH_TIMER_UTIL_H
 #define FNN_BENCH_TIMER_UTIL_H
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "fastnn.h"
 
 static double now(clockid_t clock) {
     struct timespec t;
@@ -23,6 +26,16 @@ static void *slurp(const char *path, size_t bytes) {
     }
     if (fp) fclose(fp);
     return p;
+}
+
+/* The training benchmark's optimizer (fastnn.benchmark): SGD lr 0.01 momentum 0.9, `batch` rows a step. */
+static fnn_train_options bench_sgd(size_t batch) {
+    fnn_train_options o;
+    fnn_train_options_init(&o);
+    o.lr = 0.01;
+    o.momentum = 0.9;
+    o.batch_size = batch;
+    return o;
 }
 
 #endif

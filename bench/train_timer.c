@@ -31,11 +31,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot read the data\n");
         return 1;
     }
-    fnn_train_options o;
-    fnn_train_options_init(&o);
-    o.lr = 0.01;
-    o.momentum = 0.9;
-    o.batch_size = strtoull(argv[7], NULL, 10);
+    fnn_train_options o = bench_sgd(strtoull(argv[7], NULL, 10));
     double *wall = calloc(epochs, sizeof *wall), *cpu = calloc(epochs, sizeof *cpu);
     for (size_t e = 0; e < epochs && !rc && wall && cpu; e++) {
         double loss, t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
