@@ -406,7 +406,10 @@ void FNN_FN(gemm_set)(const FNN_FN(gemm_args) *ops, int nops, fnn_task_fn task, 
     FNN_FN(gemm_job) jobs[FNN_GEMM_SET_MAX];
     size_t first[FNN_GEMM_SET_MAX + 1];
     double flops = task_flops;
-    if (nops > FNN_GEMM_SET_MAX) nops = FNN_GEMM_SET_MAX; /* the callers pass at most that many */
+    if (nops > FNN_GEMM_SET_MAX) { /* the products past the first FNN_GEMM_SET_MAX in a region of their own */
+        FNN_FN(gemm_set)(ops + FNN_GEMM_SET_MAX, nops - FNN_GEMM_SET_MAX, task, ctx, 0, 0, nt);
+        nops = FNN_GEMM_SET_MAX;
+    }
     size_t total = 0;
     for (int i = 0; i < nops; i++) {
         first[i] = total;

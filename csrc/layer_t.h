@@ -96,7 +96,7 @@ static double FNN_FN(dense_backward)(T *gx, T *grads, T *g, const fnn_layer_desc
         if (gx) ops[nops++] = dx;
         FNN_FN(colsum_job_) cs = {g, rows, d->out, gw && d->use_bias ? grads + d->b_off : NULL};
         const size_t ncs = cs.out ? (d->out + FNN_DENSE_DB_BLOCK - 1) / FNN_DENSE_DB_BLOCK : 0;
-        FNN_FN(gemm_set)(ops, nops, FNN_FN(colsum_task_), &cs, ncs, (double)(rows * d->out), nt);
+        FNN_FN(gemm_set)(ops, nops, FNN_FN(colsum_task_), &cs, ncs, ncs ? (double)(rows * d->out) : 0, nt);
     } else {
         if (gw) {
             FNN_FN(dense_gemm_)(bf16, 1, 0, d->in, d->out, rows, x, d->in, g, d->out, gw, d->out, NULL, FNN_ACT_LINEAR, 0,

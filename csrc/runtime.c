@@ -297,6 +297,7 @@ static double now_(void) {
 #define FNN_GOV_SHIFT 1.5    /* a home window this many times the estimate brings the next probe forward */
 #define FNN_GOV_WARM 0.02    /* seconds on a larger count before its steps are measured (its threads wake) */
 #define FNN_GOV_PAUSE 0.05   /* a gap between steps this long lets the threads sleep as well */
+#define FNN_GOV_ONE_STEP 1e-9 /* a warm-up that the first step ends */
 
 static int count_(int max, int level) { /* the thread count of a level */
     int c = max;
@@ -347,7 +348,7 @@ void fnn_gov_end(fnn_governor *g, double work) {
  * steps ran at a half to a third of their rate, slower than one thread), and a probe or a home window
  * that counted them would judge the larger count by its wake-up. */
 static void set_count_(fnn_governor *g, int level) {
-    if (level != g->cur) g->warm = level < g->cur ? FNN_GOV_WARM : 1e-9;
+    if (level != g->cur) g->warm = level < g->cur ? FNN_GOV_WARM : FNN_GOV_ONE_STEP;
     g->cur = level;
 }
 
