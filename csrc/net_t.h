@@ -96,6 +96,10 @@ static void FNN_FN(net_drop_workspace_)(struct NET *net) {
 #define FNN_NET_FLOPS_PER_THREAD 8e6
 /* Gathers: at least this many values per thread. */
 #define FNN_NET_GRAIN 32768
+/* A shuffled gather fetches the row this many rows ahead while it copies one: the rows lie pages
+ * apart in memory, and each copy would otherwise wait on its first lines and its page's translation
+ * (measured, 784 floats a row from a 63 MB array: 41 -> 23 us for 128 rows, 164 -> 98 us for 512). */
+#define FNN_GATHER_AHEAD 3
 
 static int FNN_FN(net_step_threads_)(const struct NET *net, size_t batch) {
     double by_work = fnn_plan_step_flops(&net->plan, batch) / FNN_NET_FLOPS_PER_THREAD;
@@ -391,6 +395,10 @@ static void FNN_FN(net_gather_)(struct NET *net, const fnn_rows *x, const int64_
     FNN_PARALLEL_RANGES(lo, hi, r, {
         for (size_t i = lo; i < hi; i++) {
             size_t src = idx ? (size_t)idx[start + i] : start + i;
+            if (idx && x->x && i + FNN_GATHER_AHEAD < hi) {
+                const char *ahead = (const char *)((const T *)x->x + (size_t)idx[start + i + FNN_GATHER_AHEAD] * ni);
+                for (size_t b = 0; b < ni * sizeof(T); b += FNN_ALIGN) __builtin_prefetch(ahead + b);
+            }
             FNN_FN(net_row_)(net, x, src, net->xb + i * ni);
             if (!idx) continue;
             if (labels) net->lb[i] = labels[src];
