@@ -590,7 +590,9 @@ def _mixed_worker(threads, batch, rounds, n):
     """In one process with fastnn and NumPy both at `threads` threads: each product of the step by fastnn
     alone, before NumPy has run a product in the process (its BLAS threads, once started, spin after
     every call and would take cores from fastnn's "alone"); then each product alternating with
-    numpy.matmul of the same shape (fastnn's calls timed alone), and NumPy's alone."""
+    numpy.matmul of the same shape (fastnn's calls timed alone), and NumPy's alone.  With threadpoolctl,
+    the alternation again with NumPy's BLAS limited to one thread for the whole loop (README, Threads):
+    fastnn's rate then, and the loop's time (NumPy's product and fastnn's) over the unlimited loop's."""
     import fastnn as fnn
 
     fnn.set_num_threads(threads)
@@ -608,36 +610,58 @@ def _mixed_worker(threads, batch, rounds, n):
 
         fast()
         cases.append((name, 2.0 * m * nn * k, fast, numpy))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+
+    def alternate(numpy, fast):
+        """fastnn's seconds and the loop's seconds per pair, alternating with NumPy for 0.1 s of fastnn."""
+        spent, reps, t_loop = 0.0, 0, time.perf_counter()
+        while spent < 0.1:
+            numpy()
+            t0 = time.perf_counter()
+            fast()
+            spent += time.perf_counter() - t0
+            reps += 1
+        return spent / reps, (time.perf_counter() - t_loop) / reps
+
     alone = {name: [_rate(fast, flop) for _ in range(rounds)] for name, flop, fast, _ in cases}
     for name, flop, fast, numpy in cases:
         numpy()
-        mixed, np_alone = [], []
+        mixed, np_alone, limited, loop_ratio = [], [], [], []
         for _ in range(rounds):
             np_alone.append(_rate(numpy, flop))
-            spent, reps = 0.0, 0
-            while spent < 0.1:
-                numpy()
-                t0 = time.perf_counter()
-                fast()
-                spent += time.perf_counter() - t0
-                reps += 1
-            mixed.append(flop * reps / spent / 1e9)
+            t_fast, t_pair = alternate(numpy, fast)
+            mixed.append(flop / t_fast / 1e9)
+            if threadpool_limits is not None:
+                time.sleep(0.2)  # OpenBLAS's threads stop spinning (about 2**28 cycles after a call)
+                with threadpool_limits(1, "blas"):
+                    t_fast1, t_pair1 = alternate(numpy, fast)
+                limited.append(flop / t_fast1 / 1e9)
+                loop_ratio.append(t_pair1 / t_pair)
         print(json.dumps([name, statistics.median(alone[name]), statistics.median(mixed),
-                          statistics.median(np_alone)]), flush=True)
+                          statistics.median(np_alone), statistics.median(limited) if limited else None,
+                          statistics.median(loop_ratio) if loop_ratio else None]), flush=True)
 
 
 def run_mixed(threads=(2,), batches=(32, 128, 512), rounds=3, out=print):
     """Table: fastnn's product rate alone and right after a NumPy product in the same process."""
     out("fastnn's products of one step, alone and each right after numpy.matmul of the same shape (whose "
-        "BLAS threads keep spinning for a while after it returns); GFLOP/s, medians over rounds.\n")
-    out("| threads | product | fastnn alone | fastnn after NumPy | mixed / alone | NumPy alone |")
-    out("|---|---|---|---|---|---|")
+        "BLAS threads keep spinning for a while after it returns); GFLOP/s, medians over rounds.  The last "
+        "columns (threadpoolctl installed) alternate the same way with NumPy's BLAS limited to one thread for "
+        "the whole loop: fastnn's rate, and the loop's time (both products) over the unlimited loop's.\n")
+    out("| threads | product | fastnn alone | fastnn after NumPy | mixed / alone | NumPy alone "
+        "| after NumPy on 1 BLAS thread | limited / alone | loop time, limited / not |")
+    out("|---|---|---|---|---|---|---|---|---|")
     for th in threads:
         for batch in batches:
             text = _run_worker("train", ["--worker", f"mixed:{th}:{batch}:{rounds}"], th)
             for line in text.strip().splitlines():
-                name, alone, mixed, np_alone = json.loads(line)
-                out(f"| {th} | {name} | {alone:.1f} | {mixed:.1f} | {mixed / alone:.2f} | {np_alone:.1f} |")
+                name, alone, mixed, np_alone, limited, loop = json.loads(line)
+                rest = (f"{limited:.1f} | {limited / alone:.2f} | {loop:.2f}" if limited is not None
+                        else "– | – | –")
+                out(f"| {th} | {name} | {alone:.1f} | {mixed:.1f} | {mixed / alone:.2f} | {np_alone:.1f} | {rest} |")
 
 
 def _phases_worker(threads, batch, n):

@@ -1,5 +1,6 @@
 """The fastnn command, run as a user runs it (`python -m fastnn` in a subprocess): train -> predict round
 trips, the demo, the benchmark, and the documented exit codes and one-line messages."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -320,5 +321,12 @@ def test_bench_sharing_modes_report_every_product_and_phase(tmp_path):
         # the rates are printed to 0.1 and the ratio to 0.01: it lies between the printed rates' bounds
         assert alone > 0 and after > 0
         assert (after - 0.05) / (alone + 0.05) - 0.005 <= ratio <= (after + 0.05) / (alone - 0.05) + 0.005, row
+        limited, lratio, loop = (v.strip() for v in row.split("|")[7:10])
+        if importlib.util.find_spec("threadpoolctl") is None:
+            assert (limited, lratio, loop) == ("–", "–", "–"), row
+        else:
+            limited, lratio, loop = float(limited), float(lratio), float(loop)
+            assert limited > 0 and loop > 0
+            assert (limited - 0.05) / (alone + 0.05) - 0.005 <= lratio <= (limited + 0.05) / (alone - 0.05) + 0.005, row
         assert f"| {name} | " in phases
     assert "| the rest" in phases and "softmax cross-entropy 32×10" in phases
