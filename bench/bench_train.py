@@ -17,7 +17,8 @@ first).  The peak is measured by fastnn/data/fma_probe.c (FMA throughput per cor
 Multi-thread rows carry the cores' worth of FMA throughput the threads got just before and after
 (`capacity`); below 0.9 x threads the host or a neighbour took a share, and the row is marked noisy.
 --contention runs the table again beside a CPU-bound process pinned to core 0; --mixed times fastnn's
-products of a step alone and right after numpy.matmul in the same process; --phases times each kernel
+products of a step alone and right after numpy.matmul in the same process (and, with threadpoolctl,
+again with NumPy's BLAS limited to one thread for the whole loop); --phases times each kernel
 of a step alone against the step; --only-modes skips the quiet table.
 
 Before timing, each worker checks that one epoch lowers its training loss.  The code lives in
