@@ -43,6 +43,7 @@
         } else {                                                                                   \
             _Pragma("omp parallel for num_threads(nt) schedule(guided)")                           \
             for (long I = 0; I < (long)(N); I++) __VA_ARGS__                                       \
+            fnn_team_touch();                                                                      \
         }                                                                                          \
     } while (0)
 #else /* serial: nt is read only so that a count set aside for the macro is not an unused variable */
@@ -71,6 +72,7 @@
                 const size_t HI = n_ * (size_t)(k_ + 1) / p_;                                      \
                 __VA_ARGS__                                                                        \
             }                                                                                      \
+            fnn_team_touch();                                                                      \
         }                                                                                          \
     } while (0)
 #else
@@ -115,6 +117,30 @@ void fnn_gov_end(fnn_governor *g, double work);
 int  fnn_gov_begin_at(fnn_governor *g, int max, double now);
 void fnn_gov_end_at(fnn_governor *g, double work, double now);
 int  fnn_gov_levels(int max);                 /* the counts it tries: max halved (rounded up) down to 1 */
+
+/* An idle team (runtime.c).  libgomp's threads sleep after about 0.1 ms without work (fastnn sets
+ * GOMP_SPINCOUNT; see README, Threads), and a region that needs a sleeping thread waits for it to
+ * wake, which on a VM can take 0.1-0.4 ms: longer than a small product takes on one thread.  A GEMM
+ * region asks fnn_team_begin first: when the calling thread's team has been idle longer than that
+ * and the product would take one thread less time than starting the team was last measured to cost,
+ * it runs on one thread (the same bits), so that sporadic calls (a predict per request, fnn.ops
+ * between other work) do not pay the wake-up.  The cost is measured as the team starts after an idle
+ * stretch: each worker notes when it arrived (fnn_team_arrive), fnn_team_end keeps a running mean of
+ * the last arrival; where waking is cheap it stays small and nothing runs on one thread.  Every
+ * FNN_TEAM_RECHECK-th such product runs on the team anyway, to measure the cost again.  Training
+ * steps (fnn_team_steady) run their regions back to back and keep the count they are given.  All
+ * state is the calling thread's own. */
+typedef struct {
+    double t0;        /* when the region was asked for */
+    int cold;         /* the team had been idle: its arrivals are timed */
+    long long last;   /* the last worker's arrival, ns on t0's clock (atomic) */
+} fnn_team;
+int  fnn_team_begin(fnn_team *t, int nt, double serial_seconds); /* the count to run on: nt or 1 */
+void fnn_team_arrive(fnn_team *t);       /* inside the region, by every thread (the caller's is ignored) */
+void fnn_team_end(fnn_team *t, int nt);  /* after it, with the count it ran on */
+void fnn_team_touch(void);               /* another parallel region of this thread just ended */
+void fnn_team_steady(int on);            /* nested on/off around training steps */
+void fnn_team_state(double *wake, unsigned long *serial, double set_wake); /* test hook; set_wake >= 0 sets */
 void *fnn_aligned_alloc(size_t bytes);            /* FNN_ALIGN-aligned, NULL on failure or overflow */
 void  fnn_aligned_free(void *p);
 /* A buffer of at least `bytes` (FNN_ALIGN-aligned) owned by the calling thread, one per slot; it only

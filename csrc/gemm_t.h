@@ -367,6 +367,14 @@ static void FNN_FN(gemm_job_rect_)(const FNN_FN(gemm_job) *j, size_t r) {
                           o->ldc, j->bias ? j->bias + j0 : NULL, j->act, j->act_alpha);
 }
 
+/* A rough rate of one thread on a product (flop/s), by SIMD level: what fnn_team_begin weighs the
+ * product's time on one thread by.  On the low side, so that it rather keeps a product on the team. */
+static double FNN_FN(serial_rate_)(void) {
+    const double by_level[] = {1e10, 6e10, 1.2e11}; /* generic, AVX2, AVX-512; double half of it */
+    const int l = fnn_simd_level();
+    return (l >= 0 && l <= 2 ? by_level[l] : 1e10) * (sizeof(T) == 4 ? 1.0 : 0.5);
+}
+
 void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, const T *a, size_t lda,
                      const T *b, size_t ldb, T beta, T *c, size_t ldc, const T *bias, int act,
                      T act_alpha, int nt) {
@@ -377,8 +385,24 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         FNN_FN(gemm_job_rect_)(&j, 0);
     } else if (nrect > 1) {
         nt = nt < nrect ? nt : (int)nrect;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (long r = 0; r < nrect; r++) FNN_FN(gemm_job_rect_)(&j, (size_t)r);
+        /* A team idle long enough to be asleep (see fnn_team_begin): this thread takes rectangles
+         * while the others wake, w seconds, and the join waits for them, so the product ends about
+         * w + (t - w) / nt after it starts when the rectangles are many, w + t / nt when there is one
+         * per thread: one thread alone (t) is sooner when t < w (1 + nt / nrect), roughly. */
+        fnn_team team;
+        const double t1 = 2.0 * (double)m * (double)n * (double)k / FNN_FN(serial_rate_)();
+        nt = fnn_team_begin(&team, nt, t1 / (1.0 + (double)nt / (double)nrect));
+        if (nt <= 1) {
+            for (long r = 0; r < nrect; r++) FNN_FN(gemm_job_rect_)(&j, (size_t)r);
+        } else {
+#pragma omp parallel num_threads(nt)
+            {
+                fnn_team_arrive(&team);
+#pragma omp for schedule(dynamic, 1) nowait
+                for (long r = 0; r < nrect; r++) FNN_FN(gemm_job_rect_)(&j, (size_t)r);
+            }
+        }
+        fnn_team_end(&team, nt);
     }
 }
 
@@ -426,6 +450,7 @@ void FNN_FN(gemm_set)(const FNN_FN(gemm_args) *ops, int nops, fnn_task_fn task, 
     } else {
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (long r = 0; r < all; r++) FNN_FN(gemm_set_run_)(jobs, first, total, task, ctx, (size_t)r);
+        fnn_team_touch();
     }
 }
 

@@ -322,9 +322,9 @@ static void FNN_FN(net_update_)(struct NET *net, const T *g, int batch, int nt) 
 
 /* Forward with dropout, the fused loss and its gradient, backward, the gradient exchange (hooked and a
  * hook set) and (update) the optimizer step.  *pred receives the output (the loss's input) of the batch. */
-static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
-                             size_t rows, int update, int hooked, double pen_frozen, int nt, double *loss,
-                             const T **pred) {
+static int FNN_FN(net_step_body_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
+                                  size_t rows, int update, int hooked, double pen_frozen, int nt, double *loss,
+                                  const T **pred) {
     const fnn_plan *p = &net->plan;
     const int hook = hooked && net->hook;
     const T *g = net->grads;
@@ -350,6 +350,16 @@ static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels,
         net->step++;
     }
     return FNN_OK;
+}
+
+/* A training step's regions run back to back on the count the governor gave it (fnn_team_steady). */
+static int FNN_FN(net_step_)(struct NET *net, const T *x, const int64_t *labels, const T *target, const T *sw,
+                             size_t rows, int update, int hooked, double pen_frozen, int nt, double *loss,
+                             const T **pred) {
+    fnn_team_steady(1);
+    int rc = FNN_FN(net_step_body_)(net, x, labels, target, sw, rows, update, hooked, pen_frozen, nt, loss, pred);
+    fnn_team_steady(0);
+    return rc;
 }
 
 /* A step with no rows of this process's own (its shard is shorter than another's): a zero gradient

@@ -394,6 +394,69 @@ void fnn_gov_end_at(fnn_governor *g, double work, double now) {
     set_count_(g, down ? g->home + 1 : g->home - 1);
 }
 
+/* ---- an idle team (fnn_impl.h) ------------------------------------------------------------- */
+#define FNN_TEAM_IDLE 1e-4   /* seconds without a region after which libgomp's threads may be asleep */
+#define FNN_TEAM_RECHECK 16  /* every this many products run on one thread, one runs on the team */
+#define FNN_TEAM_LATE_MAX 1e-3 /* a measured start counts for at most this */
+
+static _Thread_local double team_end_;       /* when this thread's last parallel region ended */
+static _Thread_local double team_wake_;      /* mean cost of starting its team after idling (s), 0 = none */
+static _Thread_local int team_steady_;       /* > 0 inside training steps */
+static _Thread_local unsigned team_skips_;   /* products run on one thread since the last recheck */
+static _Thread_local unsigned long team_serial_; /* ... in all (the test hook reads it) */
+
+int fnn_team_begin(fnn_team *t, int nt, double serial_seconds) {
+    t->cold = 0;
+    t->last = 0;
+    if (nt <= 1) return nt;
+    t->t0 = now_();
+    /* the thread's first region starts its team: that is not a wake-up */
+    if (team_steady_ > 0 || team_end_ == 0 || t->t0 - team_end_ <= FNN_TEAM_IDLE) return nt;
+    t->cold = 1;
+    if (serial_seconds < team_wake_ && ++team_skips_ < FNN_TEAM_RECHECK) {
+        team_serial_++;
+        return 1;
+    }
+    team_skips_ = 0;
+    return nt;
+}
+
+void fnn_team_arrive(fnn_team *t) {
+#ifdef _OPENMP
+    if (!t->cold || omp_get_thread_num() == 0) return;
+    long long at = (long long)(now_() * 1e9), seen = __atomic_load_n(&t->last, __ATOMIC_RELAXED);
+    while (seen < at && !__atomic_compare_exchange_n(&t->last, &seen, at, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+#else
+    (void)t;
+#endif
+}
+
+void fnn_team_end(fnn_team *t, int nt) {
+    if (nt <= 1) return; /* ran on this thread alone: the team is as idle as it was */
+    const double end = now_();
+    if (t->cold) {
+        const long long last = __atomic_load_n(&t->last, __ATOMIC_RELAXED);
+        double late = last > 0 ? (double)last * 1e-9 - t->t0 : 0;
+        late = late < 0 ? 0 : late > FNN_TEAM_LATE_MAX ? FNN_TEAM_LATE_MAX : late; /* a preemption, threads started */
+        team_wake_ = team_wake_ > 0 ? 0.5 * (team_wake_ + late) : late;
+    }
+    team_end_ = end;
+}
+
+void fnn_team_touch(void) { team_end_ = now_(); }
+
+void fnn_team_steady(int on) { team_steady_ += on ? 1 : -1; }
+
+void fnn_team_state(double *wake, unsigned long *serial, double set_wake) {
+    if (set_wake >= 0) {
+        team_wake_ = set_wake;
+        team_skips_ = 0;
+    }
+    if (wake) *wake = team_wake_;
+    if (serial) *serial = team_serial_;
+}
+
 /* ---- aligned memory ----------------------------------------------------------- */
 void *fnn_aligned_alloc(size_t bytes) {
     if (bytes == 0) bytes = FNN_ALIGN;

@@ -87,6 +87,20 @@ def _gov_sim(int max, step_seconds, double work=1.0, double wake=0.0, double wak
     return out
 
 
+cdef extern from "fnn_impl.h" nogil:
+    void fnn_team_state(double *wake, unsigned long *serial, double set_wake)
+
+
+def _team_state(double set_wake=-1.0):
+    """The calling thread's idle-team state (a test hook): (the measured cost of starting its team
+    after idling, in seconds; the products it has run on one thread for that).  set_wake >= 0 replaces
+    the measured cost first."""
+    cdef double wake = 0
+    cdef unsigned long serial = 0
+    fnn_team_state(&wake, &serial, set_wake)
+    return wake, serial
+
+
 def strerror(int code):
     return fnn_strerror(code).decode()
 
