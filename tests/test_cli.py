@@ -301,6 +301,22 @@ def test_the_fma_probe_ships_and_measures():
     assert peak is not None and peak > 0
 
 
+def test_bench_idle_reports_every_call_and_gap(tmp_path):
+    """bench_idle.py runs and prints a row per call and gap, with both thread counts (figures are
+    measured, not asserted here)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_idle.py"), "--gaps", "0,0.1", "--reps", "3"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    calls = ["gemm 32×256×512", "gemm 32×512×784", "gemm 128×256×512", "gemm 128×512×784", "predict 32 rows"]
+    assert len(rows) == 2 * len(calls)
+    for call in calls:
+        for gap in ("0", "0.1"):
+            row = next(line for line in rows if line.startswith(f"| {call}") and f"| {gap} |" in line)
+            one, two, ratio = (float(v) for v in row.split("|")[3:6])
+            assert one > 0 and two > 0 and abs(ratio - two / one) <= 0.01 + 0.05 * (two / one), row
+
+
 def test_bench_sharing_modes_report_every_product_and_phase(tmp_path):
     """bench_train's --contention, --mixed and --phases run and print a row per product and phase of
     the step (figures are measured, not asserted here)."""
