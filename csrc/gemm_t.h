@@ -392,8 +392,10 @@ void FNN_FN(gemm_ex)(int ta, int tb, size_t m, size_t n, size_t k, T alpha, cons
         fnn_team team;
         const double t1 = 2.0 * (double)m * (double)n * (double)k / FNN_FN(serial_rate_)();
         nt = fnn_team_begin(&team, nt, t1 / (1.0 + (double)nt / (double)nrect));
-        if (nt <= 1) {
-            for (long r = 0; r < nrect; r++) FNN_FN(gemm_job_rect_)(&j, (size_t)r);
+        if (nt <= 1) { /* planned again for one thread: one rectangle, nothing packed twice, the same
+                        * bits (j.op's beta is already 0 or 1, so C is not scaled again) */
+            FNN_FN(gemm_job) one;
+            if (FNN_FN(gemm_job_)(&one, &j.op, j.bias, j.act, j.act_alpha, 1) == 1) FNN_FN(gemm_job_rect_)(&one, 0);
         } else {
 #pragma omp parallel num_threads(nt)
             {

@@ -124,3 +124,42 @@ def test_the_state_is_the_calling_threads_own(two_threads):
     t.start()
     t.join()
     assert seen == [(0.0, 0)] and _core._team_state()[0] == 0.25
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_a_product_on_one_thread_scales_c_once(two_threads, beta):
+    """The product run on one thread is planned again for it: beta (C scaled before the product)
+    applies once, as on any count."""
+    a, b = operands(seed=2)
+    c0 = np.random.default_rng(3).standard_normal((a.shape[0], b.shape[1])).astype(np.float32)
+    fnn.set_num_threads(1)
+    want = c0.copy()
+    fnn.ops.gemm(a, b, beta=beta, out=want)
+    fnn.set_num_threads(2)
+    fnn.ops.gemm(a, b)
+    _core._team_state(set_wake=1.0)
+    _, before = _core._team_state()
+    idle()
+    got = c0.copy()
+    fnn.ops.gemm(a, b, beta=beta, out=got)
+    assert _core._team_state()[1] == before + 1
+    assert got.tobytes() == want.tobytes()
+
+
+def test_predict_on_one_thread_after_a_pause_gives_the_same_bits(two_threads):
+    """Bias and activation epilogues included: predict after a pause, its products on one thread,
+    gives the bits of predict on one thread and of predict on a busy team."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((48, 784)).astype(np.float32)
+    model = fnn.Sequential([fnn.Dense(512, "relu"), fnn.Dense(256, "tanh"), fnn.Dense(10)], input_dim=784, seed=0)
+    model.compile("cross_entropy")
+    fnn.set_num_threads(1)
+    want = model.predict(X)
+    fnn.set_num_threads(2)
+    busy = model.predict(X)
+    _core._team_state(set_wake=1.0)
+    _, before = _core._team_state()
+    idle()
+    got = model.predict(X)
+    assert _core._team_state()[1] > before
+    assert got.tobytes() == want.tobytes() == busy.tobytes()
